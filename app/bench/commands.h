@@ -1,0 +1,13 @@
+// gpt2-bench subcommands. Each group registers itself on the CLI11 app; a command's
+// callback sets the process exit code (0 ok, 2 bad input, 3 run failed, 130 cancelled).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace wb::cli {
+
+enum ExitCode { kOk = 0, kBadInput = 2, kRunFailed = 3, kInterrupted = 130 };
+
+void addProfileCommands(CLI::App& app, int& exitCode);  // validate, run
+
+}  // namespace wb::cli

@@ -1,0 +1,31 @@
+// gpt2-bench: the headless front end. Runs the same profiles as the desktop app,
+// on servers and GPU boxes; maps core's typed errors to exit codes.
+#include <iostream>
+
+#include "app/bench/commands.h"
+#include "core/errors.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"gpt2-bench: run, validate and benchmark GPT-2 workbench profiles"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "gpt2-bench 0.1.0");
+  int exitCode = wb::cli::kOk;
+  wb::cli::addProfileCommands(app, exitCode);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : wb::cli::kBadInput;
+  } catch (const wb::InputError& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    if (!e.hint().empty()) std::cerr << "hint: " << e.hint() << "\n";
+    return wb::cli::kBadInput;
+  } catch (const wb::Cancelled&) {
+    std::cerr << "cancelled\n";
+    return wb::cli::kInterrupted;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return wb::cli::kRunFailed;
+  }
+  return exitCode;
+}

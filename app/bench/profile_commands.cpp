@@ -1,0 +1,66 @@
+// `gpt2-bench validate` and `gpt2-bench run`: check a profile, or run it into a run
+// directory with a progress bar and a summary table. Ctrl-C cancels cleanly.
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+
+#include "app/bench/commands.h"
+#include "app/bench/progress_printer.h"
+#include "core/run/runner.h"
+
+namespace wb::cli {
+namespace {
+
+CancelToken* gCancel = nullptr;
+
+extern "C" void onInterrupt(int) {
+  // A second Ctrl-C falls back to the default action (terminate at once).
+  if (gCancel) gCancel->cancel();
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+}
+
+}  // namespace
+
+void addProfileCommands(CLI::App& app, int& exitCode) {
+  auto* validate = app.add_subcommand("validate", "Check a run profile and print it with defaults");
+  static std::string validatePath;
+  static bool printFull = false;
+  validate->add_option("profile", validatePath, "Profile JSON file")->required();
+  validate->add_flag("--print", printFull, "Print the profile with every default filled in");
+  validate->callback([&exitCode] {
+    Profile p = loadProfile(validatePath, builtinStages());
+    if (printFull) std::cout << toJson(p).dump(2) << "\n";
+    std::cerr << validatePath << ": ok (" << p.stages.size() << " stages)\n";
+    exitCode = kOk;
+  });
+
+  auto* run = app.add_subcommand("run", "Run a profile; results go to a new run directory");
+  static std::string runPath, runsDir;
+  static bool quiet = false;
+  run->add_option("profile", runPath, "Profile JSON file")->required();
+  run->add_option("--runs-dir", runsDir,
+                  "Where run directories go (default: $WB_RUNS_DIR or "
+                  "$XDG_DATA_HOME/gpt2-workbench/runs)");
+  run->add_flag("-q,--quiet", quiet, "Only warnings, errors and the summary");
+  run->callback([&exitCode] {
+    Profile p = loadProfile(runPath, builtinStages());
+    static CancelToken cancel;
+    gCancel = &cancel;
+    std::signal(SIGINT, onInterrupt);
+    std::signal(SIGTERM, onInterrupt);
+    ProgressPrinter printer(quiet);
+    const auto root = runsDir.empty() ? defaultRunsRoot() : std::filesystem::path(runsDir);
+    const RunResult result = runProfile(p, root, &printer, cancel);
+    std::cout << formatSummaryTable(RunStore::loadSummary(result.runDir));
+    std::cerr << "run " << toString(result.status) << ": " << result.runDir.string() << "\n";
+    if (!result.message.empty()) std::cerr << result.message << "\n";
+    switch (result.status) {
+      case RunStatus::Finished: exitCode = kOk; break;
+      case RunStatus::Cancelled: exitCode = kInterrupted; break;
+      default: exitCode = kRunFailed; break;
+    }
+  });
+}
+
+}  // namespace wb::cli

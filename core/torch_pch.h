@@ -1,0 +1,3 @@
+// Precompiled header of the LibTorch targets (wb_core, torch tests). Nothing Qt.
+#pragma once
+#include <torch/torch.h>
