@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/errors.h"
+#include "core/io/atomic_file_writer.h"
 
 namespace wb {
 
@@ -119,42 +120,15 @@ void writeTokenFile(const std::filesystem::path& path, std::span<const int32_t> 
                            " does not fit in uint16",
                        "nanoGPT .bin files hold vocabularies of at most 65,536 tokens");
   }
-  const std::string tmp = path.string() + ".tmp-" + std::to_string(::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw RunError(tmp, "cannot create: " + errnoText());
-  const auto fail = [&](const std::string& what) {
-    const std::string err = errnoText();
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw RunError(tmp, what + ": " + err, "is the disk full?");
-  };
+  AtomicFileWriter out(path);  // removes its temp file if anything below throws
   // Streams in chunks so a large corpus never needs a second full-size buffer.
   std::vector<uint16_t> chunk(1 << 16);
   for (size_t at = 0; at < ids.size(); at += chunk.size()) {
     const size_t n = std::min(chunk.size(), ids.size() - at);
     for (size_t i = 0; i < n; ++i) chunk[i] = uint16_t(ids[at + i]);
-    const auto* p = reinterpret_cast<const char*>(chunk.data());
-    size_t left = n * 2;
-    while (left > 0) {
-      const ssize_t w = ::write(fd, p, left);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        fail("write failed");
-      }
-      p += w;
-      left -= size_t(w);
-    }
+    out.write(chunk.data(), n * sizeof(uint16_t));
   }
-  if (::fsync(fd) != 0) fail("flush failed");
-  if (::close(fd) != 0) {
-    ::unlink(tmp.c_str());
-    throw RunError(tmp, "close failed: " + errnoText());
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string err = errnoText();
-    ::unlink(tmp.c_str());
-    throw RunError(path.string(), "rename failed: " + err);
-  }
+  out.commit();
 }
 
 }  // namespace wb

@@ -38,7 +38,7 @@ class TokenFile {
   size_t mappedBytes_ = 0;
 };
 
-// Writes ids as uint16 through `<path>.tmp-<pid>` + rename. InputError (and no file)
+// Writes ids as uint16 through AtomicFileWriter (temp + rename). InputError (and no file)
 // when an id is negative or above 65535.
 void writeTokenFile(const std::filesystem::path& path, std::span<const int32_t> ids);
 
