@@ -1,11 +1,14 @@
 // The one place where built-in stage types are registered.
-#include "core/run/stage_registry.h"
+#include "core/stages/stages.h"
 
 namespace wb {
 
 const StageRegistry& builtinStages() {
   static const StageRegistry registry = [] {
     StageRegistry r;
+    r.add(trainStageType());
+    r.add(evalStageType());
+    r.add(generateStageType());
     return r;
   }();
   return registry;
