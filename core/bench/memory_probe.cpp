@@ -19,9 +19,10 @@ MemorySnapshot probeMemory(const torch::Device& device) {
     s.rssMb = static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) / (1024.0 * 1024.0);
 #ifdef WB_WITH_CUDA
   if (device.is_cuda()) {
-    using namespace c10::cuda::CUDACachingAllocator;
-    const auto stats = getDeviceStats(device.index());
-    const auto agg = static_cast<size_t>(StatType::AGGREGATE);
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+    // Index 0 is StatType::AGGREGATE (all pool kinds); the enum moved namespaces
+    // between LibTorch releases, its value did not.
+    const size_t agg = 0;
     s.hasCuda = true;
     s.cudaAllocatedMb = static_cast<double>(stats.allocated_bytes[agg].current) / (1024.0 * 1024.0);
     s.cudaReservedMb = static_cast<double>(stats.reserved_bytes[agg].current) / (1024.0 * 1024.0);
