@@ -115,15 +115,17 @@ void loadHfWeights(torch::nn::Module& model, const fs::path& folder) {
     if (info.shape != param.sizes().vec())
       throw InputError(ft.file->path().string(),
                        "tensor \"" + ft.key + "\" has shape " + shapeText(info.shape) +
-                           ", the model's " + p.first + " expects " + shapeText(param.sizes()),
+                           ", the model" + (p.first == ft.key ? "" : "'s " + p.first) +
+                           " expects " + shapeText(param.sizes()),
                        "GPT-2 stores Conv1D weights as [in, out]; check n_embd, n_inner, "
                        "vocab_size and n_positions in config.json");
     const bool fileFloat = info.dtype == StDtype::F64 || info.dtype == StDtype::F32 ||
                            info.dtype == StDtype::F16 || info.dtype == StDtype::BF16;
     if (param.is_floating_point() && !fileFloat)
       throw InputError(ft.file->path().string(),
-                       "tensor \"" + ft.key + "\" is " + dtypeName(info.dtype) +
-                           ", the model's " + p.first + " needs floating-point values");
+                       "tensor \"" + ft.key + "\" is " + dtypeName(info.dtype) + ", the model" +
+                           (p.first == ft.key ? "" : "'s " + p.first) +
+                           " needs floating-point values");
   }
 
   torch::NoGradGuard noGrad;
