@@ -1,7 +1,8 @@
 // HF GPT-2 checkpoints on a module built here with GPT2LMHeadModel's parameter names:
 // save -> load is bit-exact, prefix-less and sharded files load, dtypes convert, and
 // missing / unexpected / mis-shaped tensors and pickle-only folders are refused with
-// messages that name the tensor and the file. Also safetensors <-> tensor glue.
+// messages that name the tensor and the file. Also safetensors <-> tensor glue, and
+// the real Gpt2 module: save -> config.json -> new model -> load gives identical logits.
 #include <QTemporaryDir>
 #include <QtTest>
 #include <fstream>
@@ -9,6 +10,8 @@
 #include "core/errors.h"
 #include "core/io/hf_checkpoint.h"
 #include "core/io/safetensors_torch.h"
+#include "core/model/gpt2.h"
+#include "tests/support/test_support.h"
 #include "tests/support/torch_support.h"
 
 using namespace wb;
@@ -387,6 +390,67 @@ class TestHfCheckpoint : public QObject {
     fs::remove(dir / "pytorch_model.bin");
     const std::string none = loadError(*b, dir);
     QVERIFY2(has(none, "no model.safetensors"), none.c_str());
+  }
+  void gpt2SaveReloadGivesIdenticalLogits_data() {
+    QTest::addColumn<bool>("tied");
+    QTest::newRow("tied") << true;
+    QTest::newRow("untied") << false;
+  }
+  void gpt2SaveReloadGivesIdenticalLogits() {
+    QFETCH(bool, tied);
+    Gpt2Config c;
+    c.vocabSize = 53;
+    c.nPositions = 16;
+    c.nEmbd = 24;
+    c.nLayer = 2;
+    c.nHead = 3;
+    c.tieWordEmbeddings = tied;
+    torch::manual_seed(11);
+    Gpt2 a(c);
+    a->eval();
+    QTemporaryDir tmp;
+    const fs::path dir(tmp.path().toStdString());
+    saveHfCheckpoint(*a, c.toJson(), dir);
+    if (!tied) QVERIFY(SafetensorsFile::open(dir / "model.safetensors").contains("lm_head.weight"));
+
+    // The whole path a user takes: config.json -> a fresh model -> weights.
+    const Gpt2Config back = Gpt2Config::fromFile((dir / "config.json").string());
+    QCOMPARE(back.parameterCount(), c.parameterCount());
+    torch::manual_seed(12);
+    Gpt2 b(back);
+    b->eval();
+    const auto ids = torch::randint(0, c.vocabSize, {2, 9}, torch::kLong);
+    torch::NoGradGuard noGrad;
+    QVERIFY(!torch::equal(a->forward(ids), b->forward(ids)));
+    loadHfWeights(*b, dir);
+    // Same weights, same code, same inputs: tolerance 0.
+    QVERIFY(torch::equal(a->forward(ids), b->forward(ids)));
+    if (tied) {  // the tie survives the load: the head still is wte
+      QCOMPARE(b->named_parameters().size(), a->named_parameters().size());
+      QVERIFY(!b->lmHeadWeight.defined());
+    }
+  }
+
+  void gpt2CheckpointWithWrongConfigIsRefused() {
+    Gpt2Config c;
+    c.vocabSize = 53;
+    c.nPositions = 16;
+    c.nEmbd = 24;
+    c.nLayer = 2;
+    c.nHead = 3;
+    Gpt2 a(c);
+    QTemporaryDir tmp;
+    const fs::path dir(tmp.path().toStdString());
+    saveHfCheckpoint(*a, c.toJson(), dir);
+    c.nLayer = 3;
+    Gpt2 deeper(c);
+    std::string msg = loadError(*deeper, dir);
+    QVERIFY2(has(msg, "lacks model parameters: transformer.h.2.ln_1.weight"), msg.c_str());
+    c.nLayer = 2;
+    c.nEmbd = 30;
+    Gpt2 wider(c);
+    msg = loadError(*wider, dir);
+    QVERIFY2(has(msg, "\"transformer.wte.weight\" has shape [53, 24], the model expects [53, 30]"), msg.c_str());
   }
 };
 
