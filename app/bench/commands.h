@@ -9,5 +9,6 @@ namespace wb::cli {
 enum ExitCode { kOk = 0, kBadInput = 2, kRunFailed = 3, kInterrupted = 130 };
 
 void addProfileCommands(CLI::App& app, int& exitCode);  // validate, run
+void addDataCommands(CLI::App& app, int& exitCode);     // tokenize, prepare-data
 
 }  // namespace wb::cli

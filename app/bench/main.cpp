@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "gpt2-bench 0.1.0");
   int exitCode = wb::cli::kOk;
   wb::cli::addProfileCommands(app, exitCode);
+  wb::cli::addDataCommands(app, exitCode);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
