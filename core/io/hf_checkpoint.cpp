@@ -42,6 +42,11 @@ std::string listSome(const std::vector<std::string>& names) {
   return s + " (" + std::to_string(names.size()) + " in all)";
 }
 
+struct Param {
+  std::string canonical, name;
+  torch::Tensor tensor;
+};
+
 struct FileTensor {
   const SafetensorsFile* file;
   std::string key;  // as spelled in the file
@@ -80,17 +85,21 @@ void loadHfWeights(torch::nn::Module& model, const fs::path& folder) {
                          "weight_map lists \"" + key + "\" in " + shard + ", which lacks it");
     }
 
-  std::map<std::string, std::pair<std::string, torch::Tensor>> params;  // canonical -> (name, p)
-  for (const auto& item : model.named_parameters(true))
-    if (!params.emplace(canonical(item.key()), std::make_pair(item.key(), item.value())).second)
-      throw RunError(item.key(), "two model parameters share the checkpoint name " +
-                                     canonical(item.key()));
+  // In model order, so that messages list wte before h.0 before ln_f.
+  std::vector<Param> params;
+  std::map<std::string, size_t> paramIndex;  // canonical name -> position in params
+  for (const auto& item : model.named_parameters(true)) {
+    const std::string name = canonical(item.key());
+    if (!paramIndex.emplace(name, params.size()).second)
+      throw RunError(item.key(), "two model parameters share the checkpoint name " + name);
+    params.push_back({name, item.key(), item.value()});
+  }
 
   std::vector<std::string> missing, unexpected;
-  for (const auto& [name, p] : params)
-    if (!inFile.count(name)) missing.push_back(p.first);
+  for (const auto& p : params)
+    if (!inFile.count(p.canonical)) missing.push_back(p.name);
   for (const auto& [name, ft] : inFile) {
-    if (params.count(name)) continue;
+    if (paramIndex.count(name)) continue;
     // A tied model has no lm_head parameter: the file's copy of wte is redundant.
     if (name == "lm_head.weight" || isAttentionMaskBuffer(name)) continue;
     unexpected.push_back(ft.key);
@@ -102,36 +111,38 @@ void loadHfWeights(torch::nn::Module& model, const fs::path& folder) {
     if (!unexpected.empty())
       msg += std::string(msg.empty() ? "" : "; ") +
              "the checkpoint has tensors the model does not: " + listSome(unexpected);
-    if (params.count("lm_head.weight") && !inFile.count("lm_head.weight"))
+    if (paramIndex.count("lm_head.weight") && !inFile.count("lm_head.weight"))
       hint = "the model has an untied lm_head (tie_word_embeddings false), so the checkpoint "
              "must hold lm_head.weight";
     throw InputError(folder.string(), msg, hint);
   }
 
-  for (const auto& [name, p] : params) {
-    const FileTensor& ft = inFile.at(name);
+  for (const auto& p : params) {
+    const FileTensor& ft = inFile.at(p.canonical);
     const StTensorInfo& info = ft.file->info(ft.key);
-    const torch::Tensor& param = p.second;
+    const torch::Tensor& param = p.tensor;
     if (info.shape != param.sizes().vec())
       throw InputError(ft.file->path().string(),
                        "tensor \"" + ft.key + "\" has shape " + shapeText(info.shape) +
-                           ", the model's " + p.first + " expects " + shapeText(param.sizes()),
+                           ", the model" + (p.name == ft.key ? "" : "'s " + p.name) +
+                           " expects " + shapeText(param.sizes()),
                        "GPT-2 stores Conv1D weights as [in, out]; check n_embd, n_inner, "
                        "vocab_size and n_positions in config.json");
     const bool fileFloat = info.dtype == StDtype::F64 || info.dtype == StDtype::F32 ||
                            info.dtype == StDtype::F16 || info.dtype == StDtype::BF16;
     if (param.is_floating_point() && !fileFloat)
       throw InputError(ft.file->path().string(),
-                       "tensor \"" + ft.key + "\" is " + dtypeName(info.dtype) +
-                           ", the model's " + p.first + " needs floating-point values");
+                       "tensor \"" + ft.key + "\" is " + dtypeName(info.dtype) + ", the model" +
+                           (p.name == ft.key ? "" : "'s " + p.name) +
+                           " needs floating-point values");
   }
 
   torch::NoGradGuard noGrad;
-  for (auto& [name, p] : params) {
-    const FileTensor& ft = inFile.at(name);
+  for (auto& p : params) {
+    const FileTensor& ft = inFile.at(p.canonical);
     torch::Tensor src = mappedTensor(*ft.file, ft.key);
     if (!src.defined()) src = loadTensor(*ft.file, ft.key);
-    p.second.copy_(src);  // converts dtype and moves to the parameter's device
+    p.tensor.copy_(src);  // converts dtype and moves to the parameter's device
   }
 }
 
