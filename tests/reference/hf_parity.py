@@ -40,8 +40,8 @@ def ours(*args):
 torch.manual_seed(0)
 T = 128
 cfg = GPT2Config(n_layer=3, n_head=4, n_embd=128, n_positions=T, vocab_size=50257,
-                 resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
-hf = GPT2LMHeadModel(cfg, attn_implementation="eager").eval()
+                 resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, attn_implementation="eager")
+hf = GPT2LMHeadModel(cfg).eval()
 hf_dir = os.path.join(tmp, "hf")
 hf.save_pretrained(hf_dir, safe_serialization=True)
 
