@@ -20,10 +20,6 @@ Gpt2 loadModel(const ModelSpec& spec, uint64_t seed) {
   return loadModelFolder(resolveModelSource(spec.source));
 }
 
-}  // namespace wb
-
-namespace wb {
-
 Gpt2 copyModel(Gpt2& model, torch::Dtype dtype, const torch::Device& device) {
   Gpt2 copy(model->config());
   copy->setAttentionBackend(model->attentionBackend());

@@ -13,10 +13,6 @@ namespace wb {
 Gpt2 loadModel(const ModelSpec& spec, uint64_t seed);
 // A Hugging Face folder (config.json + model.safetensors).
 Gpt2 loadModelFolder(const std::filesystem::path& folder);
-
-}  // namespace wb
-
-namespace wb {
 // A separate copy of `model` (same config and backend) in `dtype` on `device`, for
 // evaluation or inference in 16-bit without touching the fp32 master weights.
 Gpt2 copyModel(Gpt2& model, torch::Dtype dtype, const torch::Device& device);
