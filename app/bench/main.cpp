@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   int exitCode = wb::cli::kOk;
   wb::cli::addProfileCommands(app, exitCode);
   wb::cli::addDataCommands(app, exitCode);
+  wb::cli::addModelCommands(app, exitCode);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
