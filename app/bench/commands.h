@@ -10,6 +10,7 @@ enum ExitCode { kOk = 0, kBadInput = 2, kRunFailed = 3, kInterrupted = 130 };
 
 void addProfileCommands(CLI::App& app, int& exitCode);  // validate, run
 void addDataCommands(CLI::App& app, int& exitCode);     // tokenize, prepare-data
-void addModelCommands(CLI::App& app, int& exitCode);    // inspect, eval, generate, init-model
+void addModelCommands(CLI::App& app, int& exitCode);    // eval, generate, init-model
+void addCatalogCommands(CLI::App& app, int& exitCode);  // inspect, models
 
 }  // namespace wb::cli

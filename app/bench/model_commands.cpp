@@ -1,4 +1,5 @@
-// Model subcommands of gpt2-bench: inspect, eval, generate, init-model. They call
+// Model subcommands of gpt2-bench: eval, generate, init-model (inspect and models are in
+// catalog_commands.cpp). They call
 // core's LibTorch-free entry points (core/api/model_tools.h) and print JSON or text.
 #include <iostream>
 #include <sstream>
@@ -37,14 +38,6 @@ std::vector<int64_t> parseIds(const std::string& text) {
 }  // namespace
 
 void addModelCommands(CLI::App& app, int& exitCode) {
-  auto* inspect = app.add_subcommand("inspect", "Show a model's config, parameter count and bytes");
-  static std::string inspectSource;
-  inspect->add_option("model", inspectSource, "hf:NAME, a model folder, or a JSON config")->required();
-  inspect->callback([&exitCode] {
-    std::cout << inspectModel(inspectSource).toJson().dump(2) << "\n";
-    exitCode = kOk;
-  });
-
   auto* eval = app.add_subcommand("eval", "Mean next-token loss and perplexity on a token file");
   static EvalRequest er;
   static bool evalJson = false;

@@ -7,7 +7,6 @@
 #include "core/bench/stats.h"
 #include "core/io/hf_checkpoint.h"
 #include "core/io/model_catalog.h"
-#include "core/io/safetensors.h"
 #include "core/io/safetensors_torch.h"
 #include "core/io/token_file.h"
 #include "core/io/tokenizer.h"
@@ -40,38 +39,6 @@ Gpt2 prepare(const std::string& source, const DeviceChoice& d, torch::Device& de
 }
 
 }  // namespace
-
-nlohmann::json ModelInfo::toJson() const {
-  return {{"source", source},         {"folder", folder},   {"config", config.toJson()},
-          {"parameters", parameters}, {"weight_bytes", weightBytes}, {"dtype", dtype}};
-}
-
-ModelInfo inspectModel(const std::string& source) {
-  ModelInfo info;
-  info.source = source;
-  if (!source.empty() && source[0] == '{') {
-    const auto j = nlohmann::json::parse(source, nullptr, false);
-    if (j.is_discarded()) throw InputError("config", "not valid JSON");
-    info.config = Gpt2Config::fromJson(j, "config", true);
-    info.parameters = info.config.parameterCount();
-    info.weightBytes = info.parameters * 4;
-    info.dtype = "fp32";
-    return info;
-  }
-  const CatalogEntry entry = describeModelFolder(resolveModelSource(source));
-  info.folder = entry.path.string();
-  info.config = Gpt2Config::fromFile((entry.path / "config.json").string());
-  info.parameters = info.config.parameterCount();
-  info.weightBytes = static_cast<int64_t>(entry.weightBytes);
-  const auto single = entry.path / "model.safetensors";
-  if (std::filesystem::exists(single)) {
-    const auto file = SafetensorsFile::open(single);
-    if (!file.names().empty()) info.dtype = dtypeName(file.info(file.names().front()).dtype);
-  } else {
-    info.dtype = "sharded";
-  }
-  return info;
-}
 
 nlohmann::json EvalReport::toJson() const {
   return {{"loss", loss}, {"perplexity", perplexity}, {"tokens", tokens}, {"windows", windows},

@@ -1,6 +1,6 @@
-// LibTorch-free entry points for the front ends (CLI subcommands, the GUI's model
-// panel): inspect a model, evaluate it on a token file, generate text, create a
-// fresh model folder. Plain structs in, plain structs out.
+// LibTorch-free entry points for the front ends (CLI subcommands): evaluate a model on
+// a token file, generate text, create a fresh model folder. Plain structs in, plain
+// structs out. (Inspecting a folder needs no LibTorch: core/io/model_catalog.h.)
 #pragma once
 
 #include <cstdint>
@@ -12,19 +12,6 @@
 #include "core/model/gpt2_config.h"
 
 namespace wb {
-
-struct ModelInfo {
-  std::string source;  // as given
-  std::string folder;  // resolved folder ("" for "config")
-  Gpt2Config config;
-  int64_t parameters = 0;
-  int64_t weightBytes = 0;  // as stored on disk (0 for "config")
-  std::string dtype;        // of the stored weights
-  nlohmann::json toJson() const;
-};
-
-// `source`: "hf:NAME", a folder, or a JSON config object text starting with '{'.
-ModelInfo inspectModel(const std::string& source);
 
 struct DeviceChoice {
   std::string device = "cpu";  // "cpu" or "cuda[:N]"

@@ -1,6 +1,7 @@
 // HF GPT-2 checkpoint load/save; see hf_checkpoint.h.
 #include "core/io/hf_checkpoint.h"
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -9,6 +10,7 @@
 #include "core/io/atomic_file.h"
 #include "core/io/hf_weight_files.h"
 #include "core/io/safetensors_torch.h"
+#include "core/model/gpt2.h"
 
 namespace wb {
 namespace fs = std::filesystem;
@@ -105,15 +107,17 @@ void loadHfWeights(torch::nn::Module& model, const fs::path& folder) {
     unexpected.push_back(ft.key);
   }
   if (!missing.empty() || !unexpected.empty()) {
-    std::string msg, hint = "is the config.json the one these weights were trained with "
-                            "(n_layer, n_embd, vocab_size)?";
+    std::string msg, hint =
+                         "is the config.json the one these weights were trained with "
+                         "(n_layer, n_embd, vocab_size)?";
     if (!missing.empty()) msg = "the checkpoint lacks model parameters: " + listSome(missing);
     if (!unexpected.empty())
       msg += std::string(msg.empty() ? "" : "; ") +
              "the checkpoint has tensors the model does not: " + listSome(unexpected);
     if (paramIndex.count("lm_head.weight") && !inFile.count("lm_head.weight"))
-      hint = "the model has an untied lm_head (tie_word_embeddings false), so the checkpoint "
-             "must hold lm_head.weight";
+      hint =
+          "the model has an untied lm_head (tie_word_embeddings false), so the checkpoint "
+          "must hold lm_head.weight";
     throw InputError(folder.string(), msg, hint);
   }
 
@@ -124,17 +128,17 @@ void loadHfWeights(torch::nn::Module& model, const fs::path& folder) {
     if (info.shape != param.sizes().vec())
       throw InputError(ft.file->path().string(),
                        "tensor \"" + ft.key + "\" has shape " + shapeText(info.shape) +
-                           ", the model" + (p.name == ft.key ? "" : "'s " + p.name) +
-                           " expects " + shapeText(param.sizes()),
+                           ", the model" + (p.name == ft.key ? "" : "'s " + p.name) + " expects " +
+                           shapeText(param.sizes()),
                        "GPT-2 stores Conv1D weights as [in, out]; check n_embd, n_inner, "
                        "vocab_size and n_positions in config.json");
     const bool fileFloat = info.dtype == StDtype::F64 || info.dtype == StDtype::F32 ||
                            info.dtype == StDtype::F16 || info.dtype == StDtype::BF16;
     if (param.is_floating_point() && !fileFloat)
-      throw InputError(ft.file->path().string(),
-                       "tensor \"" + ft.key + "\" is " + dtypeName(info.dtype) + ", the model" +
-                           (p.name == ft.key ? "" : "'s " + p.name) +
-                           " needs floating-point values");
+      throw InputError(ft.file->path().string(), "tensor \"" + ft.key + "\" is " +
+                                                     dtypeName(info.dtype) + ", the model" +
+                                                     (p.name == ft.key ? "" : "'s " + p.name) +
+                                                     " needs floating-point values");
   }
 
   torch::NoGradGuard noGrad;
@@ -159,6 +163,17 @@ void saveHfCheckpoint(const torch::nn::Module& model, const nlohmann::json& conf
   }
   saveTensors(folder / kHfWeightsFile, tensors, {{"format", "pt"}});
   writeFileAtomic(folder / "config.json", config.dump(2) + "\n");
+}
+
+Gpt2LoadCheck checkGpt2Folder(const fs::path& folder) {
+  const auto t0 = std::chrono::steady_clock::now();
+  Gpt2 model(Gpt2Config::fromFile((folder / "config.json").string()));
+  loadHfWeights(*model, folder);
+  Gpt2LoadCheck c;
+  c.tensors = static_cast<int64_t>(model->named_parameters().size());
+  c.parameters = model->parameterCount();
+  c.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return c;
 }
 
 }  // namespace wb

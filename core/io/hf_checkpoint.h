@@ -30,4 +30,13 @@ void loadHfWeights(torch::nn::Module& model, const std::filesystem::path& folder
 void saveHfCheckpoint(const torch::nn::Module& model, const nlohmann::json& config,
                       const std::filesystem::path& folder);
 
+// The full check that a folder is usable: builds a Gpt2 from its config.json and loads
+// its weights (fp32, CPU). Torch-free signature so the CLI can call it.
+struct Gpt2LoadCheck {
+  int64_t tensors = 0;     // parameter tensors loaded
+  int64_t parameters = 0;  // scalars, a tied head counted once
+  double seconds = 0.0;    // wall time of build + load
+};
+Gpt2LoadCheck checkGpt2Folder(const std::filesystem::path& folder);
+
 }  // namespace wb

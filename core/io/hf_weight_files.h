@@ -16,8 +16,8 @@ inline constexpr const char* kHfWeightsFile = "model.safetensors";
 inline constexpr const char* kHfIndexFile = "model.safetensors.index.json";
 
 struct HfWeightFiles {
-  std::vector<std::filesystem::path> files;  // model.safetensors, or every shard (sorted)
-  std::filesystem::path index;               // the index file; empty when not sharded
+  std::vector<std::filesystem::path> files;      // model.safetensors, or every shard (sorted)
+  std::filesystem::path index;                   // the index file; empty when not sharded
   std::map<std::string, std::string> weightMap;  // sharded only: tensor -> shard file name
 
   uint64_t totalBytes() const;  // the files' sizes on disk

@@ -82,9 +82,10 @@ fs::path snapshotOf(const fs::path& repoDir, const std::string& rev) {
     const std::string hash = trim({std::istreambuf_iterator<char>(in), {}});
     const fs::path snap = repoDir / "snapshots" / hash;
     if (hash.empty() || hash.find('/') != std::string::npos || !fs::is_directory(snap))
-      throw InputError(ref.string(), "names snapshot \"" + hash + "\", which is not in " +
-                                         (repoDir / "snapshots").string(),
-                       "the cache copy is incomplete; copy the whole models--* folder again");
+      throw InputError(
+          ref.string(),
+          "names snapshot \"" + hash + "\", which is not in " + (repoDir / "snapshots").string(),
+          "the cache copy is incomplete; copy the whole models--* folder again");
     return snap;
   }
   const auto names = snapshotNames(repoDir);
@@ -228,11 +229,11 @@ fs::path resolveModelSource(const std::string& source, const fs::path& cacheRoot
   }
   std::string have;
   for (const auto& e : listCachedModels(cacheRoot)) have += (have.empty() ? "" : ", ") + e.name;
-  throw InputError((cacheRoot / repoDirName(name)).string(),
-                   name + " is not in the Hugging Face cache at " + cacheRoot.string() +
-                       (have.empty() ? " (it holds no GPT-2 model)" : " (GPT-2 models there: " +
-                                                                          have + ")"),
-                   kNoDownloadHint);
+  throw InputError(
+      (cacheRoot / repoDirName(name)).string(),
+      name + " is not in the Hugging Face cache at " + cacheRoot.string() +
+          (have.empty() ? " (it holds no GPT-2 model)" : " (GPT-2 models there: " + have + ")"),
+      kNoDownloadHint);
 }
 
 }  // namespace wb

@@ -35,15 +35,19 @@ struct DtypeRow {
   size_t size;
 };
 constexpr DtypeRow kDtypes[] = {
-    {StDtype::F64, "F64", 8}, {StDtype::F32, "F32", 4}, {StDtype::F16, "F16", 2},
+    {StDtype::F64, "F64", 8},   {StDtype::F32, "F32", 4}, {StDtype::F16, "F16", 2},
     {StDtype::BF16, "BF16", 2}, {StDtype::I64, "I64", 8}, {StDtype::I32, "I32", 4},
-    {StDtype::I16, "I16", 2}, {StDtype::I8, "I8", 1},   {StDtype::U8, "U8", 1},
+    {StDtype::I16, "I16", 2},   {StDtype::I8, "I8", 1},   {StDtype::U8, "U8", 1},
     {StDtype::BOOL, "BOOL", 1},
 };
 
-std::string inQuotes(const std::string& s) { return "\"" + s + "\""; }
+std::string inQuotes(const std::string& s) {
+  return "\"" + s + "\"";
+}
 
-std::string tensorWord(const std::string& name) { return "tensor " + inQuotes(name) + ": "; }
+std::string tensorWord(const std::string& name) {
+  return "tensor " + inQuotes(name) + ": ";
+}
 
 std::string shapeText(const std::vector<int64_t>& shape) {
   std::string s = "[";
@@ -69,13 +73,18 @@ ojson parseHeader(const std::string& text, const std::string& where) {
   std::string duplicate;
   ojson::parser_callback_t cb = [&](int, ojson::parse_event_t event, ojson& parsed) {
     switch (event) {
-      case ojson::parse_event_t::object_start: keysPerObject.emplace_back(); break;
-      case ojson::parse_event_t::object_end: keysPerObject.pop_back(); break;
+      case ojson::parse_event_t::object_start:
+        keysPerObject.emplace_back();
+        break;
+      case ojson::parse_event_t::object_end:
+        keysPerObject.pop_back();
+        break;
       case ojson::parse_event_t::key:
         if (!keysPerObject.back().insert(parsed.get<std::string>()).second && duplicate.empty())
           duplicate = parsed.get<std::string>();
         break;
-      default: break;
+      default:
+        break;
     }
     return true;
   };
@@ -107,8 +116,8 @@ StTensorInfo parseEntry(const std::string& name, const ojson& e, uint64_t dataSi
                         const std::string& where) {
   const std::string t = tensorWord(name);
   if (!e.is_object())
-    throw InputError(where, t + "entry must be an object {dtype, shape, data_offsets}, got " +
-                                e.dump());
+    throw InputError(where,
+                     t + "entry must be an object {dtype, shape, data_offsets}, got " + e.dump());
   for (const auto& [key, value] : e.items()) {
     (void)value;
     if (key != "dtype" && key != "shape" && key != "data_offsets")
@@ -140,8 +149,9 @@ StTensorInfo parseEntry(const std::string& name, const ojson& e, uint64_t dataSi
   if (info.begin > info.end)
     throw InputError(where, t + "data_offsets " + off.dump() + " have begin > end");
   if (info.end > dataSize)
-    throw InputError(where, t + "data_offsets " + off.dump() + " run past the data buffer (" +
-                                std::to_string(dataSize) + " bytes)",
+    throw InputError(where,
+                     t + "data_offsets " + off.dump() + " run past the data buffer (" +
+                         std::to_string(dataSize) + " bytes)",
                      "the file is truncated or its header is wrong");
 
   const auto need = byteCount(info.shape, dtypeSize(info.dtype));
@@ -181,7 +191,9 @@ int64_t StTensorInfo::numel() const {
   return n;
 }
 
-SafetensorsFile::SafetensorsFile(SafetensorsFile&& o) noexcept { *this = std::move(o); }
+SafetensorsFile::SafetensorsFile(SafetensorsFile&& o) noexcept {
+  *this = std::move(o);
+}
 
 SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&& o) noexcept {
   if (this != &o) {
@@ -197,7 +209,9 @@ SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&& o) noexcept {
   return *this;
 }
 
-SafetensorsFile::~SafetensorsFile() { release(); }
+SafetensorsFile::~SafetensorsFile() {
+  release();
+}
 
 void SafetensorsFile::release() {
   if (map_) ::munmap(const_cast<std::byte*>(map_), size_);
@@ -220,9 +234,10 @@ SafetensorsFile SafetensorsFile::open(const std::filesystem::path& path) {
   f.size_ = static_cast<uint64_t>(st.st_size);
   if (f.size_ < 8) {
     ::close(fd);
-    throw InputError(where, "file is " + std::to_string(f.size_) +
-                                " bytes, too short for the 8-byte header length",
-                     "the file is truncated or not a safetensors file");
+    throw InputError(
+        where,
+        "file is " + std::to_string(f.size_) + " bytes, too short for the 8-byte header length",
+        "the file is truncated or not a safetensors file");
   }
   void* m = ::mmap(nullptr, f.size_, PROT_READ, MAP_PRIVATE, fd, 0);
   const int mapErr = errno;
@@ -233,12 +248,14 @@ SafetensorsFile SafetensorsFile::open(const std::filesystem::path& path) {
   uint64_t n = 0;
   std::memcpy(&n, f.map_, 8);  // little-endian u64 (static_assert above)
   if (n > kMaxSafetensorsHeader)
-    throw InputError(where, "header length " + std::to_string(n) + " exceeds the format's limit of " +
-                                std::to_string(kMaxSafetensorsHeader) + " bytes",
+    throw InputError(where,
+                     "header length " + std::to_string(n) + " exceeds the format's limit of " +
+                         std::to_string(kMaxSafetensorsHeader) + " bytes",
                      "the file is damaged or not a safetensors file");
   if (8 + n > f.size_)
-    throw InputError(where, "header length " + std::to_string(n) + " runs past the end of the file (" +
-                                std::to_string(f.size_) + " bytes)",
+    throw InputError(where,
+                     "header length " + std::to_string(n) + " runs past the end of the file (" +
+                         std::to_string(f.size_) + " bytes)",
                      "the file is truncated");
   f.headerSize_ = n;
   const std::string text(reinterpret_cast<const char*>(f.map_) + 8, n);
@@ -256,8 +273,8 @@ SafetensorsFile SafetensorsFile::open(const std::filesystem::path& path) {
         throw InputError(where, "__metadata__ must be an object of strings, got " + value.dump());
       for (const auto& [mk, mv] : value.items()) {
         if (!mv.is_string())
-          throw InputError(where, "__metadata__ " + inQuotes(mk) + " must be a string, got " +
-                                      mv.dump());
+          throw InputError(where,
+                           "__metadata__ " + inQuotes(mk) + " must be a string, got " + mv.dump());
         f.metadata_[mk] = mv.get<std::string>();
       }
       continue;
@@ -279,19 +296,21 @@ SafetensorsFile SafetensorsFile::open(const std::filesystem::path& path) {
                                   inQuotes(prev->name) + " [" + std::to_string(prev->begin) + ", " +
                                   std::to_string(prev->end) + ")");
     if (t.begin > covered)
-      throw InputError(where, tensorWord(t.name) + "starts at byte " + std::to_string(t.begin) + " but " +
-                                  (prev ? "the previous tensor " + inQuotes(prev->name) + " ends"
-                                        : std::string("the data buffer starts")) +
-                                  " at " + std::to_string(covered) + ": a hole of " + std::to_string(t.begin - covered) +
-                                  " bytes belongs to no tensor");
+      throw InputError(where,
+                       tensorWord(t.name) + "starts at byte " + std::to_string(t.begin) + " but " +
+                           (prev ? "the previous tensor " + inQuotes(prev->name) + " ends"
+                                 : std::string("the data buffer starts")) +
+                           " at " + std::to_string(covered) + ": a hole of " +
+                           std::to_string(t.begin - covered) + " bytes belongs to no tensor");
     covered = t.end;
     prev = &t;
   }
   if (covered != dataSize)
-    throw InputError(where, std::to_string(dataSize - covered) + " trailing bytes after " +
-                                (prev ? "the last tensor " + inQuotes(prev->name) : "the header") +
-                                ": the data buffer is " + std::to_string(dataSize) +
-                                " bytes but the tensors cover " + std::to_string(covered),
+    throw InputError(where,
+                     std::to_string(dataSize - covered) + " trailing bytes after " +
+                         (prev ? "the last tensor " + inQuotes(prev->name) : "the header") +
+                         ": the data buffer is " + std::to_string(dataSize) +
+                         " bytes but the tensors cover " + std::to_string(covered),
                      "the file is damaged");
   for (auto& t : infos) {
     f.names_.push_back(t.name);
@@ -344,8 +363,8 @@ void writeSafetensors(const std::filesystem::path& path, const std::vector<StEnt
   try {
     text = header.dump();
   } catch (const ojson::type_error& e) {
-    throw InputError(where, std::string("a tensor name or metadata string is not valid UTF-8: ") +
-                                e.what());
+    throw InputError(
+        where, std::string("a tensor name or metadata string is not valid UTF-8: ") + e.what());
   }
   // Pad so that the data buffer starts 8-byte aligned in the file (and in a mapping).
   text.append((8 - text.size() % 8) % 8, ' ');

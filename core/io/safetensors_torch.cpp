@@ -37,7 +37,8 @@ std::optional<StDtype> fromScalarType(torch::ScalarType type) {
 torch::Tensor loadTensor(const SafetensorsFile& file, const std::string& name) {
   const StTensorInfo& info = file.info(name);
   const auto bytes = file.bytes(name);
-  torch::Tensor t = torch::empty(info.shape, torch::TensorOptions().dtype(toScalarType(info.dtype)));
+  torch::Tensor t =
+      torch::empty(info.shape, torch::TensorOptions().dtype(toScalarType(info.dtype)));
   if (!bytes.empty()) std::memcpy(t.data_ptr(), bytes.data(), bytes.size());
   if (info.dtype == StDtype::BOOL) {
     for (size_t i = 0; i < bytes.size(); ++i)

@@ -74,8 +74,8 @@ std::shared_ptr<Module> tinyModel(uint64_t seed, bool tied = true,
 }
 
 nlohmann::json tinyConfig(bool tied = true) {
-  return {{"model_type", "gpt2"}, {"vocab_size", kVocab}, {"n_positions", kPos},
-          {"n_embd", kEmbd},      {"n_layer", kLayers},   {"n_head", 2},
+  return {{"model_type", "gpt2"}, {"vocab_size", kVocab},       {"n_positions", kPos},
+          {"n_embd", kEmbd},      {"n_layer", kLayers},         {"n_head", 2},
           {"n_inner", kInner},    {"tie_word_embeddings", tied}};
 }
 
@@ -117,7 +117,9 @@ std::string loadError(Module& m, const fs::path& folder, std::string* where = nu
   return "(no error)";
 }
 
-bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+bool has(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
 
 }  // namespace
 
@@ -126,9 +128,9 @@ class TestHfCheckpoint : public QObject {
  private Q_SLOTS:
   void tensorRoundTripEveryDtype_data() {
     QTest::addColumn<int>("type");
-    for (auto t : {torch::kFloat64, torch::kFloat32, torch::kFloat16, torch::kBFloat16,
-                   torch::kInt64, torch::kInt32, torch::kInt16, torch::kInt8, torch::kUInt8,
-                   torch::kBool})
+    for (auto t :
+         {torch::kFloat64, torch::kFloat32, torch::kFloat16, torch::kBFloat16, torch::kInt64,
+          torch::kInt32, torch::kInt16, torch::kInt8, torch::kUInt8, torch::kBool})
       QTest::newRow(c10::toString(t)) << static_cast<int>(t);
   }
   void tensorRoundTripEveryDtype() {
@@ -143,8 +145,7 @@ class TestHfCheckpoint : public QObject {
     saveTensors(path, {{"a", t}, {"b.t", strided}, {"c", t.flatten()[0]}}, {{"k", "v"}});
     const auto f = SafetensorsFile::open(path);
     QCOMPARE(f.metadata().at("k"), std::string("v"));
-    for (const auto& [name, want] :
-         {std::pair{"a", t}, {"b.t", strided}, {"c", t.flatten()[0]}}) {
+    for (const auto& [name, want] : {std::pair{"a", t}, {"b.t", strided}, {"c", t.flatten()[0]}}) {
       const torch::Tensor got = loadTensor(f, name);
       QCOMPARE(got.scalar_type(), st);
       QVERIFY(got.sizes() == want.sizes());
@@ -171,8 +172,8 @@ class TestHfCheckpoint : public QObject {
     } catch (const InputError& e) {
       QVERIFY2(has(e.what(), "\"flags\"") && has(e.what(), "byte 2 is 2"), e.what());
     }
-    QVERIFY_THROWS_EXCEPTION(
-        InputError, saveTensors(path, {{"z", torch::zeros({2}, torch::kComplexFloat)}}));
+    QVERIFY_THROWS_EXCEPTION(InputError,
+                             saveTensors(path, {{"z", torch::zeros({2}, torch::kComplexFloat)}}));
   }
 
   void saveThenLoadIsBitExact_data() {
@@ -341,7 +342,8 @@ class TestHfCheckpoint : public QObject {
     for (const auto& p : a->named_parameters()) {
       const bool first = p.key().find(".h.1.") == std::string::npos;
       (first ? s1 : s2).emplace_back(p.key(), p.value());
-      map[p.key()] = first ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors";
+      map[p.key()] =
+          first ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors";
     }
     saveTensors(dir / "model-00001-of-00002.safetensors", s1);
     saveTensors(dir / "model-00002-of-00002.safetensors", s2);
@@ -450,7 +452,42 @@ class TestHfCheckpoint : public QObject {
     c.nEmbd = 30;
     Gpt2 wider(c);
     msg = loadError(*wider, dir);
-    QVERIFY2(has(msg, "\"transformer.wte.weight\" has shape [53, 24], the model expects [53, 30]"), msg.c_str());
+    QVERIFY2(has(msg, "\"transformer.wte.weight\" has shape [53, 24], the model expects [53, 30]"),
+             msg.c_str());
+  }
+  void benchInspectChecksACheckpoint() {
+    Gpt2Config c;
+    c.vocabSize = 53;
+    c.nPositions = 16;
+    c.nEmbd = 24;
+    c.nLayer = 2;
+    c.nHead = 3;
+    Gpt2 a(c);
+    QTemporaryDir tmp;
+    const fs::path dir = fs::path(tmp.path().toStdString()) / "my-gpt";
+    saveHfCheckpoint(*a, c.toJson(), dir);
+    auto r = test::runProcess(test::benchExe(), {"inspect", dir.string(), "--tensors", "--check"});
+    QVERIFY2(r.exitCode == 0, (r.out + r.err).c_str());
+    // 53*24 + 16*24 + 2*(4*24 + 24*72+72 + 24*24+24 + 24*96+96 + 96*24+24) + 2*24
+    QVERIFY2(has(r.out, "parameters  16,152 (from config.json)"), r.out.c_str());
+    QVERIFY2(has(r.out, "F32 x28"), r.out.c_str());
+    QVERIFY2(has(r.out, "metadata    format = pt"), r.out.c_str());
+    QVERIFY2(has(r.out, "transformer.h.1.mlp.c_fc.weight"), r.out.c_str());
+    QVERIFY2(has(r.out, "load check  ok: 28 tensors, 16,152 parameters"), r.out.c_str());
+    QCOMPARE(c.parameterCount(), int64_t(16152));
+
+    r = test::runProcess(test::benchExe(), {"inspect", (dir / "model.safetensors").string()});
+    QVERIFY2(r.exitCode == 0 && has(r.out, "tensors     28, 16,152 values"), r.out.c_str());
+
+    fs::remove(dir / "model.safetensors");
+    std::ofstream(dir / "pytorch_model.bin") << "not read";
+    r = test::runProcess(test::benchExe(), {"inspect", dir.string()});
+    QCOMPARE(r.exitCode, 2);
+    QVERIFY2(has(r.err, "only pickle weights") && has(r.err, "hint:") && has(r.err, "save_file"),
+             r.err.c_str());
+    r = test::runProcess(test::benchExe(), {"inspect", (dir / "pytorch_model.bin").string()});
+    QCOMPARE(r.exitCode, 2);
+    QVERIFY2(has(r.err, "never read"), r.err.c_str());
   }
 };
 

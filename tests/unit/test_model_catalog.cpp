@@ -8,6 +8,7 @@
 #include "core/errors.h"
 #include "core/io/model_catalog.h"
 #include "core/io/safetensors.h"
+#include "tests/support/test_support.h"
 
 using namespace wb;
 namespace fs = std::filesystem;
@@ -27,12 +28,15 @@ std::string tinyConfig(int nLayer, const std::string& type = "gpt2") {
 
 // Parameters of tinyConfig(L) counted by hand: wte 10*4 + wpe 8*4 + ln_f 2*4, and per
 // block ln 2*2*4, c_attn 4*12+12, attn c_proj 4*4+4, mlp 4*16+16 + 16*4+4 = 244.
-int64_t tinyParams(int nLayer) { return 40 + 32 + 8 + 244 * nLayer; }
+int64_t tinyParams(int nLayer) {
+  return 40 + 32 + 8 + 244 * nLayer;
+}
 
 void writeWeights(const fs::path& p, size_t floats) {
   fs::create_directories(p.parent_path());
   std::vector<float> v(floats, 0.5f);
-  writeSafetensors(p, {{"w", StDtype::F32, {static_cast<int64_t>(floats)}, v.data(), v.size() * 4}});
+  writeSafetensors(p,
+                   {{"w", StDtype::F32, {static_cast<int64_t>(floats)}, v.data(), v.size() * 4}});
 }
 
 void setAge(const fs::path& p, int secondsAgo) {
@@ -51,7 +55,9 @@ std::string errorOf(const std::function<void()>& f, std::string* where = nullptr
   return "(no error)";
 }
 
-bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+bool has(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
 
 }  // namespace
 
@@ -133,10 +139,15 @@ class TestModelCatalog : public QObject {
     QCOMPARE(hfCacheRoot(), fs::path("/hub"));
     qputenv("HF_HUB_CACHE", "");  // empty counts as unset
     QCOMPARE(hfCacheRoot(), fs::path("/legacy"));
-    for (auto [n, v] : {std::pair{"HF_HUB_CACHE", hub}, {"HUGGINGFACE_HUB_CACHE", legacy},
-                        {"HF_HOME", home}, {"XDG_CACHE_HOME", xdg}, {"HOME", h}}) {
-      if (v.isNull()) qunsetenv(n);
-      else qputenv(n, v);
+    for (auto [n, v] : {std::pair{"HF_HUB_CACHE", hub},
+                        {"HUGGINGFACE_HUB_CACHE", legacy},
+                        {"HF_HOME", home},
+                        {"XDG_CACHE_HOME", xdg},
+                        {"HOME", h}}) {
+      if (v.isNull())
+        qunsetenv(n);
+      else
+        qputenv(n, v);
     }
   }
 
@@ -171,9 +182,7 @@ class TestModelCatalog : public QObject {
     QVERIFY(problems["gpt2"].empty());
   }
 
-  void missingCacheIsEmpty() {
-    QVERIFY(listCachedModels(root_ / "nowhere").empty());
-  }
+  void missingCacheIsEmpty() { QVERIFY(listCachedModels(root_ / "nowhere").empty()); }
 
   void resolvesHfNames() {
     const fs::path gpt2 = root_ / "models--gpt2/snapshots/aaa111";
@@ -237,6 +246,24 @@ class TestModelCatalog : public QObject {
     const std::string msg =
         errorOf([&] { describeModelFolder(root_ / "models--bert-base-uncased/snapshots/r"); });
     QVERIFY2(has(msg, "\"bert\""), msg.c_str());
+  }
+  void benchModelsAndInspect() {
+    auto r = test::runProcess(test::benchExe(), {"models", "--cache", root_.string()});
+    QVERIFY2(r.exitCode == 0, r.err.c_str());
+    QVERIFY2(has(r.out, ": 3 GPT-2 models"), r.out.c_str());
+    QVERIFY2(has(r.out, "hf:gpt2 ") && has(r.out, "rev aaa111"), r.out.c_str());
+    QVERIFY2(!has(r.out, "pickled"), r.out.c_str());
+    r = test::runProcess(test::benchExe(), {"models", "--all", "--cache", root_.string()});
+    QVERIFY2(has(r.out, "hf:org/pickled") && has(r.out, "unusable"), r.out.c_str());
+
+    r = test::runProcess(test::benchExe(), {"inspect", "hf:gpt2", "--cache", root_.string()});
+    QVERIFY2(r.exitCode == 0, r.err.c_str());
+    QVERIFY2(has(r.out, "revision    aaa111"), r.out.c_str());
+    QVERIFY2(has(r.out, "parameters  " + std::to_string(tinyParams(1))), r.out.c_str());
+    r = test::runProcess(test::benchExe(), {"inspect", "hf:gpt2-xl", "--cache", root_.string()});
+    QCOMPARE(r.exitCode, 2);
+    QVERIFY2(has(r.err, "not in the Hugging Face cache") && has(r.err, "never downloads"),
+             r.err.c_str());
   }
 };
 

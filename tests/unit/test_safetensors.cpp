@@ -34,7 +34,9 @@ std::string slurp(const fs::path& p) {
 }
 
 // One tensor "h.0.w" of F32 [2] at [0, 8] followed by `extra` JSON members.
-std::string oneTensor(const std::string& entry) { return "{\"h.0.w\":" + entry + "}"; }
+std::string oneTensor(const std::string& entry) {
+  return "{\"h.0.w\":" + entry + "}";
+}
 
 }  // namespace
 
@@ -55,8 +57,10 @@ class TestSafetensors : public QObject {
     const fs::path path = fs::path(tmp.path().toStdString()) / "x.safetensors";
     const std::vector<int64_t> shape = {3, 5};
     std::vector<uint8_t> a(15 * dtypeSize(*dt)), b(7 * dtypeSize(*dt));
-    for (size_t i = 0; i < a.size(); ++i) a[i] = static_cast<uint8_t>(*dt == StDtype::BOOL ? i % 2 : i * 7 + 1);
-    for (size_t i = 0; i < b.size(); ++i) b[i] = static_cast<uint8_t>(*dt == StDtype::BOOL ? 1 : 255 - i);
+    for (size_t i = 0; i < a.size(); ++i)
+      a[i] = static_cast<uint8_t>(*dt == StDtype::BOOL ? i % 2 : i * 7 + 1);
+    for (size_t i = 0; i < b.size(); ++i)
+      b[i] = static_cast<uint8_t>(*dt == StDtype::BOOL ? 1 : 255 - i);
     // A scalar, an empty tensor and a name that sorts before the others: order is kept.
     const uint8_t scalar[8] = {1, 0, 0, 0, 0, 0, 0, 0};
     writeSafetensors(path,
@@ -190,90 +194,118 @@ class TestSafetensors : public QObject {
     const std::string good = "{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}";
     const QByteArray valid = rawFile(oneTensor(good), 8);
 
-    QTest::newRow("empty file") << QByteArray() << "too short" << "";
-    QTest::newRow("shorter than 8 bytes") << QByteArray("\x02\0\0\0\0", 5) << "too short" << "";
+    QTest::newRow("empty file") << QByteArray() << "too short"
+                                << "";
+    QTest::newRow("shorter than 8 bytes") << QByteArray("\x02\0\0\0\0", 5) << "too short"
+                                          << "";
     QTest::newRow("truncated data") << valid.left(valid.size() - 3) << "past the data buffer"
                                     << "h.0.w";
     QTest::newRow("header length over 100 MB")
-        << rawFile(oneTensor(good), 8, 100'000'001) << "exceeds the format's limit" << "";
+        << rawFile(oneTensor(good), 8, 100'000'001) << "exceeds the format's limit"
+        << "";
     QTest::newRow("header length beyond file end")
-        << rawFile(oneTensor(good), 8, 4096) << "runs past the end of the file" << "";
-    QTest::newRow("header not JSON") << rawFile("{\"h.0.w\": nope}", 0) << "not valid JSON" << "";
+        << rawFile(oneTensor(good), 8, 4096) << "runs past the end of the file"
+        << "";
+    QTest::newRow("header not JSON") << rawFile("{\"h.0.w\": nope}", 0) << "not valid JSON"
+                                     << "";
     QTest::newRow("header JSON not an object")
-        << rawFile("[{\"h.0.w\":1}]", 0) << "does not start with '{'" << "";
-    QTest::newRow("header with leading space")
-        << rawFile(" {}", 0) << "does not start with '{'" << "";
-    QTest::newRow("JSON then garbage") << rawFile("{} x", 0) << "not valid JSON" << "";
+        << rawFile("[{\"h.0.w\":1}]", 0) << "does not start with '{'"
+        << "";
+    QTest::newRow("header with leading space") << rawFile(" {}", 0) << "does not start with '{'"
+                                               << "";
+    QTest::newRow("JSON then garbage") << rawFile("{} x", 0) << "not valid JSON"
+                                       << "";
     QTest::newRow("invalid UTF-8 in a name")
-        << rawFile("{\"h\xff\":" + good + "}", 8) << "not valid JSON" << "";
-    QTest::newRow("duplicate key") << rawFile("{\"h.0.w\":" + good + ",\"h.0.w\":" + good + "}", 8)
-                                   << "twice" << "h.0.w";
+        << rawFile("{\"h\xff\":" + good + "}", 8) << "not valid JSON"
+        << "";
+    QTest::newRow("duplicate key")
+        << rawFile("{\"h.0.w\":" + good + ",\"h.0.w\":" + good + "}", 8) << "twice"
+        << "h.0.w";
     QTest::newRow("unknown dtype")
         << rawFile(oneTensor("{\"dtype\":\"F8\",\"shape\":[2],\"data_offsets\":[0,2]}"), 2)
-        << "unsupported dtype" << "h.0.w";
+        << "unsupported dtype"
+        << "h.0.w";
     QTest::newRow("dtype not a string")
         << rawFile(oneTensor("{\"dtype\":4,\"shape\":[2],\"data_offsets\":[0,8]}"), 8)
-        << "unsupported dtype" << "h.0.w";
+        << "unsupported dtype"
+        << "h.0.w";
     QTest::newRow("shape/size mismatch")
         << rawFile(oneTensor("{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,8]}"), 8)
-        << "needs 24 bytes" << "h.0.w";
+        << "needs 24 bytes"
+        << "h.0.w";
     QTest::newRow("overlapping offsets")
-        << rawFile("{\"a.x\":{\"dtype\":\"U8\",\"shape\":[8],\"data_offsets\":[0,8]},"
-                   "\"h.0.w\":{\"dtype\":\"U8\",\"shape\":[8],\"data_offsets\":[4,12]}}",
-                   12)
-        << "overlap" << "h.0.w";
+        << rawFile(
+               "{\"a.x\":{\"dtype\":\"U8\",\"shape\":[8],\"data_offsets\":[0,8]},"
+               "\"h.0.w\":{\"dtype\":\"U8\",\"shape\":[8],\"data_offsets\":[4,12]}}",
+               12)
+        << "overlap"
+        << "h.0.w";
     QTest::newRow("hole between tensors")
-        << rawFile("{\"a.x\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},"
-                   "\"h.0.w\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[8,12]}}",
-                   12)
-        << "hole of 4 bytes" << "h.0.w";
+        << rawFile(
+               "{\"a.x\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},"
+               "\"h.0.w\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[8,12]}}",
+               12)
+        << "hole of 4 bytes"
+        << "h.0.w";
     QTest::newRow("first tensor not at 0")
         << rawFile(oneTensor("{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}"), 12)
-        << "hole of 4 bytes" << "h.0.w";
+        << "hole of 4 bytes"
+        << "h.0.w";
     QTest::newRow("trailing bytes") << rawFile(oneTensor(good), 12) << "4 trailing bytes"
                                     << "h.0.w";
     QTest::newRow("offsets past the buffer")
         << rawFile(oneTensor("{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}"), 8)
-        << "past the data buffer" << "h.0.w";
+        << "past the data buffer"
+        << "h.0.w";
     QTest::newRow("shape product overflows int64")
         << rawFile(oneTensor("{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],"
                              "\"data_offsets\":[0,8]}"),
                    8)
-        << "overflows" << "h.0.w";
+        << "overflows"
+        << "h.0.w";
     QTest::newRow("byte count overflows int64")
         << rawFile(oneTensor("{\"dtype\":\"F64\",\"shape\":[2305843009213693952],"
                              "\"data_offsets\":[0,8]}"),
                    8)
-        << "overflows" << "h.0.w";
+        << "overflows"
+        << "h.0.w";
     QTest::newRow("dimension above int64")
         << rawFile(oneTensor("{\"dtype\":\"U8\",\"shape\":[18446744073709551615],"
                              "\"data_offsets\":[0,8]}"),
                    8)
-        << "too large" << "h.0.w";
+        << "too large"
+        << "h.0.w";
     QTest::newRow("negative shape")
         << rawFile(oneTensor("{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}"), 8)
-        << "negative" << "h.0.w";
+        << "negative"
+        << "h.0.w";
     QTest::newRow("fractional shape")
         << rawFile(oneTensor("{\"dtype\":\"F32\",\"shape\":[2.0],\"data_offsets\":[0,8]}"), 8)
-        << "non-negative integer" << "h.0.w";
+        << "non-negative integer"
+        << "h.0.w";
     QTest::newRow("begin > end")
         << rawFile(oneTensor("{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,0]}"), 8)
-        << "begin > end" << "h.0.w";
+        << "begin > end"
+        << "h.0.w";
     QTest::newRow("missing data_offsets")
         << rawFile(oneTensor("{\"dtype\":\"F32\",\"shape\":[2]}"), 8) << "missing \"data_offsets\""
         << "h.0.w";
     QTest::newRow("three data_offsets")
         << rawFile(oneTensor("{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8,8]}"), 8)
-        << "[begin, end]" << "h.0.w";
+        << "[begin, end]"
+        << "h.0.w";
     QTest::newRow("unknown entry key")
         << rawFile(oneTensor("{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8],\"x\":1}"), 8)
-        << "unknown key \"x\"" << "h.0.w";
+        << "unknown key \"x\""
+        << "h.0.w";
     QTest::newRow("entry not an object") << rawFile(oneTensor("[1,2]"), 0) << "must be an object"
                                          << "h.0.w";
     QTest::newRow("metadata value not a string")
-        << rawFile("{\"__metadata__\":{\"format\":1}}", 0) << "must be a string" << "";
+        << rawFile("{\"__metadata__\":{\"format\":1}}", 0) << "must be a string"
+        << "";
     QTest::newRow("metadata not an object")
-        << rawFile("{\"__metadata__\":\"pt\"}", 0) << "must be an object of strings" << "";
+        << rawFile("{\"__metadata__\":\"pt\"}", 0) << "must be an object of strings"
+        << "";
   }
   void malformedFilesAreRejected() {
     QFETCH(QByteArray, bytes);
