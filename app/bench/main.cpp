@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : wb::cli::kBadInput;
   } catch (const wb::InputError& e) {
+    std::cout.flush();  // what a command already printed comes before the error
     std::cerr << "error: " << e.what() << "\n";
     if (!e.hint().empty()) std::cerr << "hint: " << e.hint() << "\n";
     return wb::cli::kBadInput;
@@ -27,6 +28,7 @@ int main(int argc, char** argv) {
     std::cerr << "cancelled\n";
     return wb::cli::kInterrupted;
   } catch (const std::exception& e) {
+    std::cout.flush();
     std::cerr << "error: " << e.what() << "\n";
     return wb::cli::kRunFailed;
   }
