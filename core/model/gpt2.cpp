@@ -15,7 +15,9 @@ Conv1DImpl::Conv1DImpl(int64_t in, int64_t out) {
 torch::Tensor Conv1DImpl::forward(const torch::Tensor& x) {
   auto sizes = x.sizes().vec();
   sizes.back() = weight.size(1);
-  return torch::addmm(bias, x.reshape({-1, x.size(-1)}), weight).view(sizes);
+  auto y = torch::addmm(bias, x.reshape({-1, x.size(-1)}), weight).view(sizes);
+  if (adapter) y = y + adapter->forward(x, is_training());
+  return y;
 }
 
 Gpt2AttentionImpl::Gpt2AttentionImpl(const Gpt2Config& c, int64_t layerIndex)

@@ -4,6 +4,7 @@
 // Not here: loading files (core/io/hf_checkpoint.h), sampling (core/model/generate.h).
 #pragma once
 
+#include <memory>
 #include <vector>
 
 #include "core/model/attention.h"
@@ -12,12 +13,23 @@
 
 namespace wb {
 
-// HF's Conv1D: y = x W + b with W [in, out].
+// An additive side path on a Conv1D (LoRA: core/techniques/lora.h). Deliberately not a
+// registered submodule, so named_parameters() keep HF's keys and checkpoints stay
+// plain GPT-2; whoever attaches an adapter owns and trains its parameters.
+class Conv1DAdapter {
+ public:
+  virtual ~Conv1DAdapter() = default;
+  // x [..., in] -> [..., out], added to x W + b.
+  virtual torch::Tensor forward(const torch::Tensor& x, bool training) = 0;
+};
+
+// HF's Conv1D: y = x W + b with W [in, out], plus adapter(x) when one is attached.
 class Conv1DImpl : public torch::nn::Module {
  public:
   Conv1DImpl(int64_t in, int64_t out);
   torch::Tensor forward(const torch::Tensor& x);
   torch::Tensor weight, bias;
+  std::shared_ptr<Conv1DAdapter> adapter;
 };
 TORCH_MODULE(Conv1D);
 

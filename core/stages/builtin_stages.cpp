@@ -9,6 +9,8 @@ const StageRegistry& builtinStages() {
     r.add(trainStageType());
     r.add(evalStageType());
     r.add(generateStageType());
+    r.add(distillStageType());
+    r.add(loraStageType());
     return r;
   }();
   return registry;

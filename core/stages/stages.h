@@ -9,5 +9,7 @@ namespace wb {
 StageType trainStageType();
 StageType evalStageType();
 StageType generateStageType();
+StageType distillStageType();
+StageType loraStageType();
 
 }  // namespace wb

@@ -20,13 +20,15 @@ std::vector<std::pair<std::string, torch::Tensor>> trainableParameters(torch::nn
   return out;
 }
 
-Trainer::Trainer(Gpt2 model, TrainOptions options, TokenSpan train, TokenSpan val)
+Trainer::Trainer(Gpt2 model, TrainOptions options, TokenSpan train, TokenSpan val, TrainHooks hooks)
     : model_(std::move(model)),
       o_(options),
       train_(std::move(train)),
       val_(std::move(val)),
+      hooks_(std::move(hooks)),
       sampler_(train_.data, train_.count, o_.seqLen, o_.batchSize, o_.seed, train_.source),
-      optimizer_(trainableParameters(*model_), o_.adamw),
+      optimizer_(hooks_.parameters.empty() ? trainableParameters(*model_) : hooks_.parameters,
+                 o_.adamw),
       device_(model_->parameters().front().device()) {
   if (o_.seqLen > model_->config().nPositions)
     throw InputError("/data/seq_len", "seq_len " + std::to_string(o_.seqLen) +
@@ -73,13 +75,26 @@ void Trainer::run(const TrainSink& sink, const CancelToken& cancel,
     const auto t0 = Clock::now();
     optimizer_.zeroGrad();
     double loss = 0.0;
+    std::vector<std::pair<std::string, double>> parts;
     for (int64_t micro = 0; micro < o_.gradAccum; ++micro) {
       cancel.throwIfCancelled();
-      auto [x, y] = sampler_.next();
-      const auto logits = model_->forward(x.to(device_));
-      auto l = torch::nn::functional::cross_entropy(logits.reshape({-1, vocab}).to(torch::kFloat32),
-                                                    y.to(device_).reshape({-1})) /
-               static_cast<double>(o_.gradAccum);
+      auto [xCpu, yCpu] = sampler_.next();
+      const auto x = xCpu.to(device_), y = yCpu.to(device_);
+      const auto logits = model_->forward(x);
+      torch::Tensor l;
+      if (hooks_.loss) {
+        const LossParts lp = hooks_.loss(logits, x, y);
+        l = lp.loss / static_cast<double>(o_.gradAccum);
+        parts.resize(lp.parts.size());
+        for (size_t i = 0; i < lp.parts.size(); ++i) {
+          parts[i].first = lp.parts[i].first;
+          parts[i].second += lp.parts[i].second.item<double>() / static_cast<double>(o_.gradAccum);
+        }
+      } else {
+        l = torch::nn::functional::cross_entropy(logits.reshape({-1, vocab}).to(torch::kFloat32),
+                                                 y.reshape({-1})) /
+            static_cast<double>(o_.gradAccum);
+      }
       l.backward();
       loss += l.item<double>();
     }
@@ -94,6 +109,7 @@ void Trainer::run(const TrainSink& sink, const CancelToken& cancel,
     const int64_t s = step_ + 1;
     losses_.push_back(loss);
     emit("train/loss", s, loss);
+    for (const auto& [name, value] : parts) emit("train/" + name, s, value);
     emit("train/lr", s, lr);
     emit("train/grad_norm", s, gradNorm);
     // The first steps pay for allocation and lazy initialisation: not timed.

@@ -43,6 +43,25 @@ struct TokenSpan {
   std::string source;
 };
 
+using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
+
+// A custom objective's result: the loss to minimise and named parts to report, each
+// emitted as train/<name> (summed over a step's micro-batches like train/loss).
+struct LossParts {
+  torch::Tensor loss;
+  NamedTensors parts;
+};
+// logits [B, T, vocab] of the trained model; x and y [B, T] on the model's device, y
+// already shifted by one (BatchSampler), so logits[:, i] predicts y[:, i].
+using LossFn = std::function<LossParts(const torch::Tensor& logits, const torch::Tensor& x,
+                                       const torch::Tensor& y)>;
+
+// What distillation and LoRA change about the loop, leaving the loop itself shared.
+struct TrainHooks {
+  LossFn loss;             // empty: next-token cross-entropy
+  NamedTensors parameters;  // empty: the model's parameters that require grad
+};
+
 // Where the loop's numbers and messages go.
 struct TrainSink {
   std::function<void(const std::string& series, int64_t step, double value)> sample;
@@ -52,7 +71,7 @@ struct TrainSink {
 
 class Trainer {
  public:
-  Trainer(Gpt2 model, TrainOptions options, TokenSpan train, TokenSpan val);
+  Trainer(Gpt2 model, TrainOptions options, TokenSpan train, TokenSpan val, TrainHooks hooks = {});
   // Continues from a checkpoint folder written by this trainer.
   void resumeFrom(const std::filesystem::path& checkpointDir);
   // Runs to options.steps; checkpoints go under `checkpointRoot` (empty: none).
@@ -69,6 +88,7 @@ class Trainer {
   Gpt2 model_;
   TrainOptions o_;
   TokenSpan train_, val_;
+  TrainHooks hooks_;
   BatchSampler sampler_;
   AdamW optimizer_;
   torch::Device device_;
