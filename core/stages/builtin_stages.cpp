@@ -9,6 +9,9 @@ const StageRegistry& builtinStages() {
     r.add(trainStageType());
     r.add(evalStageType());
     r.add(generateStageType());
+    r.add(pruneStageType());
+    r.add(quantizeStageType());
+    r.add(benchmarkStageType());
     return r;
   }();
   return registry;

@@ -9,5 +9,8 @@ namespace wb {
 StageType trainStageType();
 StageType evalStageType();
 StageType generateStageType();
+StageType pruneStageType();
+StageType quantizeStageType();
+StageType benchmarkStageType();
 
 }  // namespace wb
