@@ -11,5 +11,6 @@ enum ExitCode { kOk = 0, kBadInput = 2, kRunFailed = 3, kInterrupted = 130 };
 void addProfileCommands(CLI::App& app, int& exitCode);  // validate, run
 void addDataCommands(CLI::App& app, int& exitCode);     // tokenize, prepare-data
 void addModelCommands(CLI::App& app, int& exitCode);    // inspect, eval, generate, init-model
+void addBenchCommands(CLI::App& app, int& exitCode);    // bench
 
 }  // namespace wb::cli

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   wb::cli::addProfileCommands(app, exitCode);
   wb::cli::addDataCommands(app, exitCode);
   wb::cli::addModelCommands(app, exitCode);
+  wb::cli::addBenchCommands(app, exitCode);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
