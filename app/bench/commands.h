@@ -12,5 +12,6 @@ void addProfileCommands(CLI::App& app, int& exitCode);  // validate, run
 void addDataCommands(CLI::App& app, int& exitCode);     // tokenize, prepare-data
 void addModelCommands(CLI::App& app, int& exitCode);    // eval, generate, init-model
 void addCatalogCommands(CLI::App& app, int& exitCode);  // inspect, models
+void addBenchCommands(CLI::App& app, int& exitCode);    // bench
 
 }  // namespace wb::cli

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   wb::cli::addDataCommands(app, exitCode);
   wb::cli::addModelCommands(app, exitCode);
   wb::cli::addCatalogCommands(app, exitCode);
+  wb::cli::addBenchCommands(app, exitCode);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -32,7 +32,8 @@ Gpt2AttentionImpl::Gpt2AttentionImpl(const Gpt2Config& c, int64_t layerIndex)
 
 torch::Tensor Gpt2AttentionImpl::forward(const torch::Tensor& x, KvCache* cache,
                                          AttentionBackend backend) {
-  const int64_t b = x.size(0), t = x.size(1), e = x.size(2);
+  const int64_t b = x.size(0), t = x.size(1);
+  const int64_t e = nHead_ * headDim_;  // n_embd unless heads were pruned
   auto qkv = c_attn->forward(x).split(e, -1);
   auto heads = [&](const torch::Tensor& m) {
     return m.view({b, t, nHead_, headDim_}).transpose(1, 2);
@@ -59,6 +60,28 @@ torch::Tensor Gpt2AttentionImpl::forward(const torch::Tensor& x, KvCache* cache,
   y = c_proj->forward(y);
   if (is_training() && residDrop_ > 0) y = torch::dropout(y, residDrop_, true);
   return y;
+}
+
+void Gpt2AttentionImpl::keepHeads(const std::vector<int64_t>& keep) {
+  if (keep.empty()) throw InputError("gpt2 attention", "a layer must keep at least one head");
+  for (size_t i = 0; i < keep.size(); ++i)
+    if (keep[i] < 0 || keep[i] >= nHead_ || (i > 0 && keep[i] <= keep[i - 1]))
+      throw InputError("gpt2 attention", "head indices must be ascending and below " +
+                                             std::to_string(nHead_));
+  torch::NoGradGuard noGrad;
+  const int64_t inner = nHead_ * headDim_;
+  std::vector<int64_t> cols;  // positions inside one of q, k, v
+  for (int64_t h : keep)
+    for (int64_t d = 0; d < headDim_; ++d) cols.push_back(h * headDim_ + d);
+  auto idx = torch::tensor(cols, torch::TensorOptions().dtype(torch::kLong)).to(c_attn->weight.device());
+  auto qkvIdx = torch::cat({idx, idx + inner, idx + 2 * inner});
+  auto replace = [](torch::Tensor& param, torch::Tensor value) {
+    param.set_data(value.contiguous());
+  };
+  replace(c_attn->weight, c_attn->weight.index_select(1, qkvIdx));
+  replace(c_attn->bias, c_attn->bias.index_select(0, qkvIdx));
+  replace(c_proj->weight, c_proj->weight.index_select(0, idx));
+  nHead_ = static_cast<int64_t>(keep.size());
 }
 
 Gpt2MlpImpl::Gpt2MlpImpl(const Gpt2Config& c) : activation_(c.activation), drop_(c.residPdrop) {
@@ -172,8 +195,10 @@ KvCache Gpt2Impl::makeCache(int64_t batch, int64_t capacity,
   KvCache c;
   c.capacity = std::min(capacity, config_.nPositions);
   for (int64_t i = 0; i < config_.nLayer; ++i) {
-    c.keys.push_back(torch::zeros({batch, config_.nHead, c.capacity, config_.headDim()}, options));
-    c.values.push_back(torch::zeros({batch, config_.nHead, c.capacity, config_.headDim()}, options));
+    const auto& attn = transformer->h->ptr(static_cast<size_t>(i))->as<Gpt2Block>()->attn;  // heads may be pruned
+    const int64_t heads = attn->headCount();
+    c.keys.push_back(torch::zeros({batch, heads, c.capacity, attn->headDim()}, options));
+    c.values.push_back(torch::zeros({batch, heads, c.capacity, attn->headDim()}, options));
   }
   return c;
 }

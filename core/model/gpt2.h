@@ -48,6 +48,15 @@ class Gpt2AttentionImpl : public torch::nn::Module {
   // With a cache: appends this call's keys/values at cache positions [past, past+T).
   torch::Tensor forward(const torch::Tensor& x, KvCache* cache, AttentionBackend backend);
 
+  // Heads this layer still has. Structured pruning (core/techniques/prune.h) may leave
+  // fewer than config.n_head, and a different number per layer, so the count lives
+  // here rather than in the shared config.
+  int64_t headCount() const { return nHead_; }
+  int64_t headDim() const { return headDim_; }
+  // Keeps only the heads in `keep` (ascending, unique, >= 1 of them): c_attn's q/k/v
+  // columns and c_proj's rows of the others are removed, so the matrices shrink.
+  void keepHeads(const std::vector<int64_t>& keep);
+
   Conv1D c_attn{nullptr}, c_proj{nullptr};
 
  private:

@@ -23,6 +23,14 @@ Gpt2 loadModel(const ModelSpec& spec, uint64_t seed) {
 Gpt2 copyModel(Gpt2& model, torch::Dtype dtype, const torch::Device& device) {
   Gpt2 copy(model->config());
   copy->setAttentionBackend(model->attentionBackend());
+  // Structurally pruned layers: shrink the copy's layers to the same head counts first.
+  for (size_t i = 0; i < model->transformer->h->size(); ++i) {
+    const int64_t heads = model->transformer->h[i]->as<Gpt2Block>()->attn->headCount();
+    if (heads == model->config().nHead) continue;
+    std::vector<int64_t> keep(static_cast<size_t>(heads));
+    for (int64_t k = 0; k < heads; ++k) keep[static_cast<size_t>(k)] = k;
+    copy->transformer->h[i]->as<Gpt2Block>()->attn->keepHeads(keep);
+  }
   {
     torch::NoGradGuard noGrad;
     auto src = model->named_parameters();

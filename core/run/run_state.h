@@ -21,6 +21,9 @@ struct RunState {
   const Profile& profile;
   torch::Device device{torch::kCPU};
   torch::Dtype dtype = torch::kFloat32;
+  // How the current model's weights were produced, for benchmark labels: "fp32", or
+  // e.g. "int4-g128-sym (dequantized)" after a quantize stage.
+  std::string weightsLabel = "fp32";
 
   // The model the next stage works on, on `device`, in fp32 (stages cast copies).
   Gpt2& model();

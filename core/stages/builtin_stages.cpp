@@ -11,6 +11,9 @@ const StageRegistry& builtinStages() {
     r.add(generateStageType());
     r.add(distillStageType());
     r.add(loraStageType());
+    r.add(pruneStageType());
+    r.add(quantizeStageType());
+    r.add(benchmarkStageType());
     return r;
   }();
   return registry;

@@ -11,5 +11,8 @@ StageType evalStageType();
 StageType generateStageType();
 StageType distillStageType();
 StageType loraStageType();
+StageType pruneStageType();
+StageType quantizeStageType();
+StageType benchmarkStageType();
 
 }  // namespace wb

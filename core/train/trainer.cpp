@@ -104,6 +104,7 @@ void Trainer::run(const TrainSink& sink, const CancelToken& cancel,
     const double maxNorm = o_.gradClip > 0 ? o_.gradClip : std::numeric_limits<double>::infinity();
     const double gradNorm = torch::nn::utils::clip_grad_norm_(params, maxNorm);
     optimizer_.step(lr);
+    if (o_.afterStep) o_.afterStep(step_ + 1);
     synchronize(device_);
     const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
     const int64_t s = step_ + 1;

@@ -35,6 +35,9 @@ struct TrainOptions {
   int keepCheckpoints = 2;
   int64_t timingWarmup = 2;  // first steps excluded from timing series
   uint64_t seed = 1337;
+  // Called after every optimizer step with the completed step count, e.g. to re-apply
+  // pruning masks so pruned weights stay zero (core/techniques/prune.h).
+  std::function<void(int64_t step)> afterStep;
 };
 
 struct TokenSpan {
