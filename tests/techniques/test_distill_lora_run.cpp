@@ -30,18 +30,18 @@ nlohmann::json profileJson() {
     "schema": 1, "name": "kd-lora-slow", "seed": 1337,
     "device": {"type": "cpu", "dtype": "fp32", "threads": 2},
     "model": {"source": "config",
-              "config": {"n_layer": 4, "n_head": 4, "n_embd": 128, "n_positions": 64,
+              "config": {"n_layer": 4, "n_head": 4, "n_embd": 64, "n_positions": 64,
                          "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}},
     "data": {"text": ["asset:moby-dick"], "val_fraction": 0.1, "seq_len": 64},
     "stages": [
-      {"type": "train", "name": "teacher", "steps": 150, "batch_size": 8, "lr": 0.003,
-       "min_lr": 0.0003, "warmup_steps": 15, "eval_every": 0, "eval_windows": 40,
+      {"type": "train", "name": "teacher", "steps": 80, "batch_size": 4, "lr": 0.004,
+       "min_lr": 0.0004, "warmup_steps": 8, "eval_every": 0, "eval_windows": 24,
        "save_model": false},
-      {"type": "distill", "name": "distill", "steps": 80, "batch_size": 8, "lr": 0.003,
-       "min_lr": 0.0003, "warmup_steps": 8, "eval_every": 0, "eval_windows": 40,
+      {"type": "distill", "name": "distill", "steps": 50, "batch_size": 4, "lr": 0.004,
+       "min_lr": 0.0004, "warmup_steps": 5, "eval_every": 0, "eval_windows": 24,
        "temperature": 2.0, "alpha": 0.5, "baseline": true, "save_model": false},
-      {"type": "lora", "name": "lora", "steps": 10, "batch_size": 8, "rank": 8, "alpha": 16,
-       "targets": ["c_attn"], "eval_every": 0, "eval_windows": 20}
+      {"type": "lora", "name": "lora", "steps": 4, "batch_size": 4, "rank": 8, "alpha": 16,
+       "targets": ["c_attn"], "eval_every": 0, "eval_windows": 8}
     ]})");
 }
 
