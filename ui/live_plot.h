@@ -41,6 +41,11 @@ class LivePlot : public QWidget {
     QCPGraph* bandLow = nullptr;
     QCPGraph* bandHigh = nullptr;  // filled down to bandLow
     size_t plotted = 0;            // store points already in the graphs
+    // Data bounds kept as points arrive: rescaling by scanning a million points
+    // per graph every frame would cost more than drawing them.
+    double xMin = 0, xMax = 0, yMin = 0, yMax = 0;
+    double yMinPositive = 0;  // for the log scale; 0 while no positive value was seen
+    bool hasBounds = false;
   };
 
   explicit LivePlot(MetricFamily family, QWidget* parent = nullptr);
@@ -70,6 +75,7 @@ class LivePlot : public QWidget {
   void rebuild();
   void applyScale();
   void rescale();
+  static void extend(Curve& c, const QVector<double>& keys, const QVector<double>& values);
   void showReadout(double key);
   double keyOf(const SeriesData& d, size_t i) const;
 

@@ -12,6 +12,7 @@
 #include <QSpinBox>
 #include <QTimer>
 #include <QVBoxLayout>
+#include <algorithm>
 
 namespace wb::ui {
 
@@ -88,6 +89,7 @@ void PlotBoard::clearStores() {
     delete p;
     p = nullptr;
   }
+  needsReplot_.fill(false);
   relayout();
 }
 
@@ -162,23 +164,32 @@ void PlotBoard::relayout() {
 }
 
 void PlotBoard::tick() {
-  if (!dirty_) {
-    timer_->stop();  // idle: no wake-ups until new data arrives
-    return;
-  }
-  dirty_ = false;
-  ensurePlots();
-  bool any = false;
-  for (LivePlot* p : plots_) {
-    if (!p) continue;
-    const int64_t added = p->refresh();
-    if (added > 0) {
+  if (dirty_) {
+    dirty_ = false;
+    ensurePlots();
+    for (int f = 0; f < kFamilyCount; ++f) {
+      if (!plots_[f]) continue;
+      const int64_t added = plots_[f]->refresh();
       pointsPlotted_ += added;
-      p->plot()->replot(QCustomPlot::rpQueuedReplot);
-      any = true;
+      if (added > 0) needsReplot_[f] = true;
     }
   }
-  if (any) ++replots_;
+  double budget = kReplotBudgetMs;
+  int queued = 0;
+  for (int k = 0; k < kFamilyCount; ++k) {
+    const int f = (nextReplot_ + k) % kFamilyCount;
+    if (!needsReplot_[f] || !plots_[f]) continue;
+    const double estimate = plots_[f]->plot()->replotTime(true);
+    if (queued > 0 && estimate > budget) break;
+    plots_[f]->plot()->replot(QCustomPlot::rpQueuedReplot);
+    needsReplot_[f] = false;
+    budget -= estimate;
+    ++queued;
+    nextReplot_ = (f + 1) % kFamilyCount;
+  }
+  if (queued > 0) ++replots_;
+  const bool pending = std::any_of(needsReplot_.begin(), needsReplot_.end(), [](bool b) { return b; });
+  if (!dirty_ && !pending) timer_->stop();  // idle: no wake-ups until new data arrives
 }
 
 void PlotBoard::refreshNow() {
@@ -189,6 +200,7 @@ void PlotBoard::refreshNow() {
     p->plot()->replot(QCustomPlot::rpImmediateRefresh);
   }
   dirty_ = false;
+  needsReplot_.fill(false);
 }
 
 }  // namespace wb::ui

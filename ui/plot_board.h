@@ -4,7 +4,6 @@
 // replots at most 30 times a second, and only when data or options changed.
 #pragma once
 
-#include <QElapsedTimer>
 #include <QWidget>
 #include <array>
 #include <cstdint>
@@ -27,6 +26,10 @@ class PlotBoard : public QWidget {
   Q_OBJECT
  public:
   static constexpr int kMaxReplotHz = 30;
+  // Replots queued in one tick run back to back in the next event-loop pass; their
+  // estimated cost (each plot's last replot time) is kept under this budget so
+  // input and other timers get their turn. Plots left over are drawn next tick.
+  static constexpr double kReplotBudgetMs = 12.0;
 
   explicit PlotBoard(QWidget* parent = nullptr);
 
@@ -73,6 +76,8 @@ class PlotBoard : public QWidget {
   QCheckBox* logScale_;
   QSpinBox* window_;
   bool dirty_ = false;
+  std::array<bool, kFamilyCount> needsReplot_{};
+  int nextReplot_ = 0;  // round robin, so a slow plot cannot starve the others
   int64_t replots_ = 0;
   int64_t pointsPlotted_ = 0;
 };

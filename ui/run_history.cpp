@@ -7,13 +7,13 @@
 #include <QHeaderView>
 #include <QLabel>
 #include <QPushButton>
+#include <QThread>
 #include <QTimer>
 #include <QTreeWidget>
 #include <QVBoxLayout>
 #include <set>
 
 #include "core/errors.h"
-#include "core/run/run_store.h"
 
 namespace wb::ui {
 
@@ -92,18 +92,60 @@ void RunHistory::setRoot(const QString& root) {
   refresh();
 }
 
+RunHistory::~RunHistory() {
+  // The scan reads files only; let it finish rather than leave it touching `this`.
+  if (scanner_) scanner_->wait();
+}
+
+std::vector<RunHistory::Row> RunHistory::scan(const QString& root) {
+  std::vector<Row> rows;
+  for (const auto& dir : RunStore::listRuns(root.toStdString())) {
+    Row r;
+    r.path = QString::fromStdString(dir.string());
+    r.dirName = QString::fromStdString(dir.filename().string());
+    try {
+      r.summary = RunStore::loadSummary(dir);
+      r.ok = true;
+    } catch (const std::exception& e) {
+      r.error = QString::fromStdString(e.what());
+    }
+    rows.push_back(std::move(r));
+  }
+  return rows;
+}
+
 void RunHistory::refresh() {
+  if (scanner_) {
+    rescan_ = true;
+    return;
+  }
+  const QString root = root_;
+  scanner_.reset(QThread::create([this, root] {
+    std::vector<Row> rows = scan(root);
+    // Delivered on the GUI thread; dropped by Qt if this widget is gone by then.
+    QMetaObject::invokeMethod(
+        this, [this, rows = std::move(rows)]() mutable { apply(std::move(rows)); }, Qt::QueuedConnection);
+  }));
+  scanner_->start();
+}
+
+void RunHistory::refreshNow() { apply(scan(root_)); }
+
+void RunHistory::apply(std::vector<Row> rows) {
+  if (scanner_) {
+    scanner_->wait();  // it posted this call as its last act
+    scanner_.reset();
+  }
   const QStringList selected = selectedRuns();
   list_->clear();
   bool anyRunning = false;
-  for (const auto& dir : RunStore::listRuns(root_.toStdString())) {
+  for (const Row& r : rows) {
     auto* item = new QTreeWidgetItem;
-    const QString path = QString::fromStdString(dir.string());
-    item->setText(kRun, QString::fromStdString(dir.filename().string()));
-    item->setData(kRun, Qt::UserRole, path);
-    item->setToolTip(kRun, path);
-    try {
-      const RunSummary s = RunStore::loadSummary(dir);
+    item->setText(kRun, r.dirName);
+    item->setData(kRun, Qt::UserRole, r.path);
+    item->setToolTip(kRun, r.path);
+    if (r.ok) {
+      const RunSummary& s = r.summary;
       item->setText(kStatus, QString::fromLatin1(toString(s.status)));
       item->setForeground(kStatus, statusColor(s.status));
       item->setToolTip(kStatus, QString::fromStdString(s.message));
@@ -116,9 +158,9 @@ void RunHistory::refresh() {
       for (const auto& ser : s.series) samples += ser.stats.n;
       item->setText(kSamples, QString::number(samples));
       anyRunning = anyRunning || s.status == RunStatus::Running;
-    } catch (const Error& e) {
+    } else {
       item->setText(kStatus, tr("unreadable"));
-      item->setToolTip(kStatus, QString::fromStdString(e.what()));
+      item->setToolTip(kStatus, r.error);
     }
     list_->addTopLevelItem(item);
   }
@@ -126,6 +168,11 @@ void RunHistory::refresh() {
   selectRuns(selected);
   if (anyRunning && !poll_->isActive()) poll_->start();
   if (!anyRunning) poll_->stop();
+  Q_EMIT refreshed();
+  if (rescan_) {
+    rescan_ = false;
+    refresh();
+  }
 }
 
 QStringList RunHistory::selectedRuns() const {

@@ -260,9 +260,13 @@ class TestRunController : public QObject {
     QCOMPARE(runInWindow(w, test::synthProfile("scaled", scaled, 99)), RunStatus::Finished);
 
     RunHistory* h = w.runHistory();
-    h->refresh();
-    QCOMPARE(h->list()->topLevelItemCount(), 2);
-    for (int i = 0; i < 2; ++i) QCOMPARE(h->list()->topLevelItem(i)->text(RunHistory::kStatus), QString("finished"));
+    h->refresh();  // in the background; earlier scans may still be delivering
+    auto bothFinished = [h] {
+      return h->list()->topLevelItemCount() == 2 &&
+             h->list()->topLevelItem(0)->text(RunHistory::kStatus) == "finished" &&
+             h->list()->topLevelItem(1)->text(RunHistory::kStatus) == "finished";
+    };
+    QTRY_VERIFY_WITH_TIMEOUT(bothFinished(), 10000);
     const auto runs = RunStore::listRuns(root.toStdString());
     QCOMPARE(runs.size(), size_t(2));
 
