@@ -23,7 +23,7 @@ BenchOutput runBenchmark(const BenchRequest& r) {
   Gpt2 model{nullptr};
   torch::Device device(torch::kCPU);
   torch::Dtype dtype = torch::kFloat32;
-  std::string modelName;
+  std::string modelName, dtypeName;
   int threads = 0;
   uint64_t seed = r.seed;
   if (!r.profile.empty()) {
@@ -35,6 +35,7 @@ BenchOutput runBenchmark(const BenchRequest& r) {
       }
     device = pickDevice(p.device);
     dtype = parseDtype(p.device.dtype, "/device/dtype");
+    dtypeName = p.device.dtype;
     threads = p.device.threads;
     seed = p.seed;
     model = loadModel(p.model, p.seed);
@@ -46,6 +47,7 @@ BenchOutput runBenchmark(const BenchRequest& r) {
     if (r.device.device.size() > 5) d.gpus = {std::stoi(r.device.device.substr(5))};
     device = pickDevice(d);
     dtype = parseDtype(r.device.dtype, "--dtype");
+    dtypeName = r.device.dtype;
     threads = r.device.threads;
     ModelSpec spec;
     if (!r.model.empty() && r.model[0] == '{') {
@@ -79,7 +81,7 @@ BenchOutput runBenchmark(const BenchRequest& r) {
   o.decodeTokens = params["decode_tokens"].get<int64_t>();
   o.warmup = params["warmup"].get<int64_t>();
   o.repeats = params["repeats"].get<int64_t>();
-  o.weights = c10::toString(dtype);
+  o.weights = dtypeName;  // "fp32", as profiles spell it
   o.seed = seed;
   const auto points = runSweep(model, o);
   const auto meta = benchMeta(model, o, modelName);

@@ -30,7 +30,13 @@ class QuantizeStage : public Stage {
 
     // The baseline in the run's compute dtype, taken before the weights change.
     Gpt2 base = copyModel(model, st.dtype, st.device);
-    const auto weights = quantizeModel(model, spec, modules, ctx.flag("lm_head"));
+    std::vector<std::string> skipped;
+    const auto weights = quantizeModel(model, spec, modules, ctx.flag("lm_head"), &skipped);
+    for (const auto& name : skipped)
+      ctx.log(name + " kept in " + std::string(c10::toString(st.dtype)) + ": its input dimension is not a multiple of " +
+                  std::to_string(spec.groupSize),
+              LogLevel::Warning);
+    if (weights.empty()) throw InputError("/stages/" + std::to_string(ctx.index()), "no weight could be quantized");
     int64_t packedBytes = 0, originalBytes = 0, quantParams = 0;
     for (const auto& q : weights) {
       packedBytes += q.bytes();
@@ -69,6 +75,7 @@ class QuantizeStage : public Stage {
                              {"params", ctx.spec().params},
                              {"packed_file", file.string()},
                              {"quantized_parameters", quantParams},
+                             {"skipped", skipped},
                              {"weight_bytes_packed", packedBytes},
                              {"weight_bytes_original", originalBytes},
                              {"model_bytes", allBytes},

@@ -112,9 +112,17 @@ torch::Tensor dequantMatmul(const torch::Tensor& x, const QuantizedWeight& q, co
 }
 
 std::vector<QuantizedWeight> quantizeModel(Gpt2& model, const QuantSpec& spec,
-                                           const std::vector<std::string>& modules, bool lmHead) {
+                                           const std::vector<std::string>& modules, bool lmHead,
+                                           std::vector<std::string>* skipped) {
   std::vector<QuantizedWeight> out;
-  for (const auto& [name, w] : selectWeights(model, modules)) out.push_back(quantizeWeight(w, spec, name));
+  for (const auto& [name, w] : selectWeights(model, modules)) {
+    const int64_t group = spec.bits == 8 ? 1 : (spec.groupSize > 0 ? spec.groupSize : 2);
+    if (skipped && w.size(0) % group != 0) {
+      skipped->push_back(name);
+      continue;
+    }
+    out.push_back(quantizeWeight(w, spec, name));
+  }
   if (lmHead) {
     const bool tied = model->config().tieWordEmbeddings;
     const auto& w = tied ? model->transformer->wte->weight : model->lmHeadWeight;  // [vocab, E]

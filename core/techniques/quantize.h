@@ -45,8 +45,11 @@ torch::Tensor dequantMatmul(const torch::Tensor& x, const QuantizedWeight& q, co
 
 // Quantizes the selected Conv1D weights (prunableModules() suffixes) and optionally the
 // LM head (the tied wte when embeddings are tied: then the embeddings see it too).
+// Weights whose input dimension the group size does not divide (e.g. c_proj after head
+// pruning) stay unquantized and are listed in `skipped` when given, else an InputError.
 std::vector<QuantizedWeight> quantizeModel(Gpt2& model, const QuantSpec& spec,
-                                           const std::vector<std::string>& modules, bool lmHead);
+                                           const std::vector<std::string>& modules, bool lmHead,
+                                           std::vector<std::string>* skipped = nullptr);
 // Overwrites the model's weights with the dequantized values (fp32 evaluation).
 void loadDequantized(Gpt2& model, const std::vector<QuantizedWeight>& weights);
 

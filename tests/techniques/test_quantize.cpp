@@ -3,6 +3,8 @@
 // slack covering fp32 rounding of the division); int4 g128 storage is about 0.53
 // bytes per parameter; the dequantizing matmul equals x @ dequantize(W) + b within
 // 1e-5 abs + 1e-5 rel; the packed safetensors file reads back bit for bit.
+#include "core/errors.h"
+#include "core/techniques/prune.h"
 #include "core/techniques/quantize.h"
 #include "tests/support/torch_support.h"
 
@@ -118,6 +120,25 @@ class TestQuantize : public QObject {
     // The tied LM head is quantized along its output (vocab) rows.
     QCOMPARE(weights.back().out, int64_t(64));
     QCOMPARE(dequantize(weights.back()).sizes(), model->transformer->wte->weight.sizes());
+  }
+
+  void indivisibleWeightsAreSkipped() {
+    // After removing one of two heads, attn.c_proj has 32 inputs: g64 cannot cover it.
+    torch::manual_seed(4);
+    Gpt2Config c;
+    c.vocabSize = 64;
+    c.nPositions = 32;
+    c.nEmbd = 64;
+    c.nLayer = 1;
+    c.nHead = 2;
+    Gpt2 model(c);
+    removeHeads(model, {{1}});
+    std::vector<std::string> skipped;
+    const auto weights = quantizeModel(model, {4, 64, true}, prunableModules(), false, &skipped);
+    QCOMPARE(skipped, std::vector<std::string>{"transformer.h.0.attn.c_proj.weight"});
+    QCOMPARE(weights.size(), size_t(3));
+    const QuantSpec g64{4, 64, true};
+    QVERIFY_THROWS_EXCEPTION(InputError, quantizeModel(model, g64, prunableModules(), false));
   }
 };
 
