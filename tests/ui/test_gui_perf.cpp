@@ -173,6 +173,8 @@ class TestGuiPerf : public QObject {
     g.samples = w.controller()->samplesDelivered();
     g.batches = w.controller()->batchesDelivered();
     g.replots = w.liveBoard()->replots();
+    // The last batch reaches the plots at the next GUI tick after the run's end.
+    QTRY_COMPARE_WITH_TIMEOUT(w.liveBoard()->pointsPlotted(), g.samples, 5000);
     g.plotted = w.liveBoard()->pointsPlotted();
     for (LivePlot* p : w.liveBoard()->plots())
       g.replotTimes << QString("%1 %2 ms").arg(familyKey(p->family())).arg(p->plot()->replotTime(true), 0, 'f', 1);
