@@ -3,8 +3,19 @@
 
 find_package(Torch REQUIRED)
 find_package(nlohmann_json 3.10 REQUIRED)
-find_package(PkgConfig REQUIRED)
-pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
+# PCRE2 (the tokenizer's regex engine): pkg-config where present, else a plain search
+# (the GPU machine gets Debian's headers unpacked into a prefix).
+find_package(PkgConfig QUIET)
+if(PkgConfig_FOUND)
+  pkg_check_modules(PCRE2 QUIET IMPORTED_TARGET libpcre2-8)
+endif()
+if(NOT TARGET PkgConfig::PCRE2)
+  find_path(WB_PCRE2_INCLUDE pcre2.h REQUIRED)
+  find_library(WB_PCRE2_LIB pcre2-8 REQUIRED)
+  add_library(PkgConfig::PCRE2 INTERFACE IMPORTED)
+  target_include_directories(PkgConfig::PCRE2 INTERFACE ${WB_PCRE2_INCLUDE})
+  target_link_libraries(PkgConfig::PCRE2 INTERFACE ${WB_PCRE2_LIB})
+endif()
 find_package(Threads REQUIRED)
 
 # LibTorch's own flags (the C++ ABI switch) must reach every target that shares

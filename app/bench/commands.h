@@ -9,5 +9,9 @@ namespace wb::cli {
 enum ExitCode { kOk = 0, kBadInput = 2, kRunFailed = 3, kInterrupted = 130 };
 
 void addProfileCommands(CLI::App& app, int& exitCode);  // validate, run
+void addDataCommands(CLI::App& app, int& exitCode);     // tokenize, prepare-data
+void addModelCommands(CLI::App& app, int& exitCode);    // eval, generate, init-model
+void addCatalogCommands(CLI::App& app, int& exitCode);  // inspect, models
+void addBenchCommands(CLI::App& app, int& exitCode);    // bench
 
 }  // namespace wb::cli

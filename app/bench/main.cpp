@@ -11,12 +11,17 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "gpt2-bench 0.1.0");
   int exitCode = wb::cli::kOk;
   wb::cli::addProfileCommands(app, exitCode);
+  wb::cli::addDataCommands(app, exitCode);
+  wb::cli::addModelCommands(app, exitCode);
+  wb::cli::addCatalogCommands(app, exitCode);
+  wb::cli::addBenchCommands(app, exitCode);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : wb::cli::kBadInput;
   } catch (const wb::InputError& e) {
+    std::cout.flush();  // what a command already printed comes before the error
     std::cerr << "error: " << e.what() << "\n";
     if (!e.hint().empty()) std::cerr << "hint: " << e.hint() << "\n";
     return wb::cli::kBadInput;
@@ -24,6 +29,7 @@ int main(int argc, char** argv) {
     std::cerr << "cancelled\n";
     return wb::cli::kInterrupted;
   } catch (const std::exception& e) {
+    std::cout.flush();
     std::cerr << "error: " << e.what() << "\n";
     return wb::cli::kRunFailed;
   }

@@ -58,7 +58,7 @@ void addProfileCommands(CLI::App& app, int& exitCode) {
     switch (result.status) {
       case RunStatus::Finished: exitCode = kOk; break;
       case RunStatus::Cancelled: exitCode = kInterrupted; break;
-      default: exitCode = kRunFailed; break;
+      default: exitCode = result.badInput ? kBadInput : kRunFailed; break;
     }
   });
 }

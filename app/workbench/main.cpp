@@ -9,6 +9,9 @@
 #include "ui/main_window.h"
 
 int main(int argc, char** argv) {
+  // The built-in profiles live in wb_ui, a static library: its resource initialiser is
+  // only linked in when referenced.
+  Q_INIT_RESOURCE(resources);
   QApplication app(argc, argv);
   QApplication::setApplicationName("gpt2-workbench");
   QApplication::setOrganizationName("gpt2-workbench");

@@ -12,9 +12,11 @@ namespace {
 
 using nlohmann::json;
 
-[[noreturn]] void fail(const std::string& where, const std::string& key, const std::string& msg) {
-  // A JSON pointer means we are inside a profile: keep the pointer for the GUI.
-  if (!where.empty() && where[0] == '/') throw ProfileError({}, where + "/" + key, msg);
+// Inside a profile `where` is a JSON pointer, kept for the GUI's highlighting; for a
+// config.json file it is the file's path.
+[[noreturn]] void fail(bool pointer, const std::string& where, const std::string& key,
+                       const std::string& msg) {
+  if (pointer) throw ProfileError({}, where + "/" + key, msg);
   throw InputError(where, (key.empty() ? "" : key + ": ") + msg);
 }
 
@@ -32,6 +34,10 @@ int64_t Gpt2Config::parameterCount() const {
 }
 
 Gpt2Config Gpt2Config::fromJson(const json& j, const std::string& where, bool strict) {
+  const bool pointer = strict && !where.empty() && where[0] == '/';
+  auto fail = [&](const std::string& w, const std::string& key, const std::string& msg) {
+    ::wb::fail(pointer, w, key, msg);
+  };
   if (!j.is_object()) fail(where, "", "expected a JSON object");
   Gpt2Config c;
   std::set<std::string> seen;
@@ -93,13 +99,13 @@ Gpt2Config Gpt2Config::fromJson(const json& j, const std::string& where, bool st
     if (strict) fail(where, key, "unknown GPT-2 config key");
     (void)value;  // HF files carry many keys (n_ctx, summary_*, ...) that do not shape the net
   }
-  c.validate(where);
+  c.validate(where, pointer);
   return c;
 }
 
-void Gpt2Config::validate(const std::string& where) const {
+void Gpt2Config::validate(const std::string& where, bool pointer) const {
   if (nEmbd % nHead != 0)
-    fail(where, "n_embd",
+    fail(pointer, where, "n_embd",
          "must be divisible by n_head (" + std::to_string(nEmbd) + " % " + std::to_string(nHead) +
              " != 0)");
 }

@@ -38,7 +38,8 @@ struct Gpt2Config {
   static Gpt2Config fromFile(const std::string& path);
   // A config.json that transformers' GPT2Config.from_pretrained accepts.
   nlohmann::json toJson() const;
-  void validate(const std::string& where) const;
+  // `pointer`: `where` is a JSON pointer (errors become ProfileErrors for the GUI).
+  void validate(const std::string& where, bool pointer = false) const;
 };
 
 }  // namespace wb

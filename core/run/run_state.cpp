@@ -1,7 +1,11 @@
-// Device and dtype selection for a run; see run_state.h.
+// Device, dtype, model and data of a run; see run_state.h.
 #include "core/run/run_state.h"
 
 #include <thread>
+
+#include "core/io/data_prep.h"
+#include "core/io/tokenizer.h"
+#include "core/model/model_loader.h"
 
 namespace wb {
 
@@ -35,5 +39,48 @@ RunState::RunState(const Profile& p) : profile(p) {
 }
 
 RunState::~RunState() = default;
+
+Gpt2& RunState::model() {
+  if (model_.is_empty()) {
+    model_ = loadModel(profile.model, profile.seed);
+    model_->to(device);
+  }
+  return model_;
+}
+
+void RunState::setModel(Gpt2 model) { model_ = std::move(model); }
+
+void RunState::loadData() {
+  if (train_) return;
+  const DataSpec& d = profile.data;
+  if (!d.text.empty()) {
+    const PreparedData prepared = ensurePreparedText(d.text, d.valFraction);
+    train_ = std::make_unique<TokenFile>(prepared.dir / "train.bin");
+    val_ = std::make_unique<TokenFile>(prepared.dir / "val.bin");
+  } else if (!d.train.empty()) {
+    train_ = std::make_unique<TokenFile>(d.train);
+    if (d.val.empty())
+      throw InputError("/data/val", "a validation file is required with data.train",
+                       "evaluation on training tokens would hide overfitting");
+    val_ = std::make_unique<TokenFile>(d.val);
+  } else {
+    throw InputError("/data", "this stage needs token data: set data.text or data.train + data.val");
+  }
+}
+
+const TokenFile& RunState::trainTokens() {
+  loadData();
+  return *train_;
+}
+
+const TokenFile& RunState::valTokens() {
+  loadData();
+  return *val_;
+}
+
+std::shared_ptr<const Tokenizer> RunState::tokenizer() {
+  if (!tokenizer_) tokenizer_ = Tokenizer::gpt2Default();
+  return tokenizer_;
+}
 
 }  // namespace wb

@@ -1,14 +1,18 @@
-// State shared by the stages of one run: the device, the compute dtype, and (as the
-// GPT-2 stages add them) the current model, the tokenizer and the token data. Only
-// LibTorch-side code includes this header.
+// State shared by the stages of one run: the device, the compute dtype, the current
+// model (loaded on first use from the profile's model source, replaced by stages
+// that produce a new one), the tokenizer and the token data. LibTorch side only.
 #pragma once
 
 #include <memory>
 
+#include "core/io/token_file.h"
+#include "core/model/gpt2.h"
 #include "core/run/profile.h"
 #include "core/torch_compat.h"
 
 namespace wb {
+
+class Tokenizer;
 
 struct RunState {
   explicit RunState(const Profile& profile);
@@ -17,6 +21,25 @@ struct RunState {
   const Profile& profile;
   torch::Device device{torch::kCPU};
   torch::Dtype dtype = torch::kFloat32;
+  // How the current model's weights were produced, for benchmark labels: "fp32", or
+  // e.g. "int4-g128-sym (dequantized)" after a quantize stage.
+  std::string weightsLabel = "fp32";
+
+  // The model the next stage works on, on `device`, in fp32 (stages cast copies).
+  Gpt2& model();
+  void setModel(Gpt2 model);
+  bool hasModel() const { return !model_.is_empty(); }
+
+  // Token data from the profile's data section (prepared from text on first use).
+  const TokenFile& trainTokens();
+  const TokenFile& valTokens();
+  std::shared_ptr<const Tokenizer> tokenizer();
+
+ private:
+  void loadData();
+  Gpt2 model_{nullptr};
+  std::unique_ptr<TokenFile> train_, val_;
+  std::shared_ptr<const Tokenizer> tokenizer_;
 };
 
 // "fp32" | "bf16" | "fp16" -> dtype; InputError naming `where` otherwise.

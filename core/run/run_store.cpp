@@ -139,7 +139,7 @@ void RunStore::append(const json& event) {
   std::fwrite(line.data(), 1, line.size(), events_);
   // Flushed per event so that a killed process loses at most the line in flight.
   std::fflush(events_);
-  events_log_.push_back({event["event"], event});
+  summary_.add(event["event"].get<std::string>(), event);
 }
 
 void RunStore::onRunStart(const std::string& runDir) {
@@ -194,7 +194,7 @@ void RunStore::onStageEnd(int index, const std::string& name, RunStatus status) 
 void RunStore::onRunEnd(RunStatus status, const std::string& message) {
   std::lock_guard lock(mutex_);
   append({{"event", "run_end"}, {"t", now()}, {"status", toString(status)}, {"message", message}});
-  const RunSummary summary = summarizeEvents(events_log_);
+  const RunSummary summary = summary_.build();
   writeFileAtomic(dir_ / "summary.json", summary.toJson().dump(2) + "\n");
 }
 
@@ -213,49 +213,50 @@ std::vector<RunEvent> RunStore::readEvents(const fs::path& dir) {
   return out;
 }
 
-RunSummary RunStore::summarizeEvents(const std::vector<RunEvent>& events) {
-  RunSummary r;
-  r.status = RunStatus::Interrupted;
-  std::map<std::pair<std::string, std::string>, std::vector<double>> values;
-  std::map<std::pair<std::string, std::string>, int64_t> lastStep;
-  std::vector<std::pair<std::string, std::string>> order;
-  int64_t pid = 0;
-  std::string host;
-  for (const auto& e : events) {
-    const json& d = e.data;
-    r.durationSeconds = std::max(r.durationSeconds, d.value("t", 0.0));
-    if (e.kind == "run_start") {
-      r.name = d.value("name", "");
-      r.startedUtc = d.value("started_utc", "");
-      pid = d.value("pid", int64_t{0});
-      host = d.value("host", "");
-    } else if (e.kind == "stage_start") {
-      r.stages.push_back(d.value("stage", ""));
-    } else if (e.kind == "sample") {
-      auto key = std::make_pair(d.value("stage", ""), d.value("series", ""));
-      auto& v = values[key];
-      if (v.empty()) order.push_back(key);
-      v.push_back(d.value("value", 0.0));
-      lastStep[key] = d.value("step", int64_t{0});
-    } else if (e.kind == "run_end") {
-      r.status = runStatusFromString(d.value("status", "interrupted"));
-      r.message = d.value("message", "");
-    }
+void SummaryBuilder::add(const std::string& kind, const json& d) {
+  base_.durationSeconds = std::max(base_.durationSeconds, d.value("t", 0.0));
+  if (kind == "run_start") {
+    base_.name = d.value("name", "");
+    base_.startedUtc = d.value("started_utc", "");
+    pid_ = d.value("pid", int64_t{0});
+    host_ = d.value("host", "");
+  } else if (kind == "stage_start") {
+    base_.stages.push_back(d.value("stage", ""));
+  } else if (kind == "sample") {
+    auto key = std::make_pair(d.value("stage", ""), d.value("series", ""));
+    auto& v = values_[key];
+    if (v.empty()) order_.push_back(key);
+    v.push_back(d.value("value", 0.0));
+    lastStep_[key] = d.value("step", int64_t{0});
+  } else if (kind == "run_end") {
+    base_.status = runStatusFromString(d.value("status", "interrupted"));
+    base_.message = d.value("message", "");
   }
+}
+
+RunSummary SummaryBuilder::build() const {
+  RunSummary r = base_;
   // A run without its end event may still be running in another process here.
-  if (r.status == RunStatus::Interrupted && pid > 0 && host == hostName() &&
-      ::kill(static_cast<pid_t>(pid), 0) == 0)
+  if (r.status == RunStatus::Interrupted && pid_ > 0 && host_ == hostName() &&
+      ::kill(static_cast<pid_t>(pid_), 0) == 0)
     r.status = RunStatus::Running;
-  for (const auto& key : order) {
+  for (const auto& key : order_) {
+    const auto& v = values_.at(key);
     SeriesSummary s;
     s.stage = key.first;
     s.series = key.second;
-    s.stats = summarize(values[key]);
-    s.last = values[key].back();
-    s.lastStep = lastStep[key];
+    s.stats = summarize(v);
+    s.last = v.back();
+    s.lastStep = lastStep_.at(key);
     r.series.push_back(s);
   }
   return r;
+}
+
+RunSummary RunStore::summarizeEvents(const std::vector<RunEvent>& events) {
+  SummaryBuilder b;
+  for (const auto& e : events) b.add(e.kind, e.data);
+  return b.build();
 }
 
 RunSummary RunStore::loadSummary(const fs::path& dir) {

@@ -46,6 +46,22 @@ struct RunEvent {
   nlohmann::json data;
 };
 
+// Folds events into a RunSummary one at a time: the live store and the rebuild of a
+// dead run's summary share it. Keeps only each series' values, not the events.
+class SummaryBuilder {
+ public:
+  void add(const std::string& kind, const nlohmann::json& data);
+  RunSummary build() const;
+
+ private:
+  RunSummary base_;
+  int64_t pid_ = 0;
+  std::string host_;
+  std::map<std::pair<std::string, std::string>, std::vector<double>> values_;
+  std::map<std::pair<std::string, std::string>, int64_t> lastStep_;
+  std::vector<std::pair<std::string, std::string>> order_;
+};
+
 class RunStore : public RunObserver {
  public:
   // Creates `<root>/<UTC time>-<name>/` (suffixing -2, -3 ... on collision).
@@ -81,7 +97,7 @@ class RunStore : public RunObserver {
   std::mutex mutex_;
   std::FILE* events_ = nullptr;
   std::FILE* metrics_ = nullptr;
-  std::vector<RunEvent> events_log_;  // kept to write summary.json at the end
+  SummaryBuilder summary_;  // folded per event, written as summary.json at the end
   double startEpoch_ = 0.0;
 };
 

@@ -79,6 +79,10 @@ RunResult Runner::run(const std::filesystem::path& runDir, RunObserver& observer
     } catch (const Cancelled&) {
       stageStatus = RunStatus::Cancelled;
       result.message = "cancelled in stage " + spec.name;
+    } catch (const InputError& e) {
+      stageStatus = RunStatus::Failed;
+      result.badInput = true;
+      result.message = spec.name + ": " + e.what() + (e.hint().empty() ? "" : " (hint: " + e.hint() + ")");
     } catch (const Error& e) {
       stageStatus = RunStatus::Failed;
       result.message = spec.name + ": " + e.what() + (e.hint().empty() ? "" : " (hint: " + e.hint() + ")");

@@ -60,6 +60,7 @@ class StageContext {
 struct RunResult {
   RunStatus status = RunStatus::Running;
   std::string message;
+  bool badInput = false;  // failed on an InputError (a profile, file or data problem)
   std::filesystem::path runDir;
 };
 

@@ -15,16 +15,19 @@ std::string shortDump(const nlohmann::json& value) {
   return s;
 }
 
-std::string rangeText(const FieldSpec& f) {
+std::string numberText(double x) {
+  // Integral bounds print as integers ("1000000000", not "1e+09").
+  if (x == std::floor(x) && std::fabs(x) < 1e15) return std::to_string(static_cast<long long>(x));
   std::ostringstream os;
-  if (f.min && f.max) {
-    os << " in [" << *f.min << ", " << *f.max << "]";
-  } else if (f.min) {
-    os << " >= " << *f.min;
-  } else if (f.max) {
-    os << " <= " << *f.max;
-  }
+  os << x;
   return os.str();
+}
+
+std::string rangeText(const FieldSpec& f) {
+  if (f.min && f.max) return " in [" + numberText(*f.min) + ", " + numberText(*f.max) + "]";
+  if (f.min) return " >= " + numberText(*f.min);
+  if (f.max) return " <= " + numberText(*f.max);
+  return {};
 }
 
 std::string choicesText(const FieldSpec& f) {

@@ -1,0 +1,218 @@
+// GPT-2 forward pass and initialisation; see gpt2.h.
+#include "core/model/gpt2.h"
+
+#include <cmath>
+
+#include "core/errors.h"
+
+namespace wb {
+
+Conv1DImpl::Conv1DImpl(int64_t in, int64_t out) {
+  weight = register_parameter("weight", torch::empty({in, out}));
+  bias = register_parameter("bias", torch::zeros({out}));
+}
+
+torch::Tensor Conv1DImpl::forward(const torch::Tensor& x) {
+  auto sizes = x.sizes().vec();
+  sizes.back() = weight.size(1);
+  auto y = torch::addmm(bias, x.reshape({-1, x.size(-1)}), weight).view(sizes);
+  if (adapter) y = y + adapter->forward(x, is_training());
+  return y;
+}
+
+Gpt2AttentionImpl::Gpt2AttentionImpl(const Gpt2Config& c, int64_t layerIndex)
+    : nHead_(c.nHead), headDim_(c.headDim()), layer_(layerIndex) {
+  c_attn = register_module("c_attn", Conv1D(c.nEmbd, 3 * c.nEmbd));
+  c_proj = register_module("c_proj", Conv1D(c.nEmbd, c.nEmbd));
+  scale_ = c.scaleAttnWeights ? 1.0 / std::sqrt(static_cast<double>(headDim_)) : 1.0;
+  if (c.scaleAttnByInverseLayerIdx) scale_ /= static_cast<double>(layerIndex + 1);
+  attnDrop_ = c.attnPdrop;
+  residDrop_ = c.residPdrop;
+}
+
+torch::Tensor Gpt2AttentionImpl::forward(const torch::Tensor& x, KvCache* cache,
+                                         AttentionBackend backend) {
+  const int64_t b = x.size(0), t = x.size(1);
+  const int64_t e = nHead_ * headDim_;  // n_embd unless heads were pruned
+  auto qkv = c_attn->forward(x).split(e, -1);
+  auto heads = [&](const torch::Tensor& m) {
+    return m.view({b, t, nHead_, headDim_}).transpose(1, 2);
+  };
+  auto q = heads(qkv[0]);
+  auto k = heads(qkv[1]);
+  auto v = heads(qkv[2]);
+  AttentionParams params;
+  params.scale = scale_;
+  params.dropout = attnDrop_;
+  if (cache) {
+    const int64_t past = cache->length;
+    if (past + t > cache->capacity)
+      throw RunError("kv cache", "cache holds " + std::to_string(cache->capacity) +
+                                     " positions; " + std::to_string(past + t) + " needed");
+    cache->keys[layer_].narrow(2, past, t).copy_(k);
+    cache->values[layer_].narrow(2, past, t).copy_(v);
+    k = cache->keys[layer_].narrow(2, 0, past + t);
+    v = cache->values[layer_].narrow(2, 0, past + t);
+    params.pastLength = past;
+  }
+  auto y = attention(q, k, v, params, backend, is_training());
+  y = y.transpose(1, 2).contiguous().view({b, t, e});
+  y = c_proj->forward(y);
+  if (is_training() && residDrop_ > 0) y = torch::dropout(y, residDrop_, true);
+  return y;
+}
+
+void Gpt2AttentionImpl::keepHeads(const std::vector<int64_t>& keep) {
+  if (keep.empty()) throw InputError("gpt2 attention", "a layer must keep at least one head");
+  for (size_t i = 0; i < keep.size(); ++i)
+    if (keep[i] < 0 || keep[i] >= nHead_ || (i > 0 && keep[i] <= keep[i - 1]))
+      throw InputError("gpt2 attention", "head indices must be ascending and below " +
+                                             std::to_string(nHead_));
+  torch::NoGradGuard noGrad;
+  const int64_t inner = nHead_ * headDim_;
+  std::vector<int64_t> cols;  // positions inside one of q, k, v
+  for (int64_t h : keep)
+    for (int64_t d = 0; d < headDim_; ++d) cols.push_back(h * headDim_ + d);
+  auto idx = torch::tensor(cols, torch::TensorOptions().dtype(torch::kLong)).to(c_attn->weight.device());
+  auto qkvIdx = torch::cat({idx, idx + inner, idx + 2 * inner});
+  auto replace = [](torch::Tensor& param, torch::Tensor value) {
+    param.set_data(value.contiguous());
+  };
+  replace(c_attn->weight, c_attn->weight.index_select(1, qkvIdx));
+  replace(c_attn->bias, c_attn->bias.index_select(0, qkvIdx));
+  replace(c_proj->weight, c_proj->weight.index_select(0, idx));
+  nHead_ = static_cast<int64_t>(keep.size());
+}
+
+Gpt2MlpImpl::Gpt2MlpImpl(const Gpt2Config& c) : activation_(c.activation), drop_(c.residPdrop) {
+  c_fc = register_module("c_fc", Conv1D(c.nEmbd, c.innerDim()));
+  c_proj = register_module("c_proj", Conv1D(c.innerDim(), c.nEmbd));
+}
+
+torch::Tensor Gpt2MlpImpl::forward(const torch::Tensor& x) {
+  auto h = c_fc->forward(x);
+  if (activation_ == "gelu_new") {
+    // transformers' NewGELUActivation, spelled out so results match it bit for bit
+    // rather than LibTorch's fused tanh-GELU.
+    const double k = std::sqrt(2.0 / M_PI);
+    h = 0.5 * h * (1.0 + torch::tanh(k * (h + 0.044715 * torch::pow(h, 3.0))));
+  } else if (activation_ == "gelu_pytorch_tanh") {
+    h = torch::gelu(h, "tanh");
+  } else if (activation_ == "gelu") {
+    h = torch::gelu(h);
+  } else {
+    h = torch::relu(h);
+  }
+  h = c_proj->forward(h);
+  if (is_training() && drop_ > 0) h = torch::dropout(h, drop_, true);
+  return h;
+}
+
+Gpt2BlockImpl::Gpt2BlockImpl(const Gpt2Config& c, int64_t layerIndex) {
+  auto ln = [&] {
+    return torch::nn::LayerNorm(
+        torch::nn::LayerNormOptions({c.nEmbd}).eps(c.layerNormEpsilon).elementwise_affine(true));
+  };
+  ln_1 = register_module("ln_1", ln());
+  attn = register_module("attn", Gpt2Attention(c, layerIndex));
+  ln_2 = register_module("ln_2", ln());
+  mlp = register_module("mlp", Gpt2Mlp(c));
+}
+
+torch::Tensor Gpt2BlockImpl::forward(const torch::Tensor& x, KvCache* cache,
+                                     AttentionBackend backend) {
+  auto h = x + attn->forward(ln_1->forward(x), cache, backend);
+  return h + mlp->forward(ln_2->forward(h));
+}
+
+Gpt2TransformerImpl::Gpt2TransformerImpl(const Gpt2Config& c) {
+  wte = register_module("wte", torch::nn::Embedding(c.vocabSize, c.nEmbd));
+  wpe = register_module("wpe", torch::nn::Embedding(c.nPositions, c.nEmbd));
+  h = register_module("h", torch::nn::ModuleList());
+  for (int64_t i = 0; i < c.nLayer; ++i) h->push_back(Gpt2Block(c, i));
+  ln_f = register_module("ln_f", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.nEmbd})
+                                                          .eps(c.layerNormEpsilon)
+                                                          .elementwise_affine(true)));
+}
+
+Gpt2Impl::Gpt2Impl(Gpt2Config config) : config_(std::move(config)) {
+  config_.validate("gpt2 config");
+  transformer = register_module("transformer", Gpt2Transformer(config_));
+  if (!config_.tieWordEmbeddings) {
+    // Registered under the name HF uses ("lm_head.weight") through a child module.
+    auto head = std::make_shared<torch::nn::Module>();
+    lmHeadWeight = head->register_parameter("weight", torch::empty({config_.vocabSize, config_.nEmbd}));
+    register_module("lm_head", head);
+  }
+  initWeights();
+}
+
+void Gpt2Impl::initWeights() {
+  torch::NoGradGuard noGrad;
+  const double std0 = config_.initializerRange;
+  const double projStd = std0 / std::sqrt(2.0 * static_cast<double>(config_.nLayer));
+  for (auto& item : named_parameters()) {
+    const std::string& name = item.key();
+    auto& p = item.value();
+    if (name.find(".ln_") != std::string::npos || name.find("ln_f") != std::string::npos) {
+      if (name.ends_with("weight")) p.fill_(1.0); else p.zero_();
+    } else if (name.ends_with("bias")) {
+      p.zero_();
+    } else if (name.ends_with("c_proj.weight")) {
+      p.normal_(0.0, projStd);
+    } else {
+      p.normal_(0.0, std0);
+    }
+  }
+}
+
+torch::Tensor Gpt2Impl::hidden(const torch::Tensor& ids, KvCache* cache) {
+  const int64_t t = ids.size(1);
+  const int64_t past = cache ? cache->length : 0;
+  if (past + t > config_.nPositions)
+    throw RunError("gpt2", "sequence of " + std::to_string(past + t) +
+                               " tokens exceeds the model's n_positions = " +
+                               std::to_string(config_.nPositions));
+  auto pos = torch::arange(past, past + t, ids.options().dtype(torch::kLong));
+  auto x = transformer->wte->forward(ids) + transformer->wpe->forward(pos).unsqueeze(0);
+  if (is_training() && config_.embdPdrop > 0) x = torch::dropout(x, config_.embdPdrop, true);
+  for (const auto& block : *transformer->h) x = block->as<Gpt2Block>()->forward(x, cache, backend_);
+  if (cache) cache->length += t;
+  return transformer->ln_f->forward(x);
+}
+
+torch::Tensor Gpt2Impl::logitsFromHidden(const torch::Tensor& h) {
+  const auto& w = config_.tieWordEmbeddings ? transformer->wte->weight : lmHeadWeight;
+  return torch::matmul(h, w.t());
+}
+
+torch::Tensor Gpt2Impl::forward(const torch::Tensor& ids, KvCache* cache) {
+  return logitsFromHidden(hidden(ids, cache));
+}
+
+KvCache Gpt2Impl::makeCache(int64_t batch, int64_t capacity,
+                            const torch::TensorOptions& options) const {
+  KvCache c;
+  c.capacity = std::min(capacity, config_.nPositions);
+  for (int64_t i = 0; i < config_.nLayer; ++i) {
+    const auto& attn = transformer->h->ptr(static_cast<size_t>(i))->as<Gpt2Block>()->attn;  // heads may be pruned
+    const int64_t heads = attn->headCount();
+    c.keys.push_back(torch::zeros({batch, heads, c.capacity, attn->headDim()}, options));
+    c.values.push_back(torch::zeros({batch, heads, c.capacity, attn->headDim()}, options));
+  }
+  return c;
+}
+
+int64_t Gpt2Impl::parameterCount() const {
+  int64_t n = 0;
+  for (const auto& p : parameters()) n += p.numel();
+  return n;
+}
+
+int64_t Gpt2Impl::parameterBytes() const {
+  int64_t n = 0;
+  for (const auto& p : parameters()) n += p.numel() * static_cast<int64_t>(p.element_size());
+  return n;
+}
+
+}  // namespace wb

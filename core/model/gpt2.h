@@ -1,0 +1,130 @@
+// GPT-2 as a LibTorch module whose named_parameters() are exactly the state-dict keys
+// of Hugging Face's GPT2LMHeadModel (transformer.h.0.attn.c_attn.weight, ...), with
+// Conv1D weights stored [in, out] as HF stores them, and the LM head tied to wte.
+// Not here: loading files (core/io/hf_checkpoint.h), sampling (core/model/generate.h).
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "core/model/attention.h"
+#include "core/model/gpt2_config.h"
+#include "core/torch_compat.h"
+
+namespace wb {
+
+// An additive side path on a Conv1D (LoRA: core/techniques/lora.h). Deliberately not a
+// registered submodule, so named_parameters() keep HF's keys and checkpoints stay
+// plain GPT-2; whoever attaches an adapter owns and trains its parameters.
+class Conv1DAdapter {
+ public:
+  virtual ~Conv1DAdapter() = default;
+  // x [..., in] -> [..., out], added to x W + b.
+  virtual torch::Tensor forward(const torch::Tensor& x, bool training) = 0;
+};
+
+// HF's Conv1D: y = x W + b with W [in, out], plus adapter(x) when one is attached.
+class Conv1DImpl : public torch::nn::Module {
+ public:
+  Conv1DImpl(int64_t in, int64_t out);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight, bias;
+  std::shared_ptr<Conv1DAdapter> adapter;
+};
+TORCH_MODULE(Conv1D);
+
+// Per-layer keys and values of earlier positions, preallocated to `capacity` tokens
+// so decode steps never reallocate (and a CUDA graph can capture them later).
+struct KvCache {
+  std::vector<torch::Tensor> keys, values;  // per layer [B, H, capacity, D]
+  int64_t length = 0;
+  int64_t capacity = 0;
+  void reset() { length = 0; }
+};
+
+class Gpt2AttentionImpl : public torch::nn::Module {
+ public:
+  Gpt2AttentionImpl(const Gpt2Config& config, int64_t layerIndex);
+  // With a cache: appends this call's keys/values at cache positions [past, past+T).
+  torch::Tensor forward(const torch::Tensor& x, KvCache* cache, AttentionBackend backend);
+
+  // Heads this layer still has. Structured pruning (core/techniques/prune.h) may leave
+  // fewer than config.n_head, and a different number per layer, so the count lives
+  // here rather than in the shared config.
+  int64_t headCount() const { return nHead_; }
+  int64_t headDim() const { return headDim_; }
+  // Keeps only the heads in `keep` (ascending, unique, >= 1 of them): c_attn's q/k/v
+  // columns and c_proj's rows of the others are removed, so the matrices shrink.
+  void keepHeads(const std::vector<int64_t>& keep);
+
+  Conv1D c_attn{nullptr}, c_proj{nullptr};
+
+ private:
+  int64_t nHead_, headDim_, layer_;
+  double scale_, attnDrop_, residDrop_;
+};
+TORCH_MODULE(Gpt2Attention);
+
+class Gpt2MlpImpl : public torch::nn::Module {
+ public:
+  explicit Gpt2MlpImpl(const Gpt2Config& config);
+  torch::Tensor forward(const torch::Tensor& x);
+  Conv1D c_fc{nullptr}, c_proj{nullptr};
+
+ private:
+  std::string activation_;
+  double drop_;
+};
+TORCH_MODULE(Gpt2Mlp);
+
+class Gpt2BlockImpl : public torch::nn::Module {
+ public:
+  Gpt2BlockImpl(const Gpt2Config& config, int64_t layerIndex);
+  torch::Tensor forward(const torch::Tensor& x, KvCache* cache, AttentionBackend backend);
+  torch::nn::LayerNorm ln_1{nullptr}, ln_2{nullptr};
+  Gpt2Attention attn{nullptr};
+  Gpt2Mlp mlp{nullptr};
+};
+TORCH_MODULE(Gpt2Block);
+
+class Gpt2TransformerImpl : public torch::nn::Module {
+ public:
+  explicit Gpt2TransformerImpl(const Gpt2Config& config);
+  torch::nn::Embedding wte{nullptr}, wpe{nullptr};
+  torch::nn::ModuleList h{nullptr};
+  torch::nn::LayerNorm ln_f{nullptr};
+};
+TORCH_MODULE(Gpt2Transformer);
+
+class Gpt2Impl : public torch::nn::Module {
+ public:
+  explicit Gpt2Impl(Gpt2Config config);
+
+  // ids [B, T] (int64) -> logits [B, T, vocab]. With a cache, T new tokens continue
+  // the cached ones (positions cache->length ...).
+  torch::Tensor forward(const torch::Tensor& ids, KvCache* cache = nullptr);
+  // Final hidden states after ln_f, [B, T, n_embd].
+  torch::Tensor hidden(const torch::Tensor& ids, KvCache* cache = nullptr);
+  torch::Tensor logitsFromHidden(const torch::Tensor& hidden);
+
+  // HF's initialisation (normal(0, initializer_range), c_proj scaled by
+  // 1/sqrt(2 n_layer), zero biases, unit LayerNorms); uses the global torch RNG.
+  void initWeights();
+  KvCache makeCache(int64_t batch, int64_t capacity, const torch::TensorOptions& options) const;
+
+  const Gpt2Config& config() const { return config_; }
+  void setAttentionBackend(AttentionBackend backend) { backend_ = backend; }
+  AttentionBackend attentionBackend() const { return backend_; }
+  int64_t parameterCount() const;  // counted once (tied weights are one tensor)
+  int64_t parameterBytes() const;
+
+  Gpt2Transformer transformer{nullptr};
+  torch::Tensor lmHeadWeight;  // defined only when embeddings are untied
+
+ private:
+  Gpt2Config config_;
+  AttentionBackend backend_ = AttentionBackend::Math;
+};
+TORCH_MODULE(Gpt2);
+
+}  // namespace wb

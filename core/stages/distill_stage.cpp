@@ -1,0 +1,138 @@
+// `distill`: trains a student to match a frozen teacher (the run's current model or a
+// `teacher` source) with the KD loss of core/techniques/distill.h, through the shared
+// Trainer loop; optionally trains a same-size student from scratch on the same batches
+// as the baseline. The student becomes the run's current model and is saved as a HF
+// folder. Not here: the full teacher/baseline/student table (the `compare` stage).
+#include "core/bench/evaluator.h"
+#include "core/errors.h"
+#include "core/io/hf_checkpoint.h"
+#include "core/io/model_catalog.h"
+#include "core/model/model_loader.h"
+#include "core/run/run_state.h"
+#include "core/run/runner.h"
+#include "core/stages/stages.h"
+#include "core/stages/train_fields.h"
+#include "core/techniques/distill.h"
+
+namespace wb {
+namespace {
+
+Gpt2 loadSource(const std::string& source, const torch::Device& device) {
+  Gpt2 m = loadModelFolder(resolveModelSource(source));
+  m->to(device);
+  return m;
+}
+
+TrainSink sinkFor(StageContext& ctx, const std::string& prefix) {
+  TrainSink sink;
+  sink.sample = [&ctx, prefix](const std::string& s, int64_t step, double v) { ctx.sample(prefix + s, step, v); };
+  sink.log = [&ctx, prefix](const std::string& text) { ctx.log(prefix + text); };
+  sink.progress = [&ctx](int64_t step, int64_t total, double tps) { ctx.progress(step, total, tps, "tok/s"); };
+  return sink;
+}
+
+class DistillStage : public Stage {
+ public:
+  void run(StageContext& ctx) override {
+    RunState& st = ctx.state();
+    if (st.dtype != torch::kFloat32)
+      throw InputError("/device/dtype", "distillation trains in fp32 in this build",
+                       "set device.dtype to fp32 (mixed precision comes with the GPU work)");
+    const std::string teacherSource = ctx.text("teacher");
+    Gpt2 teacher = teacherSource.empty() ? st.model() : loadSource(teacherSource, st.device);
+    const TokenFile& train = st.trainTokens();
+    const TokenFile& val = st.valTokens();
+    const auto vocab = static_cast<int32_t>(teacher->config().vocabSize);
+    if (train.size() < 100'000'000) train.checkIds(vocab);
+    if (val.size() < 100'000'000) val.checkIds(vocab);
+    const TokenSpan trainSpan{train.data(), static_cast<int64_t>(train.size()), train.path().string()};
+    const TokenSpan valSpan{val.data(), static_cast<int64_t>(val.size()), val.path().string()};
+
+    TrainOptions o = loopOptions(ctx);
+    o.checkpointEvery = ctx.integer("checkpoint_every");
+    o.keepCheckpoints = static_cast<int>(ctx.integer("keep_checkpoints"));
+    KdOptions kd;
+    kd.temperature = ctx.number("temperature");
+    kd.alpha = ctx.number("alpha");
+
+    FrozenTeacher frozen(teacher);
+    EvalOptions eo;
+    eo.seqLen = o.seqLen;
+    eo.batchSize = o.evalBatchSize;
+    eo.maxWindows = o.evalWindows;
+    const EvalResult teacherEval = evaluate(teacher, valSpan.data, valSpan.count, eo, &ctx.cancel());
+    ctx.sample("distill/teacher_val_loss", 0, teacherEval.loss);
+
+    torch::manual_seed(o.seed);
+    Gpt2 student{nullptr};
+    const std::string studentSource = ctx.text("student");
+    if (studentSource.empty()) {
+      StudentOptions so;
+      so.nLayer = ctx.integer("student_layers");
+      so.init = parseStudentInit(ctx.text("student_init"), "/stages/" + std::to_string(ctx.index()) + "/student_init");
+      student = makeStudent(teacher, so);
+    } else {
+      student = loadSource(studentSource, st.device);
+      if (student->config().vocabSize != teacher->config().vocabSize)
+        throw InputError("/stages/" + std::to_string(ctx.index()) + "/student",
+                         "student vocabulary " + std::to_string(student->config().vocabSize) +
+                             " differs from the teacher's " + std::to_string(teacher->config().vocabSize));
+    }
+    ctx.sample("distill/teacher_params", 0, static_cast<double>(teacher->parameterCount()));
+    ctx.sample("distill/student_params", 0, static_cast<double>(student->parameterCount()));
+    ctx.log("teacher " + std::to_string(teacher->config().nLayer) + " layers, " +
+            std::to_string(teacher->parameterCount()) + " parameters (val loss " +
+            std::to_string(teacherEval.loss) + "); student " + std::to_string(student->config().nLayer) +
+            " layers, " + std::to_string(student->parameterCount()) + " parameters; T = " +
+            std::to_string(kd.temperature) + ", alpha = " + std::to_string(kd.alpha));
+
+    Trainer trainer(student, o, trainSpan, valSpan, TrainHooks{distillationObjective(frozen, kd), {}});
+    trainer.run(sinkFor(ctx, ""), ctx.cancel(), ctx.runDir() / "checkpoints" / ctx.spec().name);
+    const double studentLoss = trainer.lastEval()->loss;
+    ctx.sample("distill/student_val_loss", 0, studentLoss);
+
+    if (ctx.flag("baseline")) {
+      // Same config, fresh weights, same batches (same sampler seed), plain CE.
+      torch::manual_seed(o.seed + 1);
+      Gpt2 baseline(student->config());
+      baseline->setAttentionBackend(student->attentionBackend());
+      baseline->to(st.device);
+      Trainer bt(baseline, o, trainSpan, valSpan);
+      bt.run(sinkFor(ctx, "baseline/"), ctx.cancel());
+      const double baselineLoss = bt.lastEval()->loss;
+      ctx.sample("distill/baseline_val_loss", 0, baselineLoss);
+      ctx.log("val loss after " + std::to_string(o.steps) + " steps: distilled student " +
+              std::to_string(studentLoss) + ", student from scratch " + std::to_string(baselineLoss) +
+              ", teacher " + std::to_string(teacherEval.loss));
+    }
+    if (ctx.flag("save_model")) {
+      const auto dir = ctx.runDir() / "models" / ctx.spec().name;
+      saveHfCheckpoint(*student, student->config().toJson(), dir);
+      ctx.log("student saved to " + dir.string());
+    }
+    st.setModel(student);
+  }
+};
+
+}  // namespace
+
+StageType distillStageType() {
+  std::vector<FieldSpec> f = {
+      {"teacher", FieldKind::String, "", "Teacher: \"hf:NAME\" or a folder (empty: the run's current model)"},
+      {"student", FieldKind::String, "", "Student: \"hf:NAME\" or a folder (empty: built from the teacher)"},
+      {"student_layers", FieldKind::Int, 0, "Student layers (0: half the teacher's)", 0, 1000},
+      {"student_init", FieldKind::String, "every_other", "Student weights: teacher layers 0, 2, 4, ... or random",
+       {}, {}, {"every_other", "random"}},
+      {"temperature", FieldKind::Number, 2.0, "Softmax temperature T of the KD term", 1e-3, 1e3},
+      {"alpha", FieldKind::Number, 0.5, "Weight of the KD term (1 - alpha weighs the CE term)", 0.0, 1.0},
+      {"baseline", FieldKind::Bool, false, "Also train a same-size student from scratch on the same batches"},
+      {"checkpoint_every", FieldKind::Int, 0, "Checkpoint every N steps (0: never)", 0, 1e9},
+      {"keep_checkpoints", FieldKind::Int, 2, "Newest checkpoints kept (0: all)", 0, 1000},
+      {"save_model", FieldKind::Bool, true, "Save the student as a HF folder in the run"}};
+  for (auto& field : loopFields({})) f.push_back(field);
+  SectionSpec s{"distill", "Distil the current model (or a teacher source) into a smaller student",
+                std::move(f)};
+  return {s, [] { return std::make_unique<DistillStage>(); }};
+}
+
+}  // namespace wb

@@ -1,0 +1,99 @@
+// `train`: pretrains or continues the run's current model on the profile's token
+// data, evaluating on the held-out split, checkpointing into the run directory and
+// saving the final model there as a Hugging Face folder for later stages and tools.
+#include "core/errors.h"
+#include "core/io/hf_checkpoint.h"
+#include "core/run/run_state.h"
+#include "core/run/runner.h"
+#include "core/stages/stages.h"
+#include "core/train/checkpoint.h"
+#include "core/train/trainer.h"
+
+namespace wb {
+namespace {
+
+class TrainStage : public Stage {
+ public:
+  void run(StageContext& ctx) override {
+    RunState& st = ctx.state();
+    if (st.dtype != torch::kFloat32)
+      throw InputError("/device/dtype", "training runs in fp32 in this build",
+                       "set device.dtype to fp32 (mixed precision comes with the GPU work)");
+    Gpt2& model = st.model();
+    const TokenFile& train = st.trainTokens();
+    const TokenFile& val = st.valTokens();
+    if (train.size() < 100'000'000) train.checkIds(static_cast<int32_t>(model->config().vocabSize));
+    if (val.size() < 100'000'000) val.checkIds(static_cast<int32_t>(model->config().vocabSize));
+
+    TrainOptions o;
+    o.steps = ctx.integer("steps");
+    o.batchSize = ctx.integer("batch_size");
+    o.gradAccum = ctx.integer("grad_accum");
+    o.seqLen = ctx.profile().data.seqLen;
+    o.lr = ctx.number("lr");
+    o.minLr = ctx.number("min_lr");
+    o.warmupSteps = ctx.integer("warmup_steps");
+    o.adamw.weightDecay = ctx.number("weight_decay");
+    o.adamw.beta1 = ctx.number("beta1");
+    o.adamw.beta2 = ctx.number("beta2");
+    o.gradClip = ctx.number("grad_clip");
+    o.evalEvery = ctx.integer("eval_every");
+    o.evalWindows = ctx.integer("eval_windows");
+    o.checkpointEvery = ctx.integer("checkpoint_every");
+    o.keepCheckpoints = static_cast<int>(ctx.integer("keep_checkpoints"));
+    o.timingWarmup = ctx.integer("timing_warmup");
+    o.seed = ctx.profile().seed + static_cast<uint64_t>(ctx.index());
+
+    ctx.log("model: " + std::to_string(model->parameterCount()) + " parameters, " +
+            std::to_string(model->config().nLayer) + " layers; data: " + std::to_string(train.size()) +
+            " train / " + std::to_string(val.size()) + " val tokens");
+    Trainer trainer(model, o, {train.data(), static_cast<int64_t>(train.size()), train.path().string()},
+                    {val.data(), static_cast<int64_t>(val.size()), val.path().string()});
+    const std::string resume = ctx.text("resume");
+    if (!resume.empty()) {
+      trainer.resumeFrom(resume);
+      ctx.log("resumed from " + resume + " at step " + std::to_string(trainer.step()));
+    }
+    TrainSink sink;
+    sink.sample = [&](const std::string& s, int64_t step, double v) { ctx.sample(s, step, v); };
+    sink.log = [&](const std::string& text) { ctx.log(text); };
+    sink.progress = [&](int64_t step, int64_t total, double tps) {
+      ctx.progress(step, total, tps, "tok/s");
+    };
+    const auto ckptRoot = ctx.runDir() / "checkpoints" / ctx.spec().name;
+    trainer.run(sink, ctx.cancel(), ckptRoot);
+    if (ctx.flag("save_model")) {
+      const auto dir = ctx.runDir() / "models" / ctx.spec().name;
+      saveHfCheckpoint(*model, model->config().toJson(), dir);
+      ctx.log("model saved to " + dir.string());
+    }
+  }
+};
+
+}  // namespace
+
+StageType trainStageType() {
+  SectionSpec s{
+      "train",
+      "Train the current model on data.train (next-token loss), evaluating on data.val",
+      {{"steps", FieldKind::Int, 200, "Optimizer steps", 1, 1e9},
+       {"batch_size", FieldKind::Int, 8, "Sequences per micro-batch", 1, 65536},
+       {"grad_accum", FieldKind::Int, 1, "Micro-batches per optimizer step", 1, 65536},
+       {"lr", FieldKind::Number, 6e-4, "Peak learning rate", 0.0, 10.0},
+       {"min_lr", FieldKind::Number, 6e-5, "Learning rate at the end of the cosine decay", 0.0, 10.0},
+       {"warmup_steps", FieldKind::Int, 20, "Linear warm-up steps", 0, 1e9},
+       {"weight_decay", FieldKind::Number, 0.1, "AdamW decay (2-D weights only)", 0.0, 10.0},
+       {"beta1", FieldKind::Number, 0.9, "AdamW beta1", 0.0, 0.999999},
+       {"beta2", FieldKind::Number, 0.95, "AdamW beta2", 0.0, 0.999999},
+       {"grad_clip", FieldKind::Number, 1.0, "Clip the gradient norm (0: off)", 0.0, 1e6},
+       {"eval_every", FieldKind::Int, 50, "Evaluate every N steps (0: only at the end)", 0, 1e9},
+       {"eval_windows", FieldKind::Int, 100, "Validation windows per evaluation (0: all)", 0, 1e9},
+       {"checkpoint_every", FieldKind::Int, 0, "Checkpoint every N steps (0: never)", 0, 1e9},
+       {"keep_checkpoints", FieldKind::Int, 2, "Newest checkpoints kept (0: all)", 0, 1000},
+       {"resume", FieldKind::String, "", "Checkpoint folder to continue from"},
+       {"save_model", FieldKind::Bool, true, "Save the trained model as a HF folder in the run"},
+       {"timing_warmup", FieldKind::Int, 2, "First steps left out of timing series", 0, 1000}}};
+  return {s, [] { return std::make_unique<TrainStage>(); }};
+}
+
+}  // namespace wb

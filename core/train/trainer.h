@@ -1,0 +1,106 @@
+// Pretraining / fine-tuning loop for Gpt2: AdamW with weight decay on >= 2-D weights,
+// warm-up + cosine schedule, gradient accumulation, clipping, periodic evaluation on
+// held-out tokens, checkpoints every N steps and exact resume. Reports through
+// TrainSink so it runs the same inside a profile stage and in a unit test.
+// Not here: mixed precision and multi-GPU (later issues).
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/bench/evaluator.h"
+#include "core/model/gpt2.h"
+#include "core/run/cancel_token.h"
+#include "core/train/adamw.h"
+#include "core/train/batch_sampler.h"
+
+namespace wb {
+
+struct TrainOptions {
+  int64_t steps = 200;
+  int64_t batchSize = 8;
+  int64_t gradAccum = 1;
+  int64_t seqLen = 256;
+  double lr = 6e-4, minLr = 6e-5;
+  int64_t warmupSteps = 20;
+  AdamWOptions adamw;
+  double gradClip = 1.0;  // 0: no clipping
+  int64_t evalEvery = 50;  // 0: only at the end
+  int64_t evalWindows = 100;
+  int64_t evalBatchSize = 8;
+  int64_t checkpointEvery = 0;  // 0: none
+  int keepCheckpoints = 2;
+  int64_t timingWarmup = 2;  // first steps excluded from timing series
+  uint64_t seed = 1337;
+  // Called after every optimizer step with the completed step count, e.g. to re-apply
+  // pruning masks so pruned weights stay zero (core/techniques/prune.h).
+  std::function<void(int64_t step)> afterStep;
+};
+
+struct TokenSpan {
+  const uint16_t* data = nullptr;
+  int64_t count = 0;
+  std::string source;
+};
+
+using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
+
+// A custom objective's result: the loss to minimise and named parts to report, each
+// emitted as train/<name> (summed over a step's micro-batches like train/loss).
+struct LossParts {
+  torch::Tensor loss;
+  NamedTensors parts;
+};
+// logits [B, T, vocab] of the trained model; x and y [B, T] on the model's device, y
+// already shifted by one (BatchSampler), so logits[:, i] predicts y[:, i].
+using LossFn = std::function<LossParts(const torch::Tensor& logits, const torch::Tensor& x,
+                                       const torch::Tensor& y)>;
+
+// What distillation and LoRA change about the loop, leaving the loop itself shared.
+struct TrainHooks {
+  LossFn loss;             // empty: next-token cross-entropy
+  NamedTensors parameters;  // empty: the model's parameters that require grad
+};
+
+// Where the loop's numbers and messages go.
+struct TrainSink {
+  std::function<void(const std::string& series, int64_t step, double value)> sample;
+  std::function<void(const std::string& text)> log;
+  std::function<void(int64_t step, int64_t total, double tokensPerSecond)> progress;
+};
+
+class Trainer {
+ public:
+  Trainer(Gpt2 model, TrainOptions options, TokenSpan train, TokenSpan val, TrainHooks hooks = {});
+  // Continues from a checkpoint folder written by this trainer.
+  void resumeFrom(const std::filesystem::path& checkpointDir);
+  // Runs to options.steps; checkpoints go under `checkpointRoot` (empty: none).
+  void run(const TrainSink& sink, const CancelToken& cancel,
+           const std::filesystem::path& checkpointRoot = {});
+
+  int64_t step() const { return step_; }
+  const std::vector<double>& losses() const { return losses_; }  // one per optimizer step
+  std::optional<EvalResult> lastEval() const { return lastEval_; }
+  const AdamW& optimizer() const { return optimizer_; }
+
+ private:
+  EvalResult runEval();
+  Gpt2 model_;
+  TrainOptions o_;
+  TokenSpan train_, val_;
+  TrainHooks hooks_;
+  BatchSampler sampler_;
+  AdamW optimizer_;
+  torch::Device device_;
+  int64_t step_ = 0;
+  std::vector<double> losses_;
+  std::optional<EvalResult> lastEval_;
+};
+
+// Model parameters in registration order, the optimizer's view.
+std::vector<std::pair<std::string, torch::Tensor>> trainableParameters(torch::nn::Module& model);
+
+}  // namespace wb
