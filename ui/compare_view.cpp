@@ -68,7 +68,7 @@ CompareView::CompareView(QWidget* parent)
                                      tr("ratio")});
   table_->verticalHeader()->hide();
   table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
-  table_->horizontalHeader()->setStretchLastSection(true);
+  table_->horizontalHeader()->setStretchLastSection(false);
   header_->setWordWrap(true);
   header_->setText(tr("Select two or more runs in History and press Compare."));
   auto* split = new QSplitter(Qt::Vertical);
@@ -76,6 +76,7 @@ CompareView::CompareView(QWidget* parent)
   split->addWidget(table_);
   split->setStretchFactor(0, 3);
   split->setStretchFactor(1, 2);
+  split->setSizes({600, 320});
   auto* layout = new QVBoxLayout(this);
   layout->setContentsMargins(0, 0, 0, 0);
   layout->addWidget(header_);
@@ -141,6 +142,7 @@ bool CompareView::setRuns(const QStringList& runDirs, QString* error) {
                                                : QString());
   }
   table_->resizeColumnsToContents();
+  table_->horizontalHeader()->setSectionResizeMode(kSeries, QHeaderView::Stretch);
   board_->refreshNow();
   return true;
 }

@@ -26,7 +26,7 @@ LivePlot::LivePlot(MetricFamily family, QWidget* parent)
   auto* layout = new QVBoxLayout(this);
   layout->setContentsMargins(0, 0, 0, 0);
   layout->addWidget(plot_);
-  setMinimumHeight(200);
+  setMinimumHeight(160);
 
   plot_->plotLayout()->insertRow(0);
   auto* title = new QCPTextElement(plot_, familyTitle(family), QFont(font().family(), 10, QFont::Bold));

@@ -116,7 +116,8 @@ MainWindow::MainWindow(const StageRegistry& registry, QWidget* parent)
   exportSize_ = settings.value(QStringLiteral("export/size"), kDefaultExportSize).toSize();
   if (!exportSize_.isValid()) exportSize_ = kDefaultExportSize;
   if (!restoreGeometry(settings.value(QStringLiteral("window/geometry")).toByteArray())) resize(1600, 1000);
-  restoreState(settings.value(QStringLiteral("window/state")).toByteArray());
+  if (!restoreState(settings.value(QStringLiteral("window/state")).toByteArray()))
+    resizeDocks({logDock}, {140}, Qt::Vertical);
   setRunsRoot(QString::fromStdString(defaultRunsRoot().string()));
   updateTitle();
   updateActions();

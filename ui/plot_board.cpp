@@ -176,8 +176,9 @@ void PlotBoard::tick() {
   }
   double budget = kReplotBudgetMs;
   int queued = 0;
+  const int first = nextReplot_;
   for (int k = 0; k < kFamilyCount; ++k) {
-    const int f = (nextReplot_ + k) % kFamilyCount;
+    const int f = (first + k) % kFamilyCount;
     if (!needsReplot_[f] || !plots_[f]) continue;
     const double estimate = plots_[f]->plot()->replotTime(true);
     if (queued > 0 && estimate > budget) break;

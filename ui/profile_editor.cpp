@@ -32,6 +32,8 @@ ProfileEditor::ProfileEditor(const StageRegistry& registry, QWidget* parent)
   split->addWidget(text_);
   split->setStretchFactor(0, 1);
   split->setStretchFactor(1, 1);
+  scroll->setMinimumWidth(360);
+  split->setSizes({560, 440});
   status_ = new QLabel;
   status_->setObjectName(QStringLiteral("profileStatus"));
   status_->setWordWrap(true);

@@ -8,6 +8,7 @@
 #include <QTreeWidget>
 #include <QtTest>
 #include <cmath>
+#include <map>
 #include <qcustomplot.h>
 
 #include "core/bench/stats.h"
@@ -168,6 +169,40 @@ class TestRunController : public QObject {
     // A finished run's notice is shown without blocking.
     QVERIFY(w.notification()->isVisible());
     QVERIFY(w.notification()->text().contains("Run finished"));
+  }
+
+  void boardReplotsEveryPlot() {
+    // Regression: the round robin over plots advanced its own start while looping and
+    // skipped every other family, so some plots froze mid-run (seen in a screenshot).
+    MetricStore store;
+    PlotBoard board;
+    board.addStore(&store);
+    board.resize(1200, 900);
+    board.show();
+    const std::vector<std::string> series = {"train/loss", "train/step_time_s", "train/samples_per_s", "mem/rss_mb",
+                                             "eval/perplexity"};
+    auto batch = [&](int64_t step) {
+      std::vector<MetricSample> b;
+      for (const auto& s : series) b.push_back({"s", s, step, 1.0 + step % 7, 0.01 * step});
+      store.append(b);
+    };
+    batch(0);
+    QTRY_COMPARE(board.plots().size(), size_t(5));
+    std::map<MetricFamily, int> replots;
+    for (LivePlot* p : board.plots())
+      connect(p->plot(), &QCustomPlot::afterReplot, this, [&replots, p] { ++replots[p->family()]; });
+    auto feed = [&](int64_t from, int64_t to) {
+      for (int64_t step = from; step <= to; ++step) {
+        batch(step);
+        QTest::qWait(1000 / PlotBoard::kMaxReplotHz + 30);  // at least one timer tick
+      }
+    };
+    feed(1, 4);
+    const auto before = replots;
+    feed(5, 10);  // every plot keeps being redrawn, not only the first ones
+    for (LivePlot* p : board.plots())
+      QVERIFY2(replots[p->family()] - before.at(p->family()) >= 3,
+               qPrintable(QString("%1: %2 -> %3").arg(familyKey(p->family())).arg(before.at(p->family())).arg(replots[p->family()])));
   }
 
   void cancelStopsWithinOneStep() {
