@@ -5,10 +5,12 @@
 #include <QCommandLineParser>
 #include <QTimer>
 
+#include "core/allocator_tuning.h"
 #include "core/run/runner.h"
 #include "ui/main_window.h"
 
 int main(int argc, char** argv) {
+  wb::tuneAllocatorForTensors(argv);
   // The built-in profiles live in wb_ui, a static library: its resource initialiser is
   // only linked in when referenced.
   Q_INIT_RESOURCE(resources);
