@@ -232,8 +232,10 @@ struct Timing {
   double mean = 0, std = 0;
   int n = 0;
 };
+// One sample = `inner` back-to-back calls between two events (a lone call would also
+// time the host's launch gap); reported per call.
 template <typename F>
-Timing timeIt(F&& fn, int warmup = 5, int reps = 20) {
+Timing timeIt(F&& fn, int warmup = 5, int reps = 20, int inner = 10) {
   for (int i = 0; i < warmup; ++i) fn();
   CK(cudaDeviceSynchronize());
   std::vector<double> ms;
@@ -242,12 +244,12 @@ Timing timeIt(F&& fn, int warmup = 5, int reps = 20) {
   CK(cudaEventCreate(&b));
   for (int i = 0; i < reps; ++i) {
     CK(cudaEventRecord(a));
-    fn();
+    for (int j = 0; j < inner; ++j) fn();
     CK(cudaEventRecord(b));
     CK(cudaEventSynchronize(b));
     float t = 0;
     CK(cudaEventElapsedTime(&t, a, b));
-    ms.push_back(t);
+    ms.push_back(t / inner);
   }
   cudaEventDestroy(a);
   cudaEventDestroy(b);
@@ -397,7 +399,7 @@ void timeInt4(int M, int N, int K, int group, WbDtype dt, bool gemm) {
         idx = (idx + 1) % copies;
         WB(gemm ? wbInt4Gemm(&p, nullptr) : wbInt4Gemv(&p, nullptr));
       },
-      copies, std::max(20, copies));
+      std::min(copies, 50), 20, std::max(10, copies / 20));
   const double bytes = double(wBytes) + 2.0 * M * (K + N);
   std::printf("TIME int4 %s %s M%d N%d K%d g%d: %.4f +- %.4f ms (n=%d)  %.0f GB/s  %.2f TFLOP/s\n",
               gemm ? "gemm" : "gemv", dt == WB_DTYPE_BF16 ? "bf16" : "fp16", M, N, K, group, t.mean, t.std, t.n,
@@ -410,7 +412,7 @@ void timeCopy() {
   const size_t bytes = size_t(1) << 30;
   DevBuf<uint8_t> a(bytes), b(bytes);
   CK(cudaMemset(a.p, 1, bytes));
-  const Timing t = timeIt([&] { CK(cudaMemcpyAsync(b.p, a.p, bytes, cudaMemcpyDeviceToDevice)); }, 3, 10);
+  const Timing t = timeIt([&] { CK(cudaMemcpyAsync(b.p, a.p, bytes, cudaMemcpyDeviceToDevice)); }, 3, 10, 1);
   std::printf("TIME d2d copy 1 GiB: %.4f +- %.4f ms  %.0f GB/s (read + write)\n", t.mean, t.std,
               2.0 * bytes / (t.mean * 1e-3) / 1e9);
 }

@@ -4,6 +4,7 @@
 // in the same precision against the same reference, plus 1e-4. Error = ||x - ref|| /
 // (||ref|| + 1e-3 sqrt(n)): the floor lets all-zero gradients (T = 1) compare absolutely.
 // Also: GPT-2 training steps in bf16 through the flash backend match the math backend.
+#include "core/errors.h"
 #include "core/kernels_bridge/flash_attention_cuda.h"
 #include "core/model/attention.h"
 #include "core/model/gpt2.h"

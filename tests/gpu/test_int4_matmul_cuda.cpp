@@ -2,6 +2,7 @@
 // the CPU dequantizing reference of core/techniques/quantize.h on the same packed
 // weights. Tolerance: error ||y - ref|| / ||ref|| at most 2x that of a same-precision
 // baseline (cuBLAS matmul of x with the dequantized weight cast to x's dtype) plus 1e-4.
+#include "core/errors.h"
 #include "core/kernels_bridge/int4_matmul_cuda.h"
 #include "core/techniques/quantize.h"
 #include "tests/support/torch_support.h"
