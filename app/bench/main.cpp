@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   wb::cli::addModelCommands(app, exitCode);
   wb::cli::addCatalogCommands(app, exitCode);
   wb::cli::addBenchCommands(app, exitCode);
+  wb::cli::addTechniqueCommands(app, exitCode);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
