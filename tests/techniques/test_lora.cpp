@@ -88,6 +88,10 @@ class TestLora : public QObject {
     torch::manual_seed(1);
     Gpt2 m{Gpt2Config{}};  // GPT-2 124M shapes, random weights
     QCOMPARE(m->parameterCount(), int64_t(124'439'808));
+    // The full fine-tune baseline: every weight trains (counted before LoRA freezes them).
+    const TrainingMemory full = trainingMemory(*m, trainableParameters(*m));
+    QCOMPARE(full.optimizerState, int64_t(2 * 4) * 124'439'808);
+    QCOMPARE(full.gradients, int64_t(4) * 124'439'808);
     LoraModel lora(m, {8, 16.0, 0.0, {"c_attn"}});
     QCOMPARE(lora.moduleNames().size(), size_t(12));
     QCOMPARE(lora.trainableParameterCount(), int64_t(294'912));
@@ -95,9 +99,6 @@ class TestLora : public QObject {
     const TrainingMemory mem = trainingMemory(*m, lora.parameters(), lora.parameters());
     QCOMPARE(mem.gradients, int64_t(4 * 294'912));
     QCOMPARE(mem.weights, 4 * (int64_t(124'439'808) + 294'912));
-    // The full fine-tune baseline: every weight trains.
-    const TrainingMemory full = trainingMemory(*m, trainableParameters(*m));
-    QCOMPARE(full.optimizerState, int64_t(2 * 4) * 124'439'808);
   }
 
   void zeroBLeavesLogitsBitwise() {
