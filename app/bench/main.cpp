@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   wb::cli::addCatalogCommands(app, exitCode);
   wb::cli::addBenchCommands(app, exitCode);
   wb::cli::addPerfAttentionCommand(app, exitCode);
+  wb::cli::addTechniqueCommands(app, exitCode);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,6 +1,7 @@
 // The training loop; see trainer.h.
 #include "core/train/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -80,7 +81,7 @@ void Trainer::run(const TrainSink& sink, const CancelToken& cancel,
       cancel.throwIfCancelled();
       auto [xCpu, yCpu] = sampler_.next();
       const auto x = xCpu.to(device_), y = yCpu.to(device_);
-      const auto logits = model_->forward(x);
+      const auto logits = hooks_.forward ? hooks_.forward(x) : model_->forward(x);
       torch::Tensor l;
       if (hooks_.loss) {
         const LossParts lp = hooks_.loss(logits, x, y);
@@ -138,7 +139,9 @@ void Trainer::run(const TrainSink& sink, const CancelToken& cancel,
                  ", val loss " + std::to_string(lastEval_->loss) + " (ppl " +
                  std::to_string(lastEval_->perplexity) + ")");
     }
-    if (!checkpointRoot.empty() && o_.checkpointEvery > 0 && (s % o_.checkpointEvery == 0 || last)) {
+    const bool listed = std::find(o_.checkpointSteps.begin(), o_.checkpointSteps.end(), s) != o_.checkpointSteps.end();
+    if (!checkpointRoot.empty() &&
+        ((o_.checkpointEvery > 0 && (s % o_.checkpointEvery == 0 || last)) || listed)) {
       ++step_;  // the checkpoint records completed steps
       const auto dir = saveTrainingCheckpoint(checkpointRoot, model_, optimizer_,
                                               {step_, sampler_.cursor()}, o_.keepCheckpoints);

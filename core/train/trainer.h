@@ -32,6 +32,8 @@ struct TrainOptions {
   int64_t evalWindows = 100;
   int64_t evalBatchSize = 8;
   int64_t checkpointEvery = 0;  // 0: none
+  // Also checkpoint after exactly these step counts (e.g. the ends of chosen epochs).
+  std::vector<int64_t> checkpointSteps;
   int keepCheckpoints = 2;
   int64_t timingWarmup = 2;  // first steps excluded from timing series
   uint64_t seed = 1337;
@@ -63,6 +65,9 @@ using LossFn = std::function<LossParts(const torch::Tensor& logits, const torch:
 struct TrainHooks {
   LossFn loss;             // empty: next-token cross-entropy
   NamedTensors parameters;  // empty: the model's parameters that require grad
+  // empty: model->forward(x). Lets an objective keep intermediate results (hidden
+  // states) or a probe measure the forward pass; must return the model's logits.
+  std::function<torch::Tensor(const torch::Tensor& x)> forward;
 };
 
 // Where the loop's numbers and messages go.
