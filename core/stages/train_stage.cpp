@@ -6,6 +6,7 @@
 #include "core/run/run_state.h"
 #include "core/run/runner.h"
 #include "core/stages/stages.h"
+#include "core/techniques/prune.h"
 #include "core/train/checkpoint.h"
 #include "core/train/trainer.h"
 
@@ -43,6 +44,11 @@ class TrainStage : public Stage {
     o.keepCheckpoints = static_cast<int>(ctx.integer("keep_checkpoints"));
     o.timingWarmup = ctx.integer("timing_warmup");
     o.seed = ctx.profile().seed + static_cast<uint64_t>(ctx.index());
+    if (st.pruneMasks) {
+      // An earlier prune stage's zeros survive this training (its masks, re-applied).
+      o.afterStep = [masks = st.pruneMasks](int64_t) { masks->apply(); };
+      ctx.log("keeping the " + std::to_string(st.pruneMasks->size()) + " pruning masks of an earlier stage");
+    }
 
     ctx.log("model: " + std::to_string(model->parameterCount()) + " parameters, " +
             std::to_string(model->config().nLayer) + " layers; data: " + std::to_string(train.size()) +
