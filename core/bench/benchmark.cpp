@@ -9,6 +9,7 @@
 #include "core/bench/memory_probe.h"
 #include "core/errors.h"
 #include "core/model/generate.h"
+#include "core/run/run_state.h"
 
 namespace wb {
 namespace {
@@ -123,7 +124,7 @@ BenchMeta benchMeta(Gpt2& model, const SweepOptions& o, const std::string& model
   m.torchVersion = TORCH_VERSION;
   m.timestamp = utcTimestamp();
   m.model = modelName;
-  m.dtype = c10::toString(model->parameters().front().scalar_type());
+  m.dtype = dtypeName(model->parameters().front().scalar_type());
   m.memoryKind = device.is_cuda() ? "CUDA peak allocated MB per run" : "process RSS MB after each run";
   m.warmup = o.warmup;
   m.repeats = o.repeats;

@@ -22,7 +22,13 @@ WeightVariant makeWeightVariant(Gpt2& model, const std::string& format, torch::D
   if (format == "current") return {copyModel(model, runDtype, device), currentLabel};
   if (format == "fp32" || format == "fp16" || format == "bf16") {
     const auto dtype = format == "fp32" ? torch::kFloat32 : format == "fp16" ? torch::kFloat16 : torch::kBFloat16;
-    checkDtypeSupported(dtype, device);
+    try {
+      checkDtypeSupported(dtype, device);
+    } catch (const InputError& e) {
+      // Keep the message, not checkDtypeSupported's "/device/dtype: " prefix.
+      const std::string message = std::string(e.what()).substr(e.where().size() + 2);
+      throw InputError(where, message, "drop " + format + " from the weight formats on this device");
+    }
     return {copyModel(model, dtype, device), format};
   }
   QuantSpec spec;

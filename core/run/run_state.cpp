@@ -52,12 +52,14 @@ Gpt2& RunState::model() {
   if (model_.is_empty()) {
     model_ = loadModel(profile.model, profile.seed);
     model_->to(device);
+    model_->setAttentionBackend(parseAttentionBackend(profile.model.attention, "/model/attention"));
   }
   return model_;
 }
 
 void RunState::setModel(Gpt2 model) {
   model_ = std::move(model);
+  if (!model_.is_empty()) model_->setAttentionBackend(parseAttentionBackend(profile.model.attention, "/model/attention"));
   pruneMasks.reset();  // they point into the old model's tensors
 }
 

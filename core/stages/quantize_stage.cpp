@@ -102,7 +102,9 @@ class QuantizeStage : public Stage {
     try {
       checkDtypeSupported(target, st.device);
     } catch (const InputError& e) {
-      throw InputError("/stages/" + std::to_string(ctx.index()) + "/format", e.what(),
+      // Keep the message, not checkDtypeSupported's "/device/dtype: " prefix.
+      const std::string message = std::string(e.what()).substr(e.where().size() + 2);
+      throw InputError("/stages/" + std::to_string(ctx.index()) + "/format", message,
                        "this device cannot run the model in " + format + "; use int8 / int4 or another device");
     }
     Gpt2& model = st.model();

@@ -4,6 +4,7 @@
 // travel in the run state); neuron pruning shrinks the saved model's n_inner; an int4
 // stage reports Δppl / KL and bytes; the benchmark sweeps weight formats and writes
 // n = repeats for every point; every stage leaves its metrics file in the run directory.
+// The whole run uses the profile's model.attention switch (flash).
 #include <fstream>
 #include <map>
 
@@ -39,7 +40,8 @@ nlohmann::json profileJson() {
     "device": {"type": "cpu", "dtype": "fp32", "threads": 2},
     "model": {"source": "config",
               "config": {"n_layer": 2, "n_head": 2, "n_embd": 32, "n_positions": 64,
-                         "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}},
+                         "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0},
+              "attention": "flash"},
     "data": {"text": ["asset:moby-dick"], "val_fraction": 0.1, "seq_len": 32},
     "stages": [
       {"type": "prune", "name": "wanda", "method": "wanda", "sparsity": 0.5, "scope": "output",
@@ -65,6 +67,7 @@ class TestPruneQuantStages : public QObject {
   void stagesEndToEnd() {
     QTemporaryDir tmp;
     const Profile p = parseProfile(profileJson(), "prune-quant-stages", builtinStages());
+    QCOMPARE(p.model.attention, std::string("flash"));  // every stage runs the flash backend
     Collector c;
     CancelToken cancel;
     const RunResult r = runProfile(p, tmp.path().toStdString(), &c, cancel);
