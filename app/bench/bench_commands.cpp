@@ -9,10 +9,10 @@
 namespace wb::cli {
 
 void addBenchCommands(CLI::App& app, int& exitCode) {
-  auto* bench = app.add_subcommand("bench", "Benchmark prefill / decode over batch x seq_len x attention backend");
+  auto* bench = app.add_subcommand("bench", "Benchmark prefill / decode over weights x batch x seq_len x attention backend");
   static BenchRequest r;
   static std::vector<int64_t> batches, seqs;
-  static std::vector<std::string> backends;
+  static std::vector<std::string> backends, weights;
   static int64_t decode = 0, warmup = 0, repeats = 0;
   static std::string format = "md";
   bench->add_option("profile", r.profile, "Profile JSON (model, device, first benchmark stage)");
@@ -25,6 +25,9 @@ void addBenchCommands(CLI::App& app, int& exitCode) {
   auto* oBatch = bench->add_option("--batch-sizes", batches, "Batch sizes (default 1)")->delimiter(',');
   auto* oSeq = bench->add_option("--seq-lens", seqs, "Prompt lengths (default 64)")->delimiter(',');
   auto* oBack = bench->add_option("--backends", backends, "math,flash,sdpa (default math,flash)")->delimiter(',');
+  auto* oWeights = bench->add_option("--weights", weights,
+                                     "current,fp32,fp16,bf16,int8,int4-g32|64|128[-asym] (default current)")
+                       ->delimiter(',');
   auto* oDecode = bench->add_option("--decode-tokens", decode, "Decode steps per run (default 16)");
   auto* oWarm = bench->add_option("--warmup", warmup, "Untimed runs per point (default 1)");
   auto* oRep = bench->add_option("--repeats", repeats, "Timed runs per point (default 5)");
@@ -33,10 +36,11 @@ void addBenchCommands(CLI::App& app, int& exitCode) {
   bench->add_option("--format", format, "What to print: md, csv or json")
       ->check(CLI::IsMember({"md", "csv", "json"}))
       ->capture_default_str();
-  bench->callback([&exitCode, oBatch, oSeq, oBack, oDecode, oWarm, oRep] {
+  bench->callback([&exitCode, oBatch, oSeq, oBack, oWeights, oDecode, oWarm, oRep] {
     if (oBatch->count()) r.batchSizes = batches;
     if (oSeq->count()) r.seqLens = seqs;
     if (oBack->count()) r.backends = backends;
+    if (oWeights->count()) r.weights = weights;
     if (oDecode->count()) r.decodeTokens = decode;
     if (oWarm->count()) r.warmup = warmup;
     if (oRep->count()) r.repeats = repeats;

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "core/bench/benchmark.h"
+#include "core/bench/weight_formats.h"
 #include "core/errors.h"
 #include "core/io/atomic_file.h"
 #include "core/model/model_loader.h"
@@ -62,11 +63,12 @@ BenchOutput runBenchmark(const BenchRequest& r) {
   }
   torch::set_num_threads(threads > 0 ? threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency())));
   checkDtypeSupported(dtype, device);
-  model->to(device, dtype);
+  model->to(device);  // fp32 master; each weight format casts its own copy
 
   if (r.batchSizes) params["batch_sizes"] = *r.batchSizes;
   if (r.seqLens) params["seq_lens"] = *r.seqLens;
   if (r.backends) params["backends"] = *r.backends;
+  if (r.weights) params["weights"] = *r.weights;
   if (r.decodeTokens) params["decode_tokens"] = *r.decodeTokens;
   if (r.warmup) params["warmup"] = *r.warmup;
   if (r.repeats) params["repeats"] = *r.repeats;
@@ -81,10 +83,18 @@ BenchOutput runBenchmark(const BenchRequest& r) {
   o.decodeTokens = params["decode_tokens"].get<int64_t>();
   o.warmup = params["warmup"].get<int64_t>();
   o.repeats = params["repeats"].get<int64_t>();
-  o.weights = dtypeName;  // "fp32", as profiles spell it
   o.seed = seed;
-  const auto points = runSweep(model, o);
-  const auto meta = benchMeta(model, o, modelName);
+  std::vector<BenchPoint> points;
+  Gpt2 metaModel{nullptr};
+  for (const auto& format : params["weights"].get<std::vector<std::string>>()) {
+    // Unlike a profile run, an unsupported format is an error here: the user asked for it.
+    auto v = makeWeightVariant(model, format, dtype, device, dtypeName);  // "fp32", as profiles spell it
+    o.weights = v.label;
+    const auto part = runSweep(v.model, o);
+    points.insert(points.end(), part.begin(), part.end());
+    if (metaModel.is_empty()) metaModel = v.model;
+  }
+  const auto meta = benchMeta(metaModel, o, modelName);
 
   BenchOutput out;
   out.markdown = benchMarkdown(meta, points);

@@ -1,7 +1,7 @@
 // LibTorch-free entry point for `gpt2-bench bench`: load a model (from a profile's
-// model and device sections, or from --model), sweep batch x seq_len x attention
-// backend and write the Markdown / CSV / JSON results. Plain structs in and out.
-// Not here: quantized weight formats in the sweep (run a profile with a quantize stage).
+// model and device sections, or from --model), sweep weight format x batch x seq_len x
+// attention backend and write the Markdown / CSV / JSON results. Plain structs in and
+// out. Not here: the profile's other stages (pruning etc.: run the profile for those).
 #pragma once
 
 #include <cstdint>
@@ -21,7 +21,7 @@ struct BenchRequest {
   DeviceChoice device;  // used without a profile
   // Unset: the profile's benchmark stage, else the stage's defaults.
   std::optional<std::vector<int64_t>> batchSizes, seqLens;
-  std::optional<std::vector<std::string>> backends;
+  std::optional<std::vector<std::string>> backends, weights;
   std::optional<int64_t> decodeTokens, warmup, repeats;
   uint64_t seed = 1337;
   std::string outDir;  // empty: print only

@@ -10,6 +10,7 @@
 #include "core/bench/timer.h"
 #include "core/errors.h"
 #include "core/model/generate.h"
+#include "core/run/run_state.h"
 
 namespace wb {
 namespace {
@@ -119,7 +120,7 @@ BenchMeta benchMeta(Gpt2& model, const SweepOptions& o, const std::string& model
   m.torchVersion = TORCH_VERSION;
   m.timestamp = utcTimestamp();
   m.model = modelName;
-  m.dtype = c10::toString(model->parameters().front().scalar_type());
+  m.dtype = dtypeName(model->parameters().front().scalar_type());
   m.memoryKind = device.is_cuda() ? "CUDA peak allocated MB per run" : "process RSS MB after each run";
   m.warmup = o.warmup;
   m.repeats = o.repeats;

@@ -31,9 +31,14 @@ Conv1DImpl::Conv1DImpl(int64_t in, int64_t out) {
 }
 
 torch::Tensor Conv1DImpl::forward(const torch::Tensor& x) {
-  auto sizes = x.sizes().vec();
-  sizes.back() = weight.size(1);
-  auto y = torch::addmm(bias, x.reshape({-1, x.size(-1)}), weight).view(sizes);
+  torch::Tensor y;
+  if (kernel) {
+    y = kernel->forward(x, bias);
+  } else {
+    auto sizes = x.sizes().vec();
+    sizes.back() = weight.size(1);
+    y = torch::addmm(bias, x.reshape({-1, x.size(-1)}), weight).view(sizes);
+  }
   if (adapter) y = y + adapter->forward(x, is_training());
   return y;
 }
@@ -137,6 +142,19 @@ torch::Tensor Gpt2MlpImpl::forward(const torch::Tensor& x) {
   return h;
 }
 
+void Gpt2MlpImpl::keepNeurons(const std::vector<int64_t>& keep) {
+  const int64_t inner = innerCount();
+  if (keep.empty()) throw InputError("gpt2 mlp", "a layer must keep at least one neuron");
+  for (size_t i = 0; i < keep.size(); ++i)
+    if (keep[i] < 0 || keep[i] >= inner || (i > 0 && keep[i] <= keep[i - 1]))
+      throw InputError("gpt2 mlp", "neuron indices must be ascending and below " + std::to_string(inner));
+  torch::NoGradGuard noGrad;
+  auto idx = torch::tensor(keep, torch::TensorOptions().dtype(torch::kLong)).to(c_fc->weight.device());
+  c_fc->weight.set_data(c_fc->weight.index_select(1, idx).contiguous());
+  c_fc->bias.set_data(c_fc->bias.index_select(0, idx).contiguous());
+  c_proj->weight.set_data(c_proj->weight.index_select(0, idx).contiguous());
+}
+
 Gpt2BlockImpl::Gpt2BlockImpl(const Gpt2Config& c, int64_t layerIndex) {
   auto ln = [&] {
     return torch::nn::LayerNorm(
@@ -238,6 +256,13 @@ torch::Tensor Gpt2Impl::logitsFromHidden(const torch::Tensor& h) {
 
 torch::Tensor Gpt2Impl::forward(const torch::Tensor& ids, KvCache* cache) {
   return logitsFromHidden(hidden(ids, cache));
+}
+
+void Gpt2Impl::setInnerDim(int64_t n) {
+  for (const auto& block : *transformer->h)
+    if (block->as<Gpt2Block>()->mlp->innerCount() != n)
+      throw InputError("gpt2", "n_inner " + std::to_string(n) + " does not match every layer's MLP");
+  config_.nInner = n;
 }
 
 KvCache Gpt2Impl::makeCache(int64_t batch, int64_t capacity,

@@ -23,6 +23,16 @@ class Conv1DAdapter {
   virtual torch::Tensor forward(const torch::Tensor& x, bool training) = 0;
 };
 
+// Computes x W + b from another representation of W (weight-only quantization:
+// core/techniques/quantized_linear.h). While one is attached, Conv1D's own `weight`
+// is not read by forward(), so its storage may be released.
+class Conv1DKernel {
+ public:
+  virtual ~Conv1DKernel() = default;
+  // x [..., in] -> [..., out].
+  virtual torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& bias) = 0;
+};
+
 // HF's Conv1D: y = x W + b with W [in, out], plus adapter(x) when one is attached.
 class Conv1DImpl : public torch::nn::Module {
  public:
@@ -30,6 +40,7 @@ class Conv1DImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
   torch::Tensor weight, bias;
   std::shared_ptr<Conv1DAdapter> adapter;
+  std::shared_ptr<Conv1DKernel> kernel;  // replaces x W + b when set
 };
 TORCH_MODULE(Conv1D);
 
@@ -80,6 +91,11 @@ class Gpt2MlpImpl : public torch::nn::Module {
  public:
   explicit Gpt2MlpImpl(const Gpt2Config& config);
   torch::Tensor forward(const torch::Tensor& x);
+  // Hidden neurons this layer still has (config.innerDim() unless structurally pruned).
+  int64_t innerCount() const { return c_fc->weight.size(1); }
+  // Keeps only the neurons in `keep` (ascending, unique, >= 1): c_fc's columns and bias
+  // entries and c_proj's rows of the others are removed, so the matrices shrink.
+  void keepNeurons(const std::vector<int64_t>& keep);
   Conv1D c_fc{nullptr}, c_proj{nullptr};
 
  private:
@@ -131,6 +147,9 @@ class Gpt2Impl : public torch::nn::Module {
   bool activationCheckpointing() const { return checkpointing_; }
 
   const Gpt2Config& config() const { return config_; }
+  // After MLP-neuron pruning left every layer with `n` neurons: config.n_inner = n, so
+  // the model saves as a plain HF GPT-2 folder again.
+  void setInnerDim(int64_t n);
   void setAttentionBackend(AttentionBackend backend) { backend_ = backend; }
   AttentionBackend attentionBackend() const { return backend_; }
   int64_t parameterCount() const;  // counted once (tied weights are one tensor)

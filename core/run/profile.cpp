@@ -52,7 +52,11 @@ const SectionSpec& modelSection() {
         "\"config\" for fresh seeded weights",
         {}, {}, {}, true},
        {"config", FieldKind::Object, nullptr,
-        "GPT-2 config.json keys, with source \"config\" (n_layer, n_head, n_embd, ...)"}}};
+        "GPT-2 config.json keys, with source \"config\" (n_layer, n_head, n_embd, ...)"},
+       {"attention", FieldKind::String, "math",
+        "Attention backend of every stage's forward passes: math (reference), flash (chunked online softmax on "
+        "the CPU, O(T) memory; no attention dropout), sdpa (LibTorch >= 2)",
+        {}, {}, {"math", "flash", "sdpa"}}}};
   return s;
 }
 
@@ -136,6 +140,7 @@ Profile parseProfile(const json& rootIn, const std::string& sourceName,
 
     const json model = validateSection(root["model"], modelSection(), "/model");
     p.model.source = model["source"];
+    p.model.attention = model["attention"];
     if (p.model.source.empty()) throw ProfileError({}, "/model/source", "expected a model source");
     if (p.model.source == "config") {
       if (!model.contains("config"))
@@ -215,7 +220,7 @@ json toJson(const Profile& p) {
                  {"gpus", p.device.gpus},
                  {"dtype", p.device.dtype},
                  {"threads", p.device.threads}};
-  j["model"] = {{"source", p.model.source}};
+  j["model"] = {{"source", p.model.source}, {"attention", p.model.attention}};
   if (!p.model.config.is_null()) j["model"]["config"] = p.model.config;
   j["data"] = {{"train", p.data.train},   {"val", p.data.val},
                {"text", p.data.text},     {"val_fraction", p.data.valFraction},

@@ -43,6 +43,7 @@ struct DeviceSpec {
 struct ModelSpec {
   std::string source;     // "hf:NAME", a folder path, or "config"
   nlohmann::json config;  // HF-style config.json keys when source == "config"
+  std::string attention = "math";  // the model's attention backend: math, flash, sdpa
 };
 
 struct DataSpec {

@@ -6,6 +6,7 @@
 #include "core/io/data_prep.h"
 #include "core/io/tokenizer.h"
 #include "core/model/model_loader.h"
+#include "core/techniques/prune.h"
 
 namespace wb {
 
@@ -14,6 +15,13 @@ torch::Dtype parseDtype(const std::string& name, const std::string& where) {
   if (name == "bf16") return torch::kBFloat16;
   if (name == "fp16") return torch::kFloat16;
   throw InputError(where, "unknown dtype \"" + name + "\" (fp32, bf16, fp16)");
+}
+
+std::string dtypeName(torch::Dtype dtype) {
+  if (dtype == torch::kFloat32) return "fp32";
+  if (dtype == torch::kBFloat16) return "bf16";
+  if (dtype == torch::kFloat16) return "fp16";
+  return c10::toString(dtype);
 }
 
 torch::Device pickDevice(const DeviceSpec& spec) {
@@ -44,11 +52,16 @@ Gpt2& RunState::model() {
   if (model_.is_empty()) {
     model_ = loadModel(profile.model, profile.seed);
     model_->to(device);
+    model_->setAttentionBackend(parseAttentionBackend(profile.model.attention, "/model/attention"));
   }
   return model_;
 }
 
-void RunState::setModel(Gpt2 model) { model_ = std::move(model); }
+void RunState::setModel(Gpt2 model) {
+  model_ = std::move(model);
+  if (!model_.is_empty()) model_->setAttentionBackend(parseAttentionBackend(profile.model.attention, "/model/attention"));
+  pruneMasks.reset();  // they point into the old model's tensors
+}
 
 void RunState::loadData() {
   if (train_) return;

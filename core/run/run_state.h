@@ -15,6 +15,7 @@
 namespace wb {
 
 class Tokenizer;
+class PruneMasks;
 
 struct RunState {
   explicit RunState(const Profile& profile);
@@ -26,6 +27,9 @@ struct RunState {
   // How the current model's weights were produced, for benchmark labels: "fp32", or
   // e.g. "int4-g128-sym (dequantized)" after a quantize stage.
   std::string weightsLabel = "fp32";
+  // Masks of the last unstructured / N:M prune stage, re-applied after every optimizer
+  // step of later train stages so pruned weights stay zero; cleared by setModel().
+  std::shared_ptr<PruneMasks> pruneMasks;
 
   // The model the next stage works on, on `device`, in fp32 (stages cast copies).
   Gpt2& model();
@@ -58,6 +62,8 @@ struct RunState {
 
 // "fp32" | "bf16" | "fp16" -> dtype; InputError naming `where` otherwise.
 torch::Dtype parseDtype(const std::string& name, const std::string& where);
+// The inverse, as profiles spell it ("fp32", "bf16", "fp16"; LibTorch's name otherwise).
+std::string dtypeName(torch::Dtype dtype);
 // Picks the profile's device; InputError (with a hint) when CUDA is asked for but absent.
 torch::Device pickDevice(const DeviceSpec& spec);
 

@@ -6,6 +6,7 @@
 #include "core/run/run_state.h"
 #include "core/run/runner.h"
 #include "core/stages/stages.h"
+#include "core/techniques/prune.h"
 #include "core/train/checkpoint.h"
 #include "core/train/trainer.h"
 
@@ -53,6 +54,11 @@ class TrainStage : public Stage {
                        "fused AdamW needs LibTorch >= 2.4 (this build has " + compat::torchVersion() + ")",
                        "set \"fused_optimizer\": false");
     o.activationCheckpointing = ctx.flag("activation_checkpointing");
+    if (st.pruneMasks) {
+      // An earlier prune stage's zeros survive this training (its masks, re-applied).
+      o.afterStep = [masks = st.pruneMasks](int64_t) { masks->apply(); };
+      ctx.log("keeping the " + std::to_string(st.pruneMasks->size()) + " pruning masks of an earlier stage");
+    }
 
     ctx.log("model: " + std::to_string(model->parameterCount()) + " parameters, " +
             std::to_string(model->config().nLayer) + " layers; data: " + std::to_string(train.size()) +

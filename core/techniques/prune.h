@@ -1,12 +1,13 @@
-// Weight pruning for Gpt2: magnitude (unstructured, per tensor or global), N:M
-// semi-structured masks, masks that can be re-applied after every optimizer step so
-// pruned weights stay zero through fine-tuning, a per-tensor sparsity report, and
-// structured attention-head pruning that physically shrinks c_attn / c_proj.
-// Not here: Wanda-style activation-aware scores, MLP-neuron pruning, sparse kernels
-// (zeros alone bring no speed-up; callers time a forward pass to show that).
+// Unstructured and semi-structured weight pruning for Gpt2: masks from a score (|w| for
+// magnitude, |w|·‖x‖ for Wanda: prune_wanda.h) ranked per tensor, per output channel or
+// globally; N:M masks; masks re-applied after every optimizer step so pruned weights
+// stay zero through fine-tuning; per-tensor and per-layer sparsity reports.
+// Not here: structured heads / neurons (prune_structured.h), sparse kernels (zeros
+// alone bring no speed-up; callers time a forward pass to show that).
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -39,19 +40,27 @@ class PruneMasks {
   std::vector<Entry> entries_;
 };
 
-enum class PruneScope { PerTensor, Global };
+enum class PruneScope { PerTensor, PerOutput, Global };
 
-// Zeros the `sparsity` fraction of smallest-|w| entries. PerTensor: exactly
-// round(sparsity * numel) in each tensor (ties broken by position); Global: one
-// ranking over all selected tensors, so layers end up with different sparsities.
+// Importance of every weight entry, by parameter name, same shape as the weight
+// (higher = keep). Absent names score |w|.
+using WeightScores = std::map<std::string, torch::Tensor>;
+
+// Zeros the `sparsity` fraction of lowest-scoring entries (|w| unless `scores` says
+// otherwise). PerTensor: exactly round(sparsity * numel) in each tensor (ties broken
+// by position); PerOutput: round(sparsity * in) in every output column (Wanda's
+// comparison group); Global: one ranking over all selected tensors, so layers end up
+// with different sparsities.
 PruneMasks magnitudePrune(Gpt2& model, const std::vector<std::string>& modules, double sparsity,
-                          PruneScope scope);
+                          PruneScope scope, const WeightScores* scores = nullptr);
 
 // N:M masks: in every group of `m` consecutive *input* rows of a [in, out] weight
 // (one group per output column), the `n` largest |w| stay. The groups run along the
 // input dimension because that is the reduction (K) dimension of y = x W, which is
 // what 2:4 sparse tensor cores compress. `in` must be a multiple of m.
-PruneMasks nmPrune(Gpt2& model, const std::vector<std::string>& modules, int64_t n, int64_t m);
+// Ranked by `scores` when given (Wanda N:M), else by |w|.
+PruneMasks nmPrune(Gpt2& model, const std::vector<std::string>& modules, int64_t n, int64_t m,
+                   const WeightScores* scores = nullptr);
 
 struct SparsityRow {
   std::string name;
@@ -60,19 +69,8 @@ struct SparsityRow {
 };
 // One row per selected weight plus a final "total" row.
 std::vector<SparsityRow> sparsityReport(Gpt2& model, const std::vector<std::string>& modules);
-
-// Head importance: L2 norm of everything the head owns (its q, k, v columns of
-// c_attn with biases, and its rows of c_proj). [n_layer][heads].
-std::vector<std::vector<double>> headImportance(Gpt2& model);
-// Zeroes the given heads' c_proj rows: the model computes exactly what the pruned
-// model computes, but keeps its shapes (the reference for structural pruning).
-void maskHeads(Gpt2& model, const std::vector<std::vector<int64_t>>& pruneHeads);
-// Removes the given heads per layer (physically shrinking c_attn and c_proj); GPT-2's
-// config has one n_head, so the per-layer counts live in the attention modules and
-// config.n_head keeps the original (largest) count.
-void removeHeads(Gpt2& model, const std::vector<std::vector<int64_t>>& pruneHeads);
-// The `perLayer` least important heads of every layer (same number in each layer, so
-// the model stays rectangular), ascending head indices.
-std::vector<std::vector<int64_t>> leastImportantHeads(Gpt2& model, int64_t perLayer);
+// The rows of sparsityReport() summed per transformer layer ("layer 0", ...), in layer
+// order, without the total row.
+std::vector<SparsityRow> layerSparsity(const std::vector<SparsityRow>& rows);
 
 }  // namespace wb

@@ -1,12 +1,14 @@
-// Benchmark sweep and its printers (issue 6): a small sweep gives n = repeats samples
-// per metric and point, and its Markdown, CSV and JSON agree on n, mean and std for
-// every point (CSV vs JSON exactly, via %.17g; Markdown to its 2 printed decimals,
-// i.e. within 0.005 + 1e-9).
+// Benchmark sweep and its printers (issue 6): a small sweep over two weight formats
+// (fp32 and int4-g32-asym through the dequantizing matmul) x batch x seq_len x backend gives
+// n = repeats samples per metric and point, and its Markdown, CSV and JSON agree on n,
+// mean and std for every point (CSV vs JSON exactly, via %.17g; Markdown to its 2
+// printed decimals, i.e. within 0.005 + 1e-9).
 #include <sstream>
 
 #include "core/bench/bench_report.h"
 #include "core/bench/benchmark.h"
 #include "core/bench/stats.h"
+#include "core/bench/weight_formats.h"
 #include "tests/support/torch_support.h"
 
 #include <QtTest>
@@ -59,12 +61,20 @@ class TestBenchmark : public QObject {
     o.warmup = 1;
     o.repeats = 3;
     int64_t progressCalls = 0;
-    const auto points = runSweep(model, o, nullptr, [&](int64_t, int64_t total) {
-      ++progressCalls;
-      QCOMPARE(total, int64_t(8));
-    });
-    QCOMPARE(points.size(), size_t(8));
-    QCOMPARE(progressCalls, int64_t(8));
+    std::vector<BenchPoint> points;
+    for (const std::string format : {"fp32", "int4-g32-asym"}) {
+      auto v = makeWeightVariant(model, format, torch::kFloat32, torch::kCPU, "fp32");
+      o.weights = v.label;
+      const auto part = runSweep(v.model, o, nullptr, [&](int64_t, int64_t total) {
+        ++progressCalls;
+        QCOMPARE(total, int64_t(8));
+      });
+      points.insert(points.end(), part.begin(), part.end());
+    }
+    QCOMPARE(points.size(), size_t(16));
+    QCOMPARE(progressCalls, int64_t(16));
+    QCOMPARE(points.front().weights, std::string("fp32"));
+    QVERIFY(points.back().weights.starts_with("int4-g32-asym"));
     for (const auto& p : points) {
       QCOMPARE(p.metrics.size(), size_t(5));
       for (const auto& m : p.metrics) {
@@ -78,7 +88,7 @@ class TestBenchmark : public QObject {
     const auto md = benchMarkdown(meta, points);
     const auto csv = benchCsv(meta, points);
     const auto json = nlohmann::json::parse(benchJson(meta, points).dump());
-    QCOMPARE(json["points"].size(), size_t(8));
+    QCOMPARE(json["points"].size(), size_t(16));
     QCOMPARE(json["commit"].get<std::string>(), meta.commit);
 
     // CSV: one row per point and metric, same n / mean / std as JSON.
@@ -93,21 +103,23 @@ class TestBenchmark : public QObject {
       QCOMPARE(f.size(), header.size());
       const int64_t batch = std::stoll(f[4]), seq = std::stoll(f[5]);
       const auto& backend = f[6];
+      const auto& weights = f[7];
       const auto& metric = f[8];
-      bool found = false;
+      int found = 0;
       for (const auto& jp : json["points"]) {
-        if (jp["batch"] != batch || jp["seq_len"] != seq || jp["backend"] != backend) continue;
+        if (jp["batch"] != batch || jp["seq_len"] != seq || jp["backend"] != backend || jp["weights"] != weights)
+          continue;
         const auto& jm = jp["metrics"][metric];
         QCOMPARE(std::stoll(f[9]), jm["n"].get<int64_t>());
         QCOMPARE(std::stod(f[10]), jm["mean"].get<double>());
         QCOMPARE(std::stod(f[11]), jm["std"].get<double>());
         QCOMPARE(split(f[14], ';').size(), jm["samples"].size());
-        found = true;
+        ++found;
       }
-      QVERIFY2(found, line.c_str());
+      QVERIFY2(found == 1, line.c_str());
       ++rows;
     }
-    QCOMPARE(rows, int64_t(8 * 5));
+    QCOMPARE(rows, int64_t(16 * 5));
 
     // Markdown: the table rows in point order, "mean ± std" per metric column.
     std::istringstream ms(md);
@@ -124,6 +136,7 @@ class TestBenchmark : public QObject {
       const auto& jp = json["points"][point];
       QCOMPARE(std::stoll(trim(cells[1])), jp["batch"].get<int64_t>());
       QCOMPARE(trim(cells[3]), jp["backend"].get<std::string>());
+      QCOMPARE(trim(cells[4]), jp["weights"].get<std::string>());
       QCOMPARE(std::stoll(trim(cells[5])), int64_t(3));
       for (size_t i = 0; i < names.size(); ++i) {
         const auto cell = trim(cells[6 + i]);
@@ -137,7 +150,7 @@ class TestBenchmark : public QObject {
       }
       ++point;
     }
-    QCOMPARE(point, size_t(8));
+    QCOMPARE(point, size_t(16));
   }
 
   void timeForwardGivesRepeats() {

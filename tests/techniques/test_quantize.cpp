@@ -2,10 +2,17 @@
 // half a quantization step of the original (|deq - w| <= scale/2 * (1 + 1e-5), the
 // slack covering fp32 rounding of the division); int4 g128 storage is about 0.53
 // bytes per parameter; the dequantizing matmul equals x @ dequantize(W) + b within
-// 1e-5 abs + 1e-5 rel; the packed safetensors file reads back bit for bit.
+// 1e-5 abs + 1e-5 rel; the packed safetensors file reads back bit for bit; a model run
+// through the dequantizing Conv1D kernels gives the logits of the model holding the
+// dequantized weights within 1e-5 abs + 1e-5 rel; 16-bit casts either run (logits
+// within 0.05 abs + 0.05 rel of fp32) or are refused with an InputError, never half-work.
+#include "core/bench/weight_formats.h"
 #include "core/errors.h"
+#include "core/model/model_loader.h"
 #include "core/techniques/prune.h"
+#include "core/techniques/prune_structured.h"
 #include "core/techniques/quantize.h"
+#include "core/techniques/quantized_linear.h"
 #include "tests/support/torch_support.h"
 
 #include <QTemporaryDir>
@@ -139,6 +146,89 @@ class TestQuantize : public QObject {
     QCOMPARE(weights.size(), size_t(3));
     const QuantSpec g64{4, 64, true};
     QVERIFY_THROWS_EXCEPTION(InputError, quantizeModel(model, g64, prunableModules(), false));
+  }
+  void dequantKernelsMatchDequantizedModel_data() {
+    QTest::addColumn<int>("bits");
+    QTest::addColumn<int>("group");
+    QTest::addColumn<bool>("symmetric");
+    QTest::newRow("int8") << 8 << 0 << true;
+    QTest::newRow("int4-g32-sym") << 4 << 32 << true;
+    QTest::newRow("int4-g64-asym") << 4 << 64 << false;
+  }
+  void dequantKernelsMatchDequantizedModel() {
+    QFETCH(int, bits);
+    QFETCH(int, group);
+    QFETCH(bool, symmetric);
+    torch::manual_seed(6);
+    Gpt2Config c;
+    c.vocabSize = 64;
+    c.nPositions = 32;
+    c.nEmbd = 64;
+    c.nLayer = 2;
+    c.nHead = 2;
+    Gpt2 model(c);
+    const QuantSpec spec{bits, group, symmetric};
+    Gpt2 dense = copyModel(model, torch::kFloat32, torch::kCPU);
+    loadDequantized(dense, quantizeModel(dense, spec, prunableModules(), false));
+    Gpt2 kernels = copyModel(model, torch::kFloat32, torch::kCPU);
+    const auto skipped = attachQuantizedKernels(kernels, spec, prunableModules(), true);
+    QVERIFY(skipped.empty());
+    // The dense weights are really gone: only the packed form is held.
+    QCOMPARE(kernels->transformer->h[0]->as<Gpt2Block>()->mlp->c_fc->weight.numel(), int64_t(0));
+    torch::NoGradGuard noGrad;
+    auto ids = torch::randint(64, {2, 11}, torch::kLong);
+    const auto ref = dense->forward(ids);
+    const auto r = test::allClose(kernels->forward(ids), ref, 1e-5, 1e-5);
+    QVERIFY2(r.ok, r.message.c_str());
+    // ... and differs from the unquantized model (the quantization is really applied).
+    model->eval();
+    QVERIFY(!torch::allclose(model->forward(ids), ref, 1e-6, 1e-6));
+  }
+
+  void sixteenBitCastsRunOrAreRefused_data() {
+    QTest::addColumn<QString>("format");
+    QTest::newRow("fp16") << "fp16";
+    QTest::newRow("bf16") << "bf16";
+  }
+  void sixteenBitCastsRunOrAreRefused() {
+    QFETCH(QString, format);
+    const auto dtype = format == "fp16" ? torch::kFloat16 : torch::kBFloat16;
+    torch::manual_seed(7);
+    Gpt2Config c;
+    c.vocabSize = 64;
+    c.nPositions = 32;
+    c.nEmbd = 64;
+    c.nLayer = 2;
+    c.nHead = 2;
+    Gpt2 model(c);
+    model->eval();
+    torch::NoGradGuard noGrad;
+    auto ids = torch::randint(64, {2, 9}, torch::kLong);
+    const auto ref = model->forward(ids);
+    bool supported = true;
+    try {
+      checkDtypeSupported(dtype, torch::kCPU);
+    } catch (const InputError& e) {
+      supported = false;
+      QCOMPARE(e.where(), std::string("/device/dtype"));
+      qInfo("%s refused on this CPU: %s", qPrintable(format), e.what());
+      // The refusal is truthful: a forward pass in this dtype really fails here.
+      Gpt2 cast = copyModel(model, torch::kFloat32, torch::kCPU);
+      cast->to(dtype);
+      QVERIFY_THROWS_EXCEPTION(c10::Error, cast->forward(ids));
+      QVERIFY_THROWS_EXCEPTION(InputError, makeWeightVariant(model, format.toStdString(), torch::kFloat32,
+                                                             torch::kCPU, "fp32"));
+    }
+    if (supported) {
+      auto v = makeWeightVariant(model, format.toStdString(), torch::kFloat32, torch::kCPU, "fp32");
+      QCOMPARE(v.label, format.toStdString());
+      QCOMPARE(v.model->parameters().front().scalar_type(), dtype);
+      const auto out = v.model->forward(ids);
+      QCOMPARE(out.scalar_type(), dtype);
+      const auto r = test::allClose(out.to(torch::kFloat32), ref, 0.05, 0.05);
+      QVERIFY2(r.ok, r.message.c_str());
+      QVERIFY(r.maxAbs > 0.0);  // really computed in 16 bits
+    }
   }
 };
 
