@@ -20,7 +20,9 @@ const BenchMetric* BenchPoint::find(const std::string& name) const {
   return nullptr;
 }
 
-std::string buildCommit() { return WB_GIT_COMMIT; }
+std::string buildCommit() {
+  return WB_GIT_COMMIT;
+}
 
 std::string utcTimestamp() {
   const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
@@ -32,12 +34,6 @@ std::string utcTimestamp() {
 }
 
 namespace {
-
-std::string fixed(double v, int digits) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
-  return buf;
-}
 
 // Full precision for machine-readable formats, so CSV and JSON agree exactly.
 std::string exact(double v) {
@@ -58,11 +54,11 @@ std::vector<std::string> metricNames(const std::vector<BenchPoint>& points) {
 
 std::string benchMarkdown(const BenchMeta& meta, const std::vector<BenchPoint>& points) {
   std::ostringstream out;
-  out << "commit " << meta.commit << " | device " << meta.device << " | LibTorch " << meta.torchVersion
-      << " | " << meta.timestamp << "\n\n"
+  out << "commit " << meta.commit << " | device " << meta.device << " | LibTorch "
+      << meta.torchVersion << " | " << meta.timestamp << "\n\n"
       << "model " << meta.model << ", dtype " << meta.dtype << ", warm-up " << meta.warmup
-      << ", repeats " << meta.repeats << ", decode tokens " << meta.decodeTokens << ", memory: "
-      << meta.memoryKind << "\n\n";
+      << ", repeats " << meta.repeats << ", decode tokens " << meta.decodeTokens
+      << ", memory: " << meta.memoryKind << "\n\n";
   const auto names = metricNames(points);
   out << "| batch | seq_len | backend | weights | n |";
   for (const auto& n : names) out << " " << n << " |";
@@ -80,7 +76,7 @@ std::string benchMarkdown(const BenchMeta& meta, const std::vector<BenchPoint>& 
         continue;
       }
       const auto s = summarize(m->samples);
-      out << " " << fixed(s.mean, 2) << " ± " << fixed(s.std, 2) << " |";
+      out << " " << formatMeanStd(s, 2) << " |";
     }
     out << "\n";
   }
@@ -89,7 +85,8 @@ std::string benchMarkdown(const BenchMeta& meta, const std::vector<BenchPoint>& 
 
 std::string benchCsv(const BenchMeta& meta, const std::vector<BenchPoint>& points) {
   std::ostringstream out;
-  out << "commit,device,torch_version,timestamp,batch,seq_len,backend,weights,metric,n,mean,std,min,max,"
+  out << "commit,device,torch_version,timestamp,batch,seq_len,backend,weights,metric,n,mean,std,"
+         "min,max,"
          "samples\n";
   auto quoted = [](const std::string& s) {
     std::string q = "\"";
@@ -99,8 +96,8 @@ std::string benchCsv(const BenchMeta& meta, const std::vector<BenchPoint>& point
   for (const auto& p : points) {
     for (const auto& m : p.metrics) {
       const auto s = summarize(m.samples);
-      out << quoted(meta.commit) << "," << quoted(meta.device) << "," << quoted(meta.torchVersion) << ","
-          << meta.timestamp << "," << p.batch << "," << p.seqLen << "," << p.backend << ","
+      out << quoted(meta.commit) << "," << quoted(meta.device) << "," << quoted(meta.torchVersion)
+          << "," << meta.timestamp << "," << p.batch << "," << p.seqLen << "," << p.backend << ","
           << quoted(p.weights) << "," << m.name << "," << s.n << "," << exact(s.mean) << ","
           << exact(s.std) << "," << exact(s.min) << "," << exact(s.max) << ",";
       for (size_t i = 0; i < m.samples.size(); ++i) out << (i ? ";" : "") << exact(m.samples[i]);

@@ -14,12 +14,6 @@
 namespace wb {
 namespace {
 
-std::string fixed(double v, int digits) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
-  return buf;
-}
-
 // Enough digits for any figure in these tables (µs, TFLOP/s, tokens/s, MB).
 int digitsFor(double v) {
   const double a = std::fabs(v);
@@ -27,7 +21,7 @@ int digitsFor(double v) {
 }
 
 std::string cell(const nlohmann::json& v) {
-  if (v.is_number_float()) return fixed(v.get<double>(), digitsFor(v.get<double>()));
+  if (v.is_number_float()) return formatFixed(v.get<double>(), digitsFor(v.get<double>()));
   if (v.is_string()) return v.get<std::string>();
   return v.dump();
 }
@@ -40,7 +34,7 @@ nlohmann::json perfJson(const PerfResult& r) {
     nlohmann::json metrics = nlohmann::json::object();
     for (const auto& m : row.metrics) {
       const auto s = summarize(m.samples);
-      metrics[m.name] = {{"n", s.n},     {"mean", s.mean}, {"std", s.std}, {"min", s.min},
+      metrics[m.name] = {{"n", s.n},     {"mean", s.mean}, {"std", s.std},        {"min", s.min},
                          {"max", s.max}, {"p50", s.p50},   {"samples", m.samples}};
     }
     rows.push_back({{"label", row.label}, {"metrics", metrics}, {"values", row.values}});
@@ -63,9 +57,9 @@ nlohmann::json perfJson(const PerfResult& r) {
 std::string perfMarkdown(const PerfResult& r) {
   std::ostringstream out;
   out << "### perf " << r.kind << "\n\n"
-      << "device " << r.env.device << " (" << r.env.deviceName << ", driver " << r.env.driver << ") | LibTorch "
-      << r.env.torchVersion << " | CUDA " << r.env.cudaVersion << " | commit " << r.env.commit << " | "
-      << r.env.timestamp << "\n\n"
+      << "device " << r.env.device << " (" << r.env.deviceName << ", driver " << r.env.driver
+      << ") | LibTorch " << r.env.torchVersion << " | CUDA " << r.env.cudaVersion << " | commit "
+      << r.env.commit << " | " << r.env.timestamp << "\n\n"
       << "`" << r.env.command << "`\n\n";
   if (!r.config.empty()) {
     out << "config:";
@@ -101,9 +95,10 @@ std::string perfMarkdown(const PerfResult& r) {
       }
       const auto s = summarize(m->samples);
       const int d = digitsFor(s.mean);
-      out << " " << fixed(s.mean, d) << " ± " << fixed(s.std, d) << " |";
+      out << " " << formatMeanStd(s, d) << " |";
     }
-    for (const auto& c : valueCols) out << " " << (row.values.contains(c) ? cell(row.values[c]) : "") << " |";
+    for (const auto& c : valueCols)
+      out << " " << (row.values.contains(c) ? cell(row.values[c]) : "") << " |";
     out << "\n";
   }
   if (!r.summary.empty()) {

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <deque>
 
 namespace wb {
@@ -20,8 +21,12 @@ void Welford::add(double x) {
   m2_ += delta * (x - mean_);
 }
 
-double Welford::variance() const { return n_ < 2 ? 0.0 : m2_ / static_cast<double>(n_ - 1); }
-double Welford::stddev() const { return std::sqrt(variance()); }
+double Welford::variance() const {
+  return n_ < 2 ? 0.0 : m2_ / static_cast<double>(n_ - 1);
+}
+double Welford::stddev() const {
+  return std::sqrt(variance());
+}
 
 double quantile(std::span<const double> values, double q) {
   if (values.empty()) return 0.0;
@@ -36,11 +41,10 @@ double quantile(std::span<const double> values, double q) {
 double studentT975(int64_t dof) {
   // Exact table for small dof (where it matters), then the Cornish-Fisher expansion,
   // which is within 1e-4 of the exact value from dof = 31 on.
-  static const double kTable[] = {0,      12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469,
-                                  2.3646, 2.3060,  2.2622, 2.2281, 2.2010, 2.1788, 2.1604,
-                                  2.1448, 2.1314,  2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
-                                  2.0796, 2.0739,  2.0687, 2.0639, 2.0595, 2.0555, 2.0518,
-                                  2.0484, 2.0452,  2.0423};
+  static const double kTable[] = {0,      12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646,
+                                  2.3060, 2.2622,  2.2281, 2.2010, 2.1788, 2.1604, 2.1448, 2.1314,
+                                  2.1199, 2.1098,  2.1009, 2.0930, 2.0860, 2.0796, 2.0739, 2.0687,
+                                  2.0639, 2.0595,  2.0555, 2.0518, 2.0484, 2.0452, 2.0423};
   if (dof <= 0) return 0.0;
   if (dof <= 30) return kTable[dof];
   const double z = 1.959963984540054;
@@ -114,6 +118,16 @@ std::vector<double> rollingNoiseStd(std::span<const double> values, int window) 
   rollingMeanStd(diffs, std::max(window - 1, 2), mean, std);
   for (size_t i = 1; i < values.size(); ++i) out[i] = std[i - 1] / std::sqrt(2.0);
   return out;
+}
+
+std::string formatFixed(double v, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
+  return buf;
+}
+
+std::string formatMeanStd(const StatsSummary& s, int digits, double factor) {
+  return formatFixed(s.mean * factor, digits) + " ± " + formatFixed(s.std * factor, digits);
 }
 
 }  // namespace wb

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 namespace wb {
@@ -45,5 +46,10 @@ void rollingMeanStd(std::span<const double> values, int window, std::vector<doub
 // of std s, x_i - x_{i-1} has std s*sqrt(2)). A linear trend gives exactly 0, where the
 // plain rolling std of a falling loss curve would mostly measure the fall.
 std::vector<double> rollingNoiseStd(std::span<const double> values, int window);
+
+// The one number format of every report table: "%.*f".
+std::string formatFixed(double v, int digits);
+// "mean ± std" of `s` scaled by `factor`, both with `digits` decimals ("132.19 ± 0.55").
+std::string formatMeanStd(const StatsSummary& s, int digits, double factor = 1.0);
 
 }  // namespace wb

@@ -6,6 +6,7 @@
 #include "core/run/run_state.h"
 #include "core/run/runner.h"
 #include "core/stages/stages.h"
+#include "core/stages/train_fields.h"
 #include "core/techniques/prune.h"
 #include "core/train/checkpoint.h"
 #include "core/train/trainer.h"
@@ -18,52 +19,42 @@ class TrainStage : public Stage {
   void run(StageContext& ctx) override {
     RunState& st = ctx.state();
     if (st.dtype != torch::kFloat32)
-      throw InputError("/device/dtype", "training keeps fp32 master weights",
-                       "set device.dtype to fp32 and the train stage's \"precision\" to bf16 or fp16 "
-                       "for mixed precision");
+      throw InputError(
+          "/device/dtype", "training keeps fp32 master weights",
+          "set device.dtype to fp32 and the train stage's \"precision\" to bf16 or fp16 "
+          "for mixed precision");
     Gpt2& model = st.model();
     const TokenFile& train = st.trainTokens();
     const TokenFile& val = st.valTokens();
     if (train.size() < 100'000'000) train.checkIds(static_cast<int32_t>(model->config().vocabSize));
     if (val.size() < 100'000'000) val.checkIds(static_cast<int32_t>(model->config().vocabSize));
 
-    TrainOptions o;
-    o.steps = ctx.integer("steps");
-    o.batchSize = ctx.integer("batch_size");
-    o.gradAccum = ctx.integer("grad_accum");
-    o.seqLen = ctx.profile().data.seqLen;
-    o.lr = ctx.number("lr");
-    o.minLr = ctx.number("min_lr");
-    o.warmupSteps = ctx.integer("warmup_steps");
-    o.adamw.weightDecay = ctx.number("weight_decay");
-    o.adamw.beta1 = ctx.number("beta1");
-    o.adamw.beta2 = ctx.number("beta2");
-    o.gradClip = ctx.number("grad_clip");
-    o.evalEvery = ctx.integer("eval_every");
-    o.evalWindows = ctx.integer("eval_windows");
+    TrainOptions o = loopOptions(ctx);
     o.checkpointEvery = ctx.integer("checkpoint_every");
     o.keepCheckpoints = static_cast<int>(ctx.integer("keep_checkpoints"));
-    o.timingWarmup = ctx.integer("timing_warmup");
-    o.seed = ctx.profile().seed + static_cast<uint64_t>(ctx.index());
     const std::string where = "/stages/" + std::to_string(ctx.index());
     o.precision = parsePrecision(ctx.text("precision"), where + "/precision");
     checkPrecisionSupported(o.precision, st.device, where + "/precision");
     o.adamw.fused = ctx.flag("fused_optimizer");
     if (o.adamw.fused && !compat::kHasFusedAdamW)
-      throw InputError(where + "/fused_optimizer",
-                       "fused AdamW needs LibTorch >= 2.4 (this build has " + compat::torchVersion() + ")",
-                       "set \"fused_optimizer\": false");
+      throw InputError(
+          where + "/fused_optimizer",
+          "fused AdamW needs LibTorch >= 2.4 (this build has " + compat::torchVersion() + ")",
+          "set \"fused_optimizer\": false");
     o.activationCheckpointing = ctx.flag("activation_checkpointing");
     if (st.pruneMasks) {
       // An earlier prune stage's zeros survive this training (its masks, re-applied).
       o.afterStep = [masks = st.pruneMasks](int64_t) { masks->apply(); };
-      ctx.log("keeping the " + std::to_string(st.pruneMasks->size()) + " pruning masks of an earlier stage");
+      ctx.log("keeping the " + std::to_string(st.pruneMasks->size()) +
+              " pruning masks of an earlier stage");
     }
 
     ctx.log("model: " + std::to_string(model->parameterCount()) + " parameters, " +
-            std::to_string(model->config().nLayer) + " layers; data: " + std::to_string(train.size()) +
-            " train / " + std::to_string(val.size()) + " val tokens");
-    Trainer trainer(model, o, {train.data(), static_cast<int64_t>(train.size()), train.path().string()},
+            std::to_string(model->config().nLayer) +
+            " layers; data: " + std::to_string(train.size()) + " train / " +
+            std::to_string(val.size()) + " val tokens");
+    Trainer trainer(model, o,
+                    {train.data(), static_cast<int64_t>(train.size()), train.path().string()},
                     {val.data(), static_cast<int64_t>(val.size()), val.path().string()});
     const std::string resume = ctx.text("resume");
     if (!resume.empty()) {
@@ -89,30 +80,28 @@ class TrainStage : public Stage {
 }  // namespace
 
 StageType trainStageType() {
-  SectionSpec s{
-      "train",
-      "Train the current model on data.train (next-token loss), evaluating on data.val",
-      {{"steps", FieldKind::Int, 200, "Optimizer steps", 1, 1e9},
-       {"batch_size", FieldKind::Int, 8, "Sequences per micro-batch", 1, 65536},
-       {"grad_accum", FieldKind::Int, 1, "Micro-batches per optimizer step", 1, 65536},
-       {"lr", FieldKind::Number, 6e-4, "Peak learning rate", 0.0, 10.0},
-       {"min_lr", FieldKind::Number, 6e-5, "Learning rate at the end of the cosine decay", 0.0, 10.0},
-       {"warmup_steps", FieldKind::Int, 20, "Linear warm-up steps", 0, 1e9},
-       {"weight_decay", FieldKind::Number, 0.1, "AdamW decay (2-D weights only)", 0.0, 10.0},
-       {"beta1", FieldKind::Number, 0.9, "AdamW beta1", 0.0, 0.999999},
-       {"beta2", FieldKind::Number, 0.95, "AdamW beta2", 0.0, 0.999999},
-       {"grad_clip", FieldKind::Number, 1.0, "Clip the gradient norm (0: off)", 0.0, 1e6},
-       {"eval_every", FieldKind::Int, 50, "Evaluate every N steps (0: only at the end)", 0, 1e9},
-       {"eval_windows", FieldKind::Int, 100, "Validation windows per evaluation (0: all)", 0, 1e9},
-       {"checkpoint_every", FieldKind::Int, 0, "Checkpoint every N steps (0: never)", 0, 1e9},
-       {"keep_checkpoints", FieldKind::Int, 2, "Newest checkpoints kept (0: all)", 0, 1000},
-       {"resume", FieldKind::String, "", "Checkpoint folder to continue from"},
-       {"save_model", FieldKind::Bool, true, "Save the trained model as a HF folder in the run"},
-       {"timing_warmup", FieldKind::Int, 2, "First steps left out of timing series", 0, 1000},
-       {"precision", FieldKind::String, "fp32", "Autocast precision over fp32 master weights (bf16/fp16 need CUDA)",
-        std::nullopt, std::nullopt, {"fp32", "bf16", "fp16"}},
-       {"fused_optimizer", FieldKind::Bool, false, "Fused AdamW kernel (LibTorch >= 2.4)"},
-       {"activation_checkpointing", FieldKind::Bool, false, "Recompute each block in backward to save memory"}}};
+  // The loop fields are shared with distill and lora (train_fields.h), so the same key
+  // means the same thing in every stage; these are train's own.
+  std::vector<FieldSpec> f = loopFields(LoopDefaults{});
+  const std::vector<FieldSpec> own = {
+      {"checkpoint_every", FieldKind::Int, 0, "Checkpoint every N steps (0: never)", 0, 1e9},
+      {"keep_checkpoints", FieldKind::Int, 2, "Newest checkpoints kept (0: all)", 0, 1000},
+      {"resume", FieldKind::String, "", "Checkpoint folder to continue from"},
+      {"save_model", FieldKind::Bool, true, "Save the trained model as a HF folder in the run"},
+      {"precision",
+       FieldKind::String,
+       "fp32",
+       "Autocast precision over fp32 master weights (bf16/fp16 need CUDA)",
+       std::nullopt,
+       std::nullopt,
+       {"fp32", "bf16", "fp16"}},
+      {"fused_optimizer", FieldKind::Bool, false, "Fused AdamW kernel (LibTorch >= 2.4)"},
+      {"activation_checkpointing", FieldKind::Bool, false,
+       "Recompute each block in backward to save memory"}};
+  f.insert(f.end(), own.begin(), own.end());
+  SectionSpec s{"train",
+                "Train the current model on data.train (next-token loss), evaluating on data.val",
+                std::move(f)};
   return {s, [] { return std::make_unique<TrainStage>(); }};
 }
 
