@@ -29,7 +29,7 @@ __device__ __forceinline__ float fastExp2(float x) {
 // bounded for. levelMajor launches the grid as (batch*head, m-block) so the heaviest
 // causal tiles of every head start first; otherwise (m-block, batch*head) keeps one
 // head's blocks together (its K/V stays in L2), heavy tiles first within the head.
-template <typename T, int D, int W, int MT, int BN, int MINB, bool QREG>
+template <typename T, int D, int W, int MT, int BN, int MINB, bool QREG, bool ONE_SYNC>
 __global__ void __launch_bounds__(W * 32, MINB) flashFwdKernel(const WbFlashFwdParams p, int levelMajor) {
   constexpr int WM = 16 * MT;  // query rows per warp
   constexpr int BM = WM * W;
@@ -92,15 +92,26 @@ __global__ void __launch_bounds__(W * 32, MINB) flashFwdKernel(const WbFlashFwdP
 
   for (int nb = 0; nb < nBlocks; ++nb) {
     const int stage = nb & 1;
-    if (nb + 1 < nBlocks) {
+    auto prefetch = [&] {
       loadTile<BN, D, kThreads>(sK + (stage ^ 1) * BN * D, k, p.kStride[2], (nb + 1) * BN, tk, tid);
       loadTile<BN, D, kThreads>(sV + (stage ^ 1) * BN * D, v, p.vStride[2], (nb + 1) * BN, tk, tid);
       cpAsyncCommit();
-      cpAsyncWait<1>();
-    } else {
+    };
+    if constexpr (ONE_SYNC) {
+      // One barrier per tile: after it, tile nb is visible to all and every warp is
+      // done with tile nb - 1, so its stage can take the prefetch of nb + 1.
       cpAsyncWait<0>();
+      __syncthreads();
+      if (nb + 1 < nBlocks) prefetch();
+    } else {
+      if (nb + 1 < nBlocks) {
+        prefetch();
+        cpAsyncWait<1>();
+      } else {
+        cpAsyncWait<0>();
+      }
+      __syncthreads();
     }
-    __syncthreads();
     const int n0 = nb * BN;
     // A causal tile starting past this warp's last row changes nothing for it (all its
     // scores would be -inf); the block's other warps may still need it.
@@ -209,7 +220,7 @@ __global__ void __launch_bounds__(W * 32, MINB) flashFwdKernel(const WbFlashFwdP
         }
       }
     }
-    __syncthreads();  // the next iteration's prefetch overwrites this stage
+    if constexpr (!ONE_SYNC) __syncthreads();  // the next iteration's prefetch overwrites this stage
   }
 
   // Epilogue: normalise, stage this warp's rows through its own rows of sQ (only this
@@ -245,11 +256,11 @@ __global__ void __launch_bounds__(W * 32, MINB) flashFwdKernel(const WbFlashFwdP
   }
 }
 
-template <typename T, int D, int W, int MT, int BN, int MINB, bool QREG = true>
+template <typename T, int D, int W, int MT, int BN, int MINB, bool QREG = true, bool ONE_SYNC = true>
 WbStatus launchFwd(const WbFlashFwdParams& p, bool levelMajor, cudaStream_t stream) {
   constexpr int BM = 16 * MT * W;
   const size_t smem = static_cast<size_t>(BM * D + 4 * BN * D) * sizeof(T);
-  auto kernel = flashFwdKernel<T, D, W, MT, BN, MINB, QREG>;
+  auto kernel = flashFwdKernel<T, D, W, MT, BN, MINB, QREG, ONE_SYNC>;
   static bool attrSet = false;  // per instantiation; racing threads set the same value
   if (!attrSet) {
     if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) !=
@@ -266,28 +277,26 @@ WbStatus launchFwd(const WbFlashFwdParams& p, bool levelMajor, cudaStream_t stre
 }
 
 // Head dim 64 tile variants: W warps x MT m-tiles x BN keys, MINB blocks per SM for
-// the register bound, Q fragments in registers or re-read from shared memory, grid
-// order. Variant 0 is the default below, chosen by measurement (docs/PERF.md).
-// Registers (ptxas, sm_90): MT2 BN64 251 (2 blocks/SM); MT1 166, or 128 bounded to 4.
-constexpr int kFwdDefaultCausal = 5;
-constexpr int kFwdDefaultFull = 4;
+// the register bound, Q fragments in registers or re-read from shared memory, one or
+// two barriers per key tile, grid order. Variant 0 is the default below, chosen by
+// measurement (docs/PERF.md). Registers (ptxas, sm_90): W4 MT2 BN64 251 (2 blocks/SM).
+constexpr int kFwdDefaultCausal = 7;
+constexpr int kFwdDefaultFull = 6;
 
 template <typename T>
 WbStatus dispatchFwd(const WbFlashFwdParams& p, cudaStream_t stream) {
   if (p.headDim == 64) {
     const int v = p.variant != 0 ? p.variant : p.causal ? kFwdDefaultCausal : kFwdDefaultFull;
     switch (v) {
-      case 1: return launchFwd<T, 64, 4, 1, 64, 1>(p, false, stream);  // the first kernel's shape
-      case 2: return launchFwd<T, 64, 8, 1, 64, 2>(p, false, stream);
-      case 3: return launchFwd<T, 64, 4, 1, 64, 4>(p, false, stream);
-      case 5: return launchFwd<T, 64, 4, 2, 64, 1>(p, true, stream);
-      case 6: return launchFwd<T, 64, 4, 2, 64, 3, false>(p, false, stream);
-      case 7: return launchFwd<T, 64, 4, 2, 32, 3, false>(p, false, stream);
-      case 8: return launchFwd<T, 64, 4, 2, 128, 1>(p, false, stream);
-      case 9: return launchFwd<T, 64, 8, 2, 64, 1>(p, false, stream);
-      case 10: return launchFwd<T, 64, 4, 2, 64, 2, false>(p, false, stream);
-      case 11: return launchFwd<T, 64, 4, 1, 64, 1>(p, true, stream);
-      default: return launchFwd<T, 64, 4, 2, 64, 1>(p, false, stream);  // 4
+      case 1: return launchFwd<T, 64, 4, 1, 64, 1, true, false>(p, false, stream);  // the first kernel's shape
+      case 2: return launchFwd<T, 64, 4, 2, 64, 1, true, false>(p, false, stream);
+      case 3: return launchFwd<T, 64, 4, 2, 64, 1, true, false>(p, true, stream);
+      case 4: return launchFwd<T, 64, 4, 2, 64, 1, true, true>(p, false, stream);
+      case 6: return launchFwd<T, 64, 4, 2, 128, 1, false, true>(p, false, stream);
+      case 7: return launchFwd<T, 64, 4, 2, 128, 1, false, true>(p, true, stream);
+      case 8: return launchFwd<T, 64, 4, 2, 32, 1, true, true>(p, true, stream);
+      case 9: return launchFwd<T, 64, 2, 2, 64, 1, true, true>(p, true, stream);
+      default: return launchFwd<T, 64, 4, 2, 64, 1, true, true>(p, true, stream);  // 5
     }
   }
   return launchFwd<T, 128, 4, 1, 64, 1>(p, false, stream);
@@ -296,7 +305,7 @@ WbStatus dispatchFwd(const WbFlashFwdParams& p, cudaStream_t stream) {
 }  // namespace
 }  // namespace wbk
 
-extern "C" int wbFlashAttnForwardVariants(void) { return 12; }
+extern "C" int wbFlashAttnForwardVariants(void) { return 10; }
 
 extern "C" WbStatus wbFlashAttnForward(const WbFlashFwdParams* params, cudaStream_t stream) {
   using namespace wbk;
