@@ -5,6 +5,7 @@
 // softmax in the exp2 domain; causal tiles a warp cannot see are skipped per warp.
 // Writes O and the natural-log L per row. Not here: split-KV for tiny grids, wgmma.
 #include <cfloat>
+#include <type_traits>
 
 #include "kernels/common/mma_sm80.cuh"
 #include "kernels/common/status_internal.h"
@@ -29,7 +30,7 @@ __device__ __forceinline__ float fastExp2(float x) {
 // bounded for. levelMajor launches the grid as (batch*head, m-block) so the heaviest
 // causal tiles of every head start first; otherwise (m-block, batch*head) keeps one
 // head's blocks together (its K/V stays in L2), heavy tiles first within the head.
-template <typename T, int D, int W, int MT, int BN, int MINB, bool QREG, bool ONE_SYNC>
+template <typename T, int D, int W, int MT, int BN, int MINB, bool QREG, bool ONE_SYNC, bool DIAG_SKIP>
 __global__ void __launch_bounds__(W * 32, MINB) flashFwdKernel(const WbFlashFwdParams p, int levelMajor) {
   constexpr int WM = 16 * MT;  // query rows per warp
   constexpr int BM = WM * W;
@@ -115,7 +116,11 @@ __global__ void __launch_bounds__(W * 32, MINB) flashFwdKernel(const WbFlashFwdP
     const int n0 = nb * BN;
     // A causal tile starting past this warp's last row changes nothing for it (all its
     // scores would be -inf); the block's other warps may still need it.
-    if (!p.causal || n0 <= wRow0 + WM - 1 + offset) {
+    const int lastKey = wRow0 + WM - 1 + offset;  // the last key this warp's rows can see
+    // One key tile for this warp; guarded (G) it skips the 16-key groups past lastKey,
+    // the MMAs and exps a diagonal tile would spend on fully masked columns.
+    auto step = [&](auto guarded, int npVis) {
+      constexpr bool G = decltype(guarded)::value;
       const T* sKs = sK + stage * BN * D;
       const T* sVs = sV + stage * BN * D;
 
@@ -126,13 +131,14 @@ __global__ void __launch_bounds__(W * 32, MINB) flashFwdKernel(const WbFlashFwdP
         for (int i = 0; i < BN / 8; ++i) s[mt][i][0] = s[mt][i][1] = s[mt][i][2] = s[mt][i][3] = 0.f;
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) {
-        uint32_t qs[QREG ? 1 : MT][4];
+        [[maybe_unused]] uint32_t qs[QREG ? 1 : MT][4];
         if constexpr (!QREG) {
 #pragma unroll
           for (int mt = 0; mt < MT; ++mt) loadQ(qs[mt], mt, kk);
         }
 #pragma unroll
         for (int np = 0; np < BN / 16; ++np) {
+          if (G && np >= npVis) continue;
           uint32_t r[4];
           const int row = np * 16 + (lane & 7) + (lane >> 4) * 8;
           const int col = kk * 16 + ((lane >> 3) & 1) * 8;
@@ -181,6 +187,10 @@ __global__ void __launch_bounds__(W * 32, MINB) flashFwdKernel(const WbFlashFwdP
           float sum = 0.f;
 #pragma unroll
           for (int nt = 0; nt < BN / 8; ++nt) {
+            if (G && nt >= 2 * npVis) {  // all masked: exp would give exactly 0
+              s[mt][nt][2 * r] = s[mt][nt][2 * r + 1] = 0.f;
+              continue;
+            }
             const float p0 = fastExp2(fmaf(s[mt][nt][2 * r], sl2, -mSafe));
             const float p1 = fastExp2(fmaf(s[mt][nt][2 * r + 1], sl2, -mSafe));
             s[mt][nt][2 * r] = p0;
@@ -198,6 +208,7 @@ __global__ void __launch_bounds__(W * 32, MINB) flashFwdKernel(const WbFlashFwdP
       // O += P V; the S accumulator layout is exactly the A fragment layout of P.
 #pragma unroll
       for (int kk = 0; kk < BN / 16; ++kk) {
+        if (G && kk >= npVis) continue;  // P is zero there
         uint32_t a[MT][4];
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) {
@@ -219,6 +230,12 @@ __global__ void __launch_bounds__(W * 32, MINB) flashFwdKernel(const WbFlashFwdP
           }
         }
       }
+    };
+    if (!p.causal || n0 <= lastKey) {
+      if (DIAG_SKIP && p.causal && n0 + BN - 1 > lastKey)
+        step(std::true_type{}, (lastKey - n0) / 16 + 1);
+      else
+        step(std::false_type{}, BN / 16);
     }
     if constexpr (!ONE_SYNC) __syncthreads();  // the next iteration's prefetch overwrites this stage
   }
@@ -256,11 +273,12 @@ __global__ void __launch_bounds__(W * 32, MINB) flashFwdKernel(const WbFlashFwdP
   }
 }
 
-template <typename T, int D, int W, int MT, int BN, int MINB, bool QREG = true, bool ONE_SYNC = true>
+template <typename T, int D, int W, int MT, int BN, int MINB, bool QREG = true, bool ONE_SYNC = true,
+          bool DIAG_SKIP = false>
 WbStatus launchFwd(const WbFlashFwdParams& p, bool levelMajor, cudaStream_t stream) {
   constexpr int BM = 16 * MT * W;
   const size_t smem = static_cast<size_t>(BM * D + 4 * BN * D) * sizeof(T);
-  auto kernel = flashFwdKernel<T, D, W, MT, BN, MINB, QREG, ONE_SYNC>;
+  auto kernel = flashFwdKernel<T, D, W, MT, BN, MINB, QREG, ONE_SYNC, DIAG_SKIP>;
   static bool attrSet = false;  // per instantiation; racing threads set the same value
   if (!attrSet) {
     if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) !=
@@ -278,10 +296,12 @@ WbStatus launchFwd(const WbFlashFwdParams& p, bool levelMajor, cudaStream_t stre
 
 // Head dim 64 tile variants: W warps x MT m-tiles x BN keys, MINB blocks per SM for
 // the register bound, Q fragments in registers or re-read from shared memory, one or
-// two barriers per key tile, grid order. Variant 0 is the default below, chosen by
-// measurement (docs/PERF.md). Registers (ptxas, sm_90): W4 MT2 BN64 251 (2 blocks/SM).
-constexpr int kFwdDefaultCausal = 7;
-constexpr int kFwdDefaultFull = 6;
+// two barriers per key tile, diagonal-tile group skipping, grid order. Variant 0 is
+// the default below, the fastest on the H100 (docs/PERF.md): 4 warps x 2 m-tiles x
+// 128 keys with Q re-read, level-major when causal (9), head-major when not (5).
+// Registers (ptxas, sm_90): MT2 BN64 251 (2 blocks/SM); MT2 BN128 255, small spill.
+constexpr int kFwdDefaultCausal = 9;
+constexpr int kFwdDefaultFull = 5;
 
 template <typename T>
 WbStatus dispatchFwd(const WbFlashFwdParams& p, cudaStream_t stream) {
@@ -291,12 +311,12 @@ WbStatus dispatchFwd(const WbFlashFwdParams& p, cudaStream_t stream) {
       case 1: return launchFwd<T, 64, 4, 1, 64, 1, true, false>(p, false, stream);  // the first kernel's shape
       case 2: return launchFwd<T, 64, 4, 2, 64, 1, true, false>(p, false, stream);
       case 3: return launchFwd<T, 64, 4, 2, 64, 1, true, false>(p, true, stream);
-      case 4: return launchFwd<T, 64, 4, 2, 64, 1, true, true>(p, false, stream);
-      case 6: return launchFwd<T, 64, 4, 2, 128, 1, false, true>(p, false, stream);
-      case 7: return launchFwd<T, 64, 4, 2, 128, 1, false, true>(p, true, stream);
-      case 8: return launchFwd<T, 64, 4, 2, 32, 1, true, true>(p, true, stream);
-      case 9: return launchFwd<T, 64, 2, 2, 64, 1, true, true>(p, true, stream);
-      default: return launchFwd<T, 64, 4, 2, 64, 1, true, true>(p, true, stream);  // 5
+      case 4: return launchFwd<T, 64, 4, 2, 64, 1, true, true>(p, true, stream);
+      case 5: return launchFwd<T, 64, 4, 2, 128, 1, false, true>(p, false, stream);
+      case 7: return launchFwd<T, 64, 4, 2, 128, 1, false, true, true>(p, true, stream);
+      case 8: return launchFwd<T, 64, 4, 2, 64, 1, true, true, true>(p, true, stream);
+      case 9: return launchFwd<T, 64, 4, 2, 128, 1, false, false>(p, true, stream);
+      default: return launchFwd<T, 64, 4, 2, 128, 1, false, true>(p, true, stream);  // 6
     }
   }
   return launchFwd<T, 128, 4, 1, 64, 1>(p, false, stream);
