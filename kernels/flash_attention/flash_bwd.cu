@@ -8,6 +8,7 @@
 
 #include "kernels/common/mma_sm80.cuh"
 #include "kernels/common/status_internal.h"
+#include "kernels/common/tile_load.cuh"
 #include "kernels/flash_attention/flash_attention.h"
 #include "kernels/flash_attention/flash_launch.h"
 
@@ -15,19 +16,6 @@ namespace wbk {
 namespace {
 
 constexpr float kLog2e = 1.4426950408889634f;
-
-template <int ROWS, int D, int THREADS, typename T>
-__device__ __forceinline__ void loadTileB(T* s, const T* g, int64_t rs, int row0, int rowsValid, int tid) {
-  constexpr int kChunksPerRow = D / 8;
-  constexpr int kChunks = ROWS * kChunksPerRow;
-#pragma unroll
-  for (int c = tid; c < kChunks; c += THREADS) {
-    const int r = c / kChunksPerRow, ch = c % kChunksPerRow;
-    const bool valid = row0 + r < rowsValid;
-    const T* src = valid ? g + (row0 + r) * rs + ch * 8 : g;
-    cpAsync16(smemAddr(s + swz<D>(r, ch * 8)), src, valid);
-  }
-}
 
 // D[bh, i] = sum_d dO[i, d] * O[i, d] in fp32; 8 threads per row, 16 bytes each.
 template <typename T, int D>
@@ -123,8 +111,8 @@ __global__ void __launch_bounds__(W * 32) flashBwdKernel(const WbFlashBwdParams 
   const int mBlocks = (tq + BM - 1) / BM;
 
   auto loadStep = [&](int mb, int stage) {
-    loadTileB<BM, D, kThreads>(sQ + stage * BM * D, q, p.qStride[2], mb * BM, tq, tid);
-    loadTileB<BM, D, kThreads>(sdO + stage * BM * D, dout, p.doStride[2], mb * BM, tq, tid);
+    loadTile<BM, D, kThreads>(sQ + stage * BM * D, q, p.qStride[2], mb * BM, tq, tid);
+    loadTile<BM, D, kThreads>(sdO + stage * BM * D, dout, p.doStride[2], mb * BM, tq, tid);
     for (int i = tid; i < BM; i += kThreads) {
       const int row = mb * BM + i;
       sL[stage * BM + i] = row < tq ? lse[row] * kLog2e : 0.f;
@@ -132,8 +120,8 @@ __global__ void __launch_bounds__(W * 32) flashBwdKernel(const WbFlashBwdParams 
     }
   };
 
-  loadTileB<BN, D, kThreads>(sK, k, p.kStride[2], n0, tk, tid);
-  loadTileB<BN, D, kThreads>(sV, v, p.vStride[2], n0, tk, tid);
+  loadTile<BN, D, kThreads>(sK, k, p.kStride[2], n0, tk, tid);
+  loadTile<BN, D, kThreads>(sV, v, p.vStride[2], n0, tk, tid);
   if (mFirst < mBlocks) loadStep(mFirst, 0);
   cpAsyncCommit();
   cpAsyncWait<0>();
