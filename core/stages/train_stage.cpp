@@ -3,6 +3,8 @@
 // saving the final model there as a Hugging Face folder for later stages and tools.
 #include "core/errors.h"
 #include "core/io/hf_checkpoint.h"
+#include "core/parallel/parallel_spec.h"
+#include "core/parallel/pipeline_trainer.h"
 #include "core/run/run_state.h"
 #include "core/run/runner.h"
 #include "core/stages/stages.h"
@@ -47,6 +49,10 @@ class TrainStage : public Stage {
     ctx.log("model: " + std::to_string(model->parameterCount()) + " parameters, " +
             std::to_string(model->config().nLayer) + " layers; data: " + std::to_string(train.size()) +
             " train / " + std::to_string(val.size()) + " val tokens");
+    if (ctx.profile().parallel.pipelined()) {
+      runPipeline(ctx, model, o, train, val);
+      return;
+    }
     Trainer trainer(model, o, {train.data(), static_cast<int64_t>(train.size()), train.path().string()},
                     {val.data(), static_cast<int64_t>(val.size()), val.path().string()});
     const std::string resume = ctx.text("resume");
@@ -62,6 +68,46 @@ class TrainStage : public Stage {
     };
     const auto ckptRoot = ctx.runDir() / "checkpoints" / ctx.spec().name;
     trainer.run(sink, ctx.cancel(), ckptRoot);
+    if (ctx.flag("save_model")) {
+      const auto dir = ctx.runDir() / "models" / ctx.spec().name;
+      saveHfCheckpoint(*model, model->config().toJson(), dir);
+      ctx.log("model saved to " + dir.string());
+    }
+  }
+
+ private:
+  // parallel.pipeline_stages > 1: one worker thread per stage, in-process transport.
+  void runPipeline(StageContext& ctx, Gpt2& model, const TrainOptions& o, const TokenFile& train,
+                   const TokenFile& val) {
+    const ParallelSpec& par = ctx.profile().parallel;
+    const std::string stagePtr = "/stages/" + std::to_string(ctx.index());
+    checkParallelFitsModel(par, model->config().nLayer);
+    checkParallelFitsBatch(par, o.batchSize, stagePtr + "/batch_size");
+    if (o.checkpointEvery > 0 || !ctx.text("resume").empty())
+      throw ProfileError({}, stagePtr + (o.checkpointEvery > 0 ? "/checkpoint_every" : "/resume"),
+                         "checkpoints of pipeline-parallel training are not supported yet");
+    PipelineOptions po;
+    po.stages = par.pipelineStages;
+    po.microBatches = par.microBatches;
+    po.schedule = parseScheduleKind(par.schedule, "/parallel/schedule");
+    po.balance = par.balance;
+    po.checkpoint = par.checkpoint;
+    if (ctx.state().device.is_cuda()) {
+      const auto& gpus = ctx.profile().device.gpus;
+      for (int s = 0; s < po.stages; ++s)
+        po.devices.emplace_back(torch::kCUDA, static_cast<c10::DeviceIndex>(gpus[static_cast<size_t>(s)]));
+    }
+    PipelineTrainer trainer(model, o, po, {train.data(), static_cast<int64_t>(train.size()), train.path().string()},
+                            {val.data(), static_cast<int64_t>(val.size()), val.path().string()});
+    ctx.log("pipeline: " + std::to_string(po.stages) + " stages (" + describe(trainer.engine().plan()) + "), " +
+            std::to_string(po.microBatches) + " micro-batches, " + toString(po.schedule) +
+            " schedule; theoretical bubble " + std::to_string(theoreticalBubble(po.stages, po.microBatches)));
+    TrainSink sink;
+    sink.sample = [&](const std::string& s, int64_t step, double v) { ctx.sample(s, step, v); };
+    sink.log = [&](const std::string& text) { ctx.log(text); };
+    sink.progress = [&](int64_t step, int64_t total, double tps) { ctx.progress(step, total, tps, "tok/s"); };
+    trainer.run(sink, ctx.cancel());
+    if (ctx.state().device.is_cuda()) model->to(ctx.state().device);  // gather the stages back
     if (ctx.flag("save_model")) {
       const auto dir = ctx.runDir() / "models" / ctx.spec().name;
       saveHfCheckpoint(*model, model->config().toJson(), dir);
