@@ -10,6 +10,7 @@
 
 #include "core/errors.h"
 #include "core/parallel/in_process_transport.h"
+#include "core/run/profile.h"
 
 namespace wb {
 namespace {

@@ -7,7 +7,7 @@
 
 #include "core/bench/memory_probe.h"
 #include "core/errors.h"
-#include "core/model/generate.h"
+#include "core/run/profile.h"
 #include "core/train/lr_schedule.h"
 
 namespace wb {

@@ -35,7 +35,7 @@ double measuredBubble(const std::vector<StageTiming>& stages) {
   return sum / static_cast<double>(stages.size());
 }
 
-std::vector<StageTimeline> simulate(ScheduleKind kind, int n, int64_t m, const FakeCosts& costs) {
+std::vector<StageTimeline> simulate(ScheduleKind kind, int n, int64_t m, const FakeCosts& costs, SendMode mode) {
   if (costs.forward.size() != static_cast<size_t>(n) || costs.backward.size() != static_cast<size_t>(n))
     throw InputError("pipeline simulator", "need one forward and one backward cost per stage");
   std::vector<std::vector<Instruction>> programs;
@@ -52,7 +52,25 @@ std::vector<StageTimeline> simulate(ScheduleKind kind, int n, int64_t m, const F
       while (pc[si] < programs[si].size()) {
         const Instruction in = programs[si][pc[si]];
         double& t = clock[si];
-        if (in.op == OpKind::RecvActivation || in.op == OpKind::RecvGradient) {
+        const bool isSend = in.op == OpKind::SendActivation || in.op == OpKind::SendGradient;
+        if (mode == SendMode::Rendezvous && (isSend || in.op == OpKind::RecvActivation ||
+                                             in.op == OpKind::RecvGradient)) {
+          // The sender completes both halves once the receiver stands at the matching
+          // receive; a receiver just waits for that.
+          if (!isSend) break;
+          const bool grad = in.op == OpKind::SendGradient;
+          const int peer = grad ? s - 1 : s + 1;
+          const auto pi = static_cast<size_t>(peer);
+          const Instruction want{grad ? OpKind::RecvGradient : OpKind::RecvActivation, in.microBatch};
+          if (pc[pi] >= programs[pi].size() || !(programs[pi][pc[pi]] == want)) break;
+          const double meet = std::max(t, clock[pi]);
+          if (meet > t) spans[si].push_back({SpanKind::Wait, t, meet});
+          if (meet > clock[pi]) spans[pi].push_back({SpanKind::Wait, clock[pi], meet});
+          spans[si].push_back({SpanKind::Comm, meet, meet + costs.send});
+          spans[pi].push_back({SpanKind::Wait, meet, meet + costs.send});
+          t = clock[pi] = meet + costs.send;
+          ++pc[pi];
+        } else if (in.op == OpKind::RecvActivation || in.op == OpKind::RecvGradient) {
           auto it = mailbox.find({s, in.microBatch, in.op == OpKind::RecvGradient});
           if (it == mailbox.end()) break;  // not sent yet: try the other stages
           if (it->second > t) spans[si].push_back({SpanKind::Wait, t, it->second});

@@ -41,10 +41,15 @@ struct FakeCosts {
   double send = 0.0;
 };
 
-// Runs the schedule on a fake clock with buffered sends (a send never waits for its
-// receive, as with the in-process transport). Throws RunError naming the stuck
-// stages if the programs deadlock.
+// Buffered: a send never waits for its receive (the in-process transport; NCCL with
+// sends on their own stream). Rendezvous: a send completes only together with the
+// matching receive (a blocking ncclSend on the compute stream).
+enum class SendMode { Buffered, Rendezvous };
+
+// Runs the schedule on a fake clock. Throws RunError naming the stuck stages if the
+// programs deadlock (1F1B does under rendezvous sends: the NCCL transport must not
+// make a send wait for its receive).
 std::vector<StageTimeline> simulate(ScheduleKind kind, int stages, int64_t microBatches,
-                                    const FakeCosts& costs);
+                                    const FakeCosts& costs, SendMode mode = SendMode::Buffered);
 
 }  // namespace wb

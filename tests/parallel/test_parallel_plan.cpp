@@ -65,16 +65,18 @@ class TestParallelPlan : public QObject {
         at[{p[i].op, p[i].microBatch}] = i;
       }
       const bool first = s == 0, last = s == stages - 1;
+      auto n = [&](OpKind k, int64_t mb) { return count[std::make_pair(k, mb)]; };
+      auto pos = [&](OpKind k, int64_t mb) { return at[std::make_pair(k, mb)]; };
       for (int64_t mb = 0; mb < micro; ++mb) {
-        QCOMPARE(count[{OpKind::Forward, mb}], 1);
-        QCOMPARE(count[{OpKind::Backward, mb}], 1);
-        QCOMPARE(count[{OpKind::RecvActivation, mb}], first ? 0 : 1);
-        QCOMPARE(count[{OpKind::SendActivation, mb}], last ? 0 : 1);
-        QCOMPARE(count[{OpKind::RecvGradient, mb}], last ? 0 : 1);
-        QCOMPARE(count[{OpKind::SendGradient, mb}], first ? 0 : 1);
-        QVERIFY(at[{OpKind::Forward, mb}] < at[{OpKind::Backward, mb}]);
-        if (!first) QVERIFY(at[{OpKind::RecvActivation, mb}] < at[{OpKind::Forward, mb}]);
-        if (!last) QVERIFY(at[{OpKind::RecvGradient, mb}] < at[{OpKind::Backward, mb}]);
+        QCOMPARE(n(OpKind::Forward, mb), 1);
+        QCOMPARE(n(OpKind::Backward, mb), 1);
+        QCOMPARE(n(OpKind::RecvActivation, mb), first ? 0 : 1);
+        QCOMPARE(n(OpKind::SendActivation, mb), last ? 0 : 1);
+        QCOMPARE(n(OpKind::RecvGradient, mb), last ? 0 : 1);
+        QCOMPARE(n(OpKind::SendGradient, mb), first ? 0 : 1);
+        QVERIFY(pos(OpKind::Forward, mb) < pos(OpKind::Backward, mb));
+        if (!first) QVERIFY(pos(OpKind::RecvActivation, mb) < pos(OpKind::Forward, mb));
+        if (!last) QVERIFY(pos(OpKind::RecvGradient, mb) < pos(OpKind::Backward, mb));
       }
       QCOMPARE(p.size(), size_t(micro) * (2 + (first ? 0 : 2) + (last ? 0 : 2)));
     }
@@ -130,6 +132,18 @@ class TestParallelPlan : public QObject {
     QCOMPARE(timing[1].commS, 4 * 0.25);  // 4 gradients sent
     for (const auto& t : timing)
       QVERIFY(std::abs(t.forwardS + t.backwardS + t.commS + t.idleS - t.windowS) < 1e-12);
+  }
+
+  // Why the NCCL transport must buffer its sends: with sends that wait for their
+  // receive, 1F1B deadlocks (stage 0 sends activation 1 while stage 1 sends gradient
+  // 0), GPipe does not and keeps its bubble.
+  void rendezvousSendsDeadlock1F1B() {
+    FakeCosts c;
+    c.forward = {1.0, 1.0};
+    c.backward = {2.0, 2.0};
+    QVERIFY_THROWS_EXCEPTION(RunError, simulate(ScheduleKind::OneFOneB, 2, 2, c, SendMode::Rendezvous));
+    const auto t = summarize(simulate(ScheduleKind::GPipe, 2, 4, c, SendMode::Rendezvous));
+    QVERIFY(std::abs(measuredBubble(t) - theoreticalBubble(2, 4)) < 1e-12);
   }
 
   // Hand-made spans: window 10 s; stage 0 computes 6 s and sends 1 s (idle 3 s), stage
@@ -230,7 +244,8 @@ class TestParallelPlan : public QObject {
     QFETCH(QString, where);
     QFETCH(QString, message);
     std::map<std::string, std::string> m;
-    for (const auto& [k, v] : json::parse(vars.toStdString()).items()) m[k] = v.get<std::string>();
+    const json parsed = json::parse(vars.toStdString());
+    for (const auto& [k, v] : parsed.items()) m[k] = v.get<std::string>();
     try {
       readDistEnv(fakeEnv(m));
       QFAIL("no error");

@@ -6,8 +6,11 @@
 // Plus the transport and the in-process all-reduce on their own.
 #include "core/parallel/in_process_transport.h"
 #include "core/parallel/pipeline_trainer.h"
+#include "core/io/token_file.h"
+#include "core/run/runner.h"
 #include "tests/support/torch_support.h"
 
+#include <QTemporaryDir>
 #include <QtTest>
 
 #include <atomic>
@@ -128,11 +131,17 @@ class TestPipeline : public QObject {
     QVERIFY2(std::abs(r.loss - lossRef) <= 1e-5 * std::abs(lossRef),
              qPrintable(QString("loss %1 vs %2").arg(r.loss, 0, 'g', 10).arg(lossRef, 0, 'g', 10)));
     size_t compared = 0;
+    double worst = 0.0;  // largest max|a - b| / max|b| over the parameters, for the log
     for (auto& item : model->named_parameters()) {
       QVERIFY2(item.value().grad().defined(), item.key().c_str());
       REQUIRE_CLOSE(item.value().grad(), refGrads.at(item.key()), 1e-5, item.key());
+      const auto& want = refGrads.at(item.key());
+      worst = std::max(worst, (item.value().grad() - want).abs().max().item<double>() /
+                                  want.abs().max().item<double>());
       ++compared;
     }
+    qInfo("loss rel diff %.3g, worst gradient rel diff %.3g over %zu tensors", std::abs(r.loss - lossRef) / lossRef,
+          worst, compared);
     QCOMPARE(compared, refGrads.size());
     // The last stage's copy of the tied embedding carries the same summed gradient.
     const auto& lastStage = engine.stage(stages - 1);
@@ -188,6 +197,10 @@ class TestPipeline : public QObject {
     pipe.run(sink, cancel);
 
     QCOMPARE(pipe.losses().size(), single.losses().size());
+    double worstLoss = 0.0;
+    for (size_t i = 0; i < single.losses().size(); ++i)
+      worstLoss = std::max(worstLoss, std::abs(pipe.losses()[i] - single.losses()[i]) / single.losses()[i]);
+    qInfo("worst per-step loss rel diff over %zu steps: %.3g", single.losses().size(), worstLoss);
     for (size_t i = 0; i < single.losses().size(); ++i)
       QVERIFY2(std::abs(pipe.losses()[i] - single.losses()[i]) <= 1e-4 * single.losses()[i],
                qPrintable(QString("step %1: %2 vs %3").arg(i + 1).arg(pipe.losses()[i], 0, 'g', 10)
@@ -249,6 +262,7 @@ class TestPipeline : public QObject {
     const double seconds = std::chrono::duration<double>(ended - cancelledAt).count();
     QVERIFY(gotCancelled);
     QVERIFY2(seconds < 1.0, qPrintable(QString("took %1 s").arg(seconds)));
+    qInfo("cancel to every worker joined: %.3f s", seconds);
 
     slow = false;
     cancel.reset();
@@ -350,6 +364,39 @@ class TestPipeline : public QObject {
       REQUIRE_CLOSE(g0.at(name), g, 1e-5, name);
       QVERIFY2(torch::equal(g0.at(name), g1.at(name)), name.c_str());
     }
+  }
+
+  // The train stage of a profile with parallel.pipeline_stages = 2 runs the pipeline
+  // trainer and its per-stage series reach the run's observer under the stage's name.
+  void profileTrainStageRunsThePipeline() {
+    QTemporaryDir dir;
+    const auto root = std::filesystem::path(dir.path().toStdString());
+    auto ids = [](const std::vector<uint16_t>& t) { return std::vector<int32_t>(t.begin(), t.end()); };
+    writeTokenFile(root / "train.bin", ids(makeTokens(6000, 1)));
+    writeTokenFile(root / "val.bin", ids(makeTokens(1000, 2)));
+    const nlohmann::json j = {
+        {"schema", 1},
+        {"name", "pp"},
+        {"model", {{"source", "config"},
+                   {"config", {{"n_layer", 4}, {"n_head", 2}, {"n_embd", 32}, {"vocab_size", 64},
+                               {"n_positions", 32}, {"resid_pdrop", 0.0}, {"embd_pdrop", 0.0}, {"attn_pdrop", 0.0}}}}},
+        {"data", {{"train", (root / "train.bin").string()}, {"val", (root / "val.bin").string()}, {"seq_len", 16}}},
+        {"parallel", {{"pipeline_stages", 2}, {"micro_batches", 2}, {"schedule", "1f1b"}}},
+        {"stages", {{{"type", "train"}, {"steps", 3}, {"batch_size", 4}, {"eval_every", 0}, {"eval_windows", 4},
+                     {"timing_warmup", 0}, {"save_model", false}}}}};
+    const Profile p = parseProfile(j, "pp.json", builtinStages());
+    struct Collect : RunObserver {
+      std::set<std::string> series;
+      void onSample(const MetricSample& s) override {
+        if (s.stage == "train") series.insert(s.series);
+      }
+    } seen;
+    CancelToken cancel;
+    const RunResult r = runProfile(p, root / "runs", &seen, cancel);
+    QVERIFY2(r.status == RunStatus::Finished, r.message.c_str());
+    for (const std::string& s : std::vector<std::string>{"train/loss", "eval/loss", "pipeline/stage0/forward_ms",
+                                                         "pipeline/stage1/idle_ms", "pipeline/bubble"})
+      QVERIFY2(seen.series.count(s), s.c_str());
   }
 
   void bucketsCoverEveryParameterOnceInBackwardOrder() {
