@@ -45,8 +45,10 @@ DistEnv readDistEnv(const EnvLookup& env) {
   const std::string rankName = torchrun ? "RANK" : "SLURM_PROCID";
   const std::string localName = torchrun ? "LOCAL_RANK" : "SLURM_LOCALID";
   const auto world = env(worldName), rank = env(rankName), local = env(localName);
-  if (!world) throw InputError("environment: " + worldName, "is unset while " + rankName + " is set");
-  if (!rank) throw InputError("environment: " + rankName, "is unset while " + worldName + " is set");
+  if (!world)
+    throw InputError("environment: " + worldName, "is unset while " + rankName + " is set");
+  if (!rank)
+    throw InputError("environment: " + rankName, "is unset while " + worldName + " is set");
   d.worldSize = parseInt(worldName, *world, 1, 1 << 20);
   d.rank = parseInt(rankName, *rank, 0, 1 << 20);
   if (d.rank >= d.worldSize)
@@ -55,17 +57,18 @@ DistEnv readDistEnv(const EnvLookup& env) {
                          std::to_string(d.worldSize) + " (" + worldName + ")");
   d.localRank = local ? parseInt(localName, *local, 0, 1 << 20) : 0;
   if (d.localRank > d.rank)
-    throw InputError("environment: " + localName,
-                     "local rank " + std::to_string(d.localRank) + " exceeds the global rank " +
-                         std::to_string(d.rank));
+    throw InputError("environment: " + localName, "local rank " + std::to_string(d.localRank) +
+                                                      " exceeds the global rank " +
+                                                      std::to_string(d.rank));
   if (!d.distributed()) return d;
   const auto addr = env("MASTER_ADDR"), port = env("MASTER_PORT");
   if (!addr || addr->empty())
-    throw InputError("environment: MASTER_ADDR", "is unset for a run of " + std::to_string(d.worldSize) +
-                                                     " processes",
-                     slurm ? "export MASTER_ADDR=$(scontrol show hostnames $SLURM_JOB_NODELIST | head -n1) "
-                             "in the batch script"
-                           : "torchrun sets it; set it when launching by hand");
+    throw InputError(
+        "environment: MASTER_ADDR",
+        "is unset for a run of " + std::to_string(d.worldSize) + " processes",
+        slurm ? "export MASTER_ADDR=$(scontrol show hostnames $SLURM_JOB_NODELIST | head -n1) "
+                "in the batch script"
+              : "torchrun sets it; set it when launching by hand");
   if (!port)
     throw InputError("environment: MASTER_PORT",
                      "is unset for a run of " + std::to_string(d.worldSize) + " processes",

@@ -12,7 +12,8 @@ std::string shapeText(c10::IntArrayRef s) {
 
 class InProcessEndpoint : public Transport {
  public:
-  InProcessEndpoint(std::shared_ptr<InProcessHub> hub, int rank) : hub_(std::move(hub)), rank_(rank) {}
+  InProcessEndpoint(std::shared_ptr<InProcessHub> hub, int rank)
+      : hub_(std::move(hub)), rank_(rank) {}
   int rank() const override { return rank_; }
   int worldSize() const override { return hub_->ranks(); }
   void send(int peer, const MessageTag& tag, const torch::Tensor& tensor) override {
@@ -24,10 +25,11 @@ class InProcessEndpoint : public Transport {
     checkPeer(peer);
     torch::Tensor t = hub_->take(peer, rank_, tag);
     if (t.sizes().vec() != expect.shape || t.scalar_type() != expect.dtype)
-      throw RunError("transport",
-                     "rank " + std::to_string(rank_) + " expected " + shapeText(expect.shape) + " " +
-                         std::string(c10::toString(expect.dtype)) + " from rank " + std::to_string(peer) +
-                         ", got " + shapeText(t.sizes()) + " " + c10::toString(t.scalar_type()));
+      throw RunError("transport", "rank " + std::to_string(rank_) + " expected " +
+                                      shapeText(expect.shape) + " " +
+                                      std::string(c10::toString(expect.dtype)) + " from rank " +
+                                      std::to_string(peer) + ", got " + shapeText(t.sizes()) + " " +
+                                      c10::toString(t.scalar_type()));
     return t.device() == expect.device ? t : t.to(expect.device);
   }
   void abort(const std::string& reason) override { hub_->abort(reason); }
@@ -47,7 +49,9 @@ class InProcessReducer : public GradientReducer {
   InProcessReducer(std::shared_ptr<InProcessReduceGroup> group, int replica, int replicas)
       : group_(std::move(group)), replica_(replica), replicas_(replicas) {}
   int replicas() const override { return replicas_; }
-  void allReduceMean(std::vector<torch::Tensor>& bucket) override { group_->reduce(replica_, bucket); }
+  void allReduceMean(std::vector<torch::Tensor>& bucket) override {
+    group_->reduce(replica_, bucket);
+  }
   void abort(const std::string& reason) override { group_->abort(reason); }
 
  private:
@@ -95,8 +99,8 @@ void InProcessHub::post(int from, int to, const MessageTag& tag, torch::Tensor t
     auto [it, fresh] = mail_.emplace(std::make_tuple(from, to, tag), std::move(tensor));
     if (!fresh)
       throw RunError("transport", "rank " + std::to_string(from) + " sent micro-batch " +
-                                      std::to_string(tag.microBatch) + " to rank " + std::to_string(to) +
-                                      " twice before it was received");
+                                      std::to_string(tag.microBatch) + " to rank " +
+                                      std::to_string(to) + " twice before it was received");
   }
   arrived_.notify_all();
 }
@@ -116,7 +120,8 @@ std::shared_ptr<InProcessReduceGroup> InProcessReduceGroup::create(int replicas)
 }
 
 std::unique_ptr<GradientReducer> InProcessReduceGroup::member(int replica) {
-  if (replica < 0 || replica >= replicas_) throw RunError("all-reduce", "no replica " + std::to_string(replica));
+  if (replica < 0 || replica >= replicas_)
+    throw RunError("all-reduce", "no replica " + std::to_string(replica));
   return std::make_unique<InProcessReducer>(shared_from_this(), replica, replicas_);
 }
 
@@ -134,7 +139,9 @@ void InProcessReduceGroup::reduce(int replica, std::vector<torch::Tensor>& bucke
   std::unique_lock lock(mutex_);
   if (aborted_) throw TransportAborted(abortReason_);
   auto& slot = slots_[static_cast<size_t>(replica)];
-  if (slot) throw RunError("all-reduce", "replica " + std::to_string(replica) + " entered a reduction twice");
+  if (slot)
+    throw RunError("all-reduce",
+                   "replica " + std::to_string(replica) + " entered a reduction twice");
   slot = &bucket;
   const int64_t generation = generation_;
   if (++arrived_ < replicas_) {
@@ -146,7 +153,8 @@ void InProcessReduceGroup::reduce(int replica, std::vector<torch::Tensor>& bucke
   torch::NoGradGuard noGrad;
   const size_t n = bucket.size();
   for (const auto* s : slots_)
-    if (s->size() != n) throw RunError("all-reduce", "replicas handed in buckets of different sizes");
+    if (s->size() != n)
+      throw RunError("all-reduce", "replicas handed in buckets of different sizes");
   for (size_t i = 0; i < n; ++i) {
     // Sum in replica order on every replica's behalf: identical bits everywhere.
     torch::Tensor sum = (*slots_[0])[i].detach().clone();

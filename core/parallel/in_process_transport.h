@@ -51,7 +51,8 @@ class InProcessReduceGroup : public std::enable_shared_from_this<InProcessReduce
   void reduce(int replica, std::vector<torch::Tensor>& bucket);
 
  private:
-  explicit InProcessReduceGroup(int replicas) : replicas_(replicas), slots_(static_cast<size_t>(replicas)) {}
+  explicit InProcessReduceGroup(int replicas)
+      : replicas_(replicas), slots_(static_cast<size_t>(replicas)) {}
   int replicas_;
   std::mutex mutex_;
   std::condition_variable done_;

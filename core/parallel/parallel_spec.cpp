@@ -8,18 +8,20 @@ namespace wb {
 void checkParallelFitsModel(const ParallelSpec& spec, int64_t nLayer) {
   if (spec.pipelineStages > nLayer)
     throw ProfileError({}, "/parallel/pipeline_stages",
-                       std::to_string(spec.pipelineStages) + " pipeline stages but the model has only " +
-                           std::to_string(nLayer) + " layers (each stage needs at least one)");
+                       std::to_string(spec.pipelineStages) +
+                           " pipeline stages but the model has only " + std::to_string(nLayer) +
+                           " layers (each stage needs at least one)");
   if (spec.balance.empty()) return;
   int64_t sum = 0;
   for (int64_t b : spec.balance) sum += b;
   if (sum != nLayer)
     throw ProfileError({}, "/parallel/balance",
-                       "the layers per stage sum to " + std::to_string(sum) + " but the model has " +
-                           std::to_string(nLayer) + " layers (n_layer)");
+                       "the layers per stage sum to " + std::to_string(sum) +
+                           " but the model has " + std::to_string(nLayer) + " layers (n_layer)");
 }
 
-void checkParallelFitsBatch(const ParallelSpec& spec, int64_t batchSize, const std::string& pointer) {
+void checkParallelFitsBatch(const ParallelSpec& spec, int64_t batchSize,
+                            const std::string& pointer) {
   if (batchSize % spec.microBatches != 0)
     throw ProfileError({}, pointer,
                        "batch_size " + std::to_string(batchSize) + " does not split into " +
@@ -31,16 +33,19 @@ void checkParallelProfile(const Profile& p) {
   const ParallelSpec& s = p.parallel;
   if (!s.balance.empty() && s.balance.size() != static_cast<size_t>(s.pipelineStages))
     throw ProfileError({}, "/parallel/balance",
-                       "lists " + std::to_string(s.balance.size()) + " stages but pipeline_stages is " +
-                           std::to_string(s.pipelineStages));
+                       "lists " + std::to_string(s.balance.size()) +
+                           " stages but pipeline_stages is " + std::to_string(s.pipelineStages));
   if (s.dataParallel > 1)
-    throw ProfileError({}, "/parallel/data_parallel",
-                       "data-parallel replicas need the NCCL backend, which is not built yet (issue 8); "
-                       "use pipeline_stages on this build");
-  if (p.device.type == "cuda" && static_cast<size_t>(s.pipelineStages * s.dataParallel) > p.device.gpus.size())
+    throw ProfileError(
+        {}, "/parallel/data_parallel",
+        "data-parallel replicas need the NCCL backend, which is not built yet (issue 8); "
+        "use pipeline_stages on this build");
+  if (p.device.type == "cuda" &&
+      static_cast<size_t>(s.pipelineStages * s.dataParallel) > p.device.gpus.size())
     throw ProfileError({}, "/parallel/pipeline_stages",
-                       std::to_string(s.pipelineStages) + " stages x " + std::to_string(s.dataParallel) +
-                           " replicas need " + std::to_string(s.pipelineStages * s.dataParallel) +
+                       std::to_string(s.pipelineStages) + " stages x " +
+                           std::to_string(s.dataParallel) + " replicas need " +
+                           std::to_string(s.pipelineStages * s.dataParallel) +
                            " GPUs but device.gpus lists " + std::to_string(p.device.gpus.size()));
   if (p.model.source == "config" && !p.model.config.is_null())
     checkParallelFitsModel(s, Gpt2Config::fromJson(p.model.config, "/model/config", true).nLayer);

@@ -17,6 +17,7 @@ void checkParallelProfile(const Profile& profile);
 // More stages than layers, a balance list that does not sum to n_layer.
 void checkParallelFitsModel(const ParallelSpec& spec, int64_t nLayer);
 // batch_size must split into micro_batches equal micro-batches.
-void checkParallelFitsBatch(const ParallelSpec& spec, int64_t batchSize, const std::string& batchPointer);
+void checkParallelFitsBatch(const ParallelSpec& spec, int64_t batchSize,
+                            const std::string& batchPointer);
 
 }  // namespace wb

@@ -20,7 +20,8 @@ std::vector<StagePlan> fromCuts(const std::vector<int64_t>& layerCosts, int64_t 
     p.endLayer = first + counts[s];
     p.embeddings = s == 0;
     p.head = s + 1 == counts.size();
-    for (int64_t l = p.firstLayer; l < p.endLayer; ++l) p.cost += layerCosts[static_cast<size_t>(l)];
+    for (int64_t l = p.firstLayer; l < p.endLayer; ++l)
+      p.cost += layerCosts[static_cast<size_t>(l)];
     if (p.embeddings) p.cost += embeddingCost;
     if (p.head) p.cost += headCost;
     plan.push_back(p);
@@ -85,8 +86,9 @@ std::vector<StagePlan> explicitPartition(const std::vector<int64_t>& costs, int6
   }
   if (sum != static_cast<int64_t>(costs.size()))
     throw ProfileError({}, "/parallel/balance",
-                       "the layers per stage sum to " + std::to_string(sum) + " but the model has " +
-                           std::to_string(costs.size()) + " layers (n_layer)");
+                       "the layers per stage sum to " + std::to_string(sum) +
+                           " but the model has " + std::to_string(costs.size()) +
+                           " layers (n_layer)");
   return fromCuts(costs, embeddingCost, headCost, balance);
 }
 

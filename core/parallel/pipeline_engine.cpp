@@ -17,7 +17,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 }  // namespace
 
@@ -36,26 +38,30 @@ PartitionCosts partitionCosts(Gpt2Impl& model) {
   return c;
 }
 
-PipelineEngine::PipelineEngine(Gpt2 model, PipelineOptions o) : model_(std::move(model)), o_(std::move(o)) {
+PipelineEngine::PipelineEngine(Gpt2 model, PipelineOptions o)
+    : model_(std::move(model)), o_(std::move(o)) {
   const Gpt2Config& cfg = model_->config();
   if (o_.microBatches < 1) throw ProfileError({}, "/parallel/micro_batches", "expected at least 1");
   const auto costs = partitionCosts(*model_);
   if (!o_.balance.empty() && static_cast<int>(o_.balance.size()) != o_.stages)
-    throw ProfileError({}, "/parallel/balance", "lists " + std::to_string(o_.balance.size()) +
-                                                    " stages but pipeline_stages is " + std::to_string(o_.stages));
-  plan_ = o_.balance.empty() ? balancedPartition(costs.layers, costs.embeddings, costs.head, o_.stages)
-                             : explicitPartition(costs.layers, costs.embeddings, costs.head, o_.balance);
+    throw ProfileError({}, "/parallel/balance",
+                       "lists " + std::to_string(o_.balance.size()) +
+                           " stages but pipeline_stages is " + std::to_string(o_.stages));
+  plan_ = o_.balance.empty()
+              ? balancedPartition(costs.layers, costs.embeddings, costs.head, o_.stages)
+              : explicitPartition(costs.layers, costs.embeddings, costs.head, o_.balance);
   if (o_.checkpoint && (cfg.embdPdrop > 0 || cfg.attnPdrop > 0 || cfg.residPdrop > 0))
-    throw ProfileError({}, "/parallel/checkpoint",
-                       "activation checkpointing recomputes dropout masks from a shared RNG, so it needs "
-                       "dropout 0 (resid_pdrop, embd_pdrop, attn_pdrop) in this build");
+    throw ProfileError(
+        {}, "/parallel/checkpoint",
+        "activation checkpointing recomputes dropout masks from a shared RNG, so it needs "
+        "dropout 0 (resid_pdrop, embd_pdrop, attn_pdrop) in this build");
   if (!o_.devices.empty() && o_.devices.size() != static_cast<size_t>(o_.stages))
     throw RunError("pipeline", "need one device per stage");
   const torch::Device home = model_->parameters().front().device();
   for (int s = 0; s < o_.stages; ++s) {
     const torch::Device dev = o_.devices.empty() ? home : o_.devices[static_cast<size_t>(s)];
-    stages_.push_back(std::make_unique<PipelineStage>(model_, plan_[static_cast<size_t>(s)], s, o_.stages, dev,
-                                                      o_.checkpoint));
+    stages_.push_back(std::make_unique<PipelineStage>(model_, plan_[static_cast<size_t>(s)], s,
+                                                      o_.stages, dev, o_.checkpoint));
     optimizers_.push_back(std::make_unique<AdamW>(stages_.back()->parameters(), o_.adamw));
     programs_.push_back(buildSchedule(o_.schedule, o_.stages, o_.microBatches, s));
   }
@@ -67,7 +73,8 @@ void PipelineEngine::zeroGrad() {
   for (auto& opt : optimizers_) opt->zeroGrad();
 }
 
-void PipelineEngine::onEveryStage(const std::function<void(int, Transport&)>& fn, const CancelToken& cancel) {
+void PipelineEngine::onEveryStage(const std::function<void(int, Transport&)>& fn,
+                                  const CancelToken& cancel) {
   const int n = stageCount();
   auto hub = InProcessHub::create(n);
   std::mutex mutex;
@@ -115,20 +122,21 @@ void PipelineEngine::onEveryStage(const std::function<void(int, Transport&)>& fn
     std::rethrow_exception(firstError ? firstError : anyError);
   }
   if (hub->pending() != 0)
-    throw RunError("pipeline", std::to_string(hub->pending()) + " messages were sent but never received");
+    throw RunError("pipeline",
+                   std::to_string(hub->pending()) + " messages were sent but never received");
 }
 
-PassResult PipelineEngine::forwardBackward(const torch::Tensor& x, const torch::Tensor& y, double lossDivisor,
-                                           const CancelToken& cancel) {
+PassResult PipelineEngine::forwardBackward(const torch::Tensor& x, const torch::Tensor& y,
+                                           double lossDivisor, const CancelToken& cancel) {
   const int n = stageCount();
   const int64_t m = o_.microBatches;
   if (x.dim() != 2 || x.sizes() != y.sizes())
     throw RunError("pipeline", "expected x and y of the same shape [B, T]");
   const int64_t rows = x.size(0) / m, seqLen = x.size(1);
   if (rows * m != x.size(0))
-    throw ProfileError({}, "/parallel/micro_batches", "batch of " + std::to_string(x.size(0)) +
-                                                          " rows does not split into " + std::to_string(m) +
-                                                          " equal micro-batches");
+    throw ProfileError({}, "/parallel/micro_batches",
+                       "batch of " + std::to_string(x.size(0)) + " rows does not split into " +
+                           std::to_string(m) + " equal micro-batches");
   const auto xs = x.to(stage(0).device()).split(rows, 0);
   const auto ys = y.to(stage(n - 1).device()).split(rows, 0);
   PassResult r;
@@ -155,8 +163,9 @@ PassResult PipelineEngine::forwardBackward(const torch::Tensor& x, const torch::
             case OpKind::Forward: {
               const torch::Tensor input = st.first() ? xs[static_cast<size_t>(mb)] : inbox.at(mb);
               inbox.erase(mb);
-              torch::Tensor out = st.forward(mb, input, st.last() ? ys[static_cast<size_t>(mb)] : torch::Tensor(),
-                                             lossDivisor);
+              torch::Tensor out =
+                  st.forward(mb, input, st.last() ? ys[static_cast<size_t>(mb)] : torch::Tensor(),
+                             lossDivisor);
               if (st.last()) {
                 stageLoss[static_cast<size_t>(s)] += out.item<double>();
               } else {
@@ -193,7 +202,8 @@ PassResult PipelineEngine::forwardBackward(const torch::Tensor& x, const torch::
           }
         }
         if (st.live() != 0 || !inbox.empty() || !outbox.empty())
-          throw RunError("pipeline", "stage " + std::to_string(s) + " ended its schedule holding micro-batches");
+          throw RunError("pipeline", "stage " + std::to_string(s) +
+                                         " ended its schedule holding micro-batches");
       },
       cancel);
   r.wallS = since(t0);
@@ -213,7 +223,8 @@ void PipelineEngine::syncTiedGradients(const CancelToken& cancel) {
         if (s != 0 && s != n - 1) return;
         torch::Tensor w = stage(s).tiedWeight();
         if (!w.grad().defined()) w.mutable_grad() = torch::zeros_like(w);
-        torch::Tensor theirs = ep.exchange(s == 0 ? n - 1 : 0, {0, Direction::TiedGradient}, w.grad());
+        torch::Tensor theirs =
+            ep.exchange(s == 0 ? n - 1 : 0, {0, Direction::TiedGradient}, w.grad());
         // Addition commutes exactly, so both ends hold the same bits afterwards.
         w.mutable_grad().add_(theirs.to(w.device()));
       },

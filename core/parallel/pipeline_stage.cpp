@@ -7,7 +7,11 @@ namespace wb {
 
 PipelineStage::PipelineStage(Gpt2 model, const StagePlan& plan, int index, int stages,
                              torch::Device device, bool checkpoint)
-    : model_(std::move(model)), plan_(plan), index_(index), device_(device), checkpoint_(checkpoint) {
+    : model_(std::move(model)),
+      plan_(plan),
+      index_(index),
+      device_(device),
+      checkpoint_(checkpoint) {
   auto& tr = model_->transformer;
   for (int64_t l = plan_.firstLayer; l < plan_.endLayer; ++l) {
     auto block = tr->h->ptr(static_cast<size_t>(l))->as<Gpt2Block>();
@@ -32,7 +36,8 @@ PipelineStage::PipelineStage(Gpt2 model, const StagePlan& plan, int index, int s
       head_.set_requires_grad(tr->wte->weight.requires_grad());
     }
   }
-  if (tiedModel && stages > 1) tied_ = first() ? tr->wte->weight : (last() ? head_ : torch::Tensor());
+  if (tiedModel && stages > 1)
+    tied_ = first() ? tr->wte->weight : (last() ? head_ : torch::Tensor());
 
   auto wanted = [&](const std::string& name) {
     if (first() && (name.starts_with("transformer.wte.") || name.starts_with("transformer.wpe.")))
@@ -44,18 +49,21 @@ PipelineStage::PipelineStage(Gpt2 model, const StagePlan& plan, int index, int s
     return false;
   };
   for (auto& item : model_->named_parameters())
-    if (item.value().requires_grad() && wanted(item.key())) params_.emplace_back(item.key(), item.value());
+    if (item.value().requires_grad() && wanted(item.key()))
+      params_.emplace_back(item.key(), item.value());
   if (ownsTiedCopy() && head_.requires_grad()) params_.emplace_back("lm_head.weight", head_);
 }
 
-torch::Tensor PipelineStage::run(const torch::Tensor& input, const torch::Tensor& targets, double lossDivisor) {
+torch::Tensor PipelineStage::run(const torch::Tensor& input, const torch::Tensor& targets,
+                                 double lossDivisor) {
   torch::Tensor x = input;
   if (first()) {
     // Same arithmetic as Gpt2Impl::hidden, so one stage reproduces the model exactly.
     auto& tr = model_->transformer;
     const int64_t t = input.size(1);
     if (t > model_->config().nPositions)
-      throw RunError("pipeline", "sequence of " + std::to_string(t) + " tokens exceeds n_positions " +
+      throw RunError("pipeline", "sequence of " + std::to_string(t) +
+                                     " tokens exceeds n_positions " +
                                      std::to_string(model_->config().nPositions));
     auto pos = torch::arange(0, t, input.options().dtype(torch::kLong));
     x = tr->wte->forward(input) + tr->wpe->forward(pos).unsqueeze(0);
@@ -74,11 +82,11 @@ torch::Tensor PipelineStage::run(const torch::Tensor& input, const torch::Tensor
          lossDivisor;
 }
 
-torch::Tensor PipelineStage::forward(int64_t mb, const torch::Tensor& inputIn, const torch::Tensor& targets,
-                                     double lossDivisor) {
+torch::Tensor PipelineStage::forward(int64_t mb, const torch::Tensor& inputIn,
+                                     const torch::Tensor& targets, double lossDivisor) {
   if (saved_.count(mb))
-    throw RunError("pipeline", "stage " + std::to_string(index_) + " got micro-batch " + std::to_string(mb) +
-                                   " twice");
+    throw RunError("pipeline", "stage " + std::to_string(index_) + " got micro-batch " +
+                                   std::to_string(mb) + " twice");
   Saved s;
   s.targets = targets;
   s.lossDivisor = lossDivisor;
@@ -101,8 +109,8 @@ torch::Tensor PipelineStage::forward(int64_t mb, const torch::Tensor& inputIn, c
 torch::Tensor PipelineStage::backward(int64_t mb, const torch::Tensor& gradOutput) {
   auto it = saved_.find(mb);
   if (it == saved_.end())
-    throw RunError("pipeline", "stage " + std::to_string(index_) + " has no forward state for micro-batch " +
-                                   std::to_string(mb));
+    throw RunError("pipeline", "stage " + std::to_string(index_) +
+                                   " has no forward state for micro-batch " + std::to_string(mb));
   Saved s = std::move(it->second);
   saved_.erase(it);
   torch::Tensor out = s.output;
@@ -111,8 +119,8 @@ torch::Tensor PipelineStage::backward(int64_t mb, const torch::Tensor& gradOutpu
     out.backward();
   } else {
     if (!gradOutput.defined())
-      throw RunError("pipeline", "stage " + std::to_string(index_) + " needs the gradient of micro-batch " +
-                                     std::to_string(mb));
+      throw RunError("pipeline", "stage " + std::to_string(index_) +
+                                     " needs the gradient of micro-batch " + std::to_string(mb));
     out.backward(gradOutput);
   }
   if (first()) return {};

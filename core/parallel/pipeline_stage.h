@@ -43,8 +43,8 @@ class PipelineStage {
   // First stage: input is ids [b, T] (int64). Others: hidden states [b, T, C].
   // Returns the hidden states to send on, or on the last stage the micro-batch's loss
   // (mean next-token cross-entropy over its tokens, divided by `lossDivisor`).
-  torch::Tensor forward(int64_t microBatch, const torch::Tensor& input, const torch::Tensor& targets,
-                        double lossDivisor);
+  torch::Tensor forward(int64_t microBatch, const torch::Tensor& input,
+                        const torch::Tensor& targets, double lossDivisor);
   // gradOutput: d loss / d output from the next stage (undefined on the last stage).
   // Returns d loss / d input to send back (undefined on the first stage).
   torch::Tensor backward(int64_t microBatch, const torch::Tensor& gradOutput);

@@ -12,8 +12,8 @@
 
 namespace wb {
 
-PipelineTrainer::PipelineTrainer(Gpt2 model, TrainOptions options, PipelineOptions pipeline, TokenSpan train,
-                                 TokenSpan val)
+PipelineTrainer::PipelineTrainer(Gpt2 model, TrainOptions options, PipelineOptions pipeline,
+                                 TokenSpan train, TokenSpan val)
     : model_(model),
       o_(options),
       train_(std::move(train)),
@@ -24,7 +24,8 @@ PipelineTrainer::PipelineTrainer(Gpt2 model, TrainOptions options, PipelineOptio
         return std::move(pipeline);
       }()) {
   if (o_.seqLen > model_->config().nPositions)
-    throw InputError("/data/seq_len", "seq_len " + std::to_string(o_.seqLen) + " exceeds the model's n_positions " +
+    throw InputError("/data/seq_len", "seq_len " + std::to_string(o_.seqLen) +
+                                          " exceeds the model's n_positions " +
                                           std::to_string(model_->config().nPositions));
   if (o_.batchSize % engine_.options().microBatches != 0)
     throw ProfileError({}, "/parallel/micro_batches",
@@ -80,7 +81,8 @@ void PipelineTrainer::run(const TrainSink& sink, const CancelToken& cancel) {
       }
     }
     if (!std::isfinite(loss))
-      throw RunError("train", "loss is " + std::to_string(loss) + " at step " + std::to_string(step_ + 1),
+      throw RunError("train",
+                     "loss is " + std::to_string(loss) + " at step " + std::to_string(step_ + 1),
                      "lower lr, raise warmup_steps or enable grad_clip");
     const auto tSync = Clock::now();
     engine_.syncTiedGradients(cancel);
@@ -120,9 +122,9 @@ void PipelineTrainer::run(const TrainSink& sink, const CancelToken& cancel) {
       emit("eval/loss", s, lastEval_->loss);
       emit("eval/perplexity", s, lastEval_->perplexity);
       if (sink.log)
-        sink.log("step " + std::to_string(s) + ": train loss " + std::to_string(loss) + ", val loss " +
-                 std::to_string(lastEval_->loss) + ", bubble " + std::to_string(bubble) + " (theory " +
-                 std::to_string(bubbleTheory) + ")");
+        sink.log("step " + std::to_string(s) + ": train loss " + std::to_string(loss) +
+                 ", val loss " + std::to_string(lastEval_->loss) + ", bubble " +
+                 std::to_string(bubble) + " (theory " + std::to_string(bubbleTheory) + ")");
     }
   }
   model_->eval();

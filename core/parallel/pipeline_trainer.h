@@ -13,7 +13,8 @@ namespace wb {
 
 class PipelineTrainer {
  public:
-  PipelineTrainer(Gpt2 model, TrainOptions options, PipelineOptions pipeline, TokenSpan train, TokenSpan val);
+  PipelineTrainer(Gpt2 model, TrainOptions options, PipelineOptions pipeline, TokenSpan train,
+                  TokenSpan val);
   void run(const TrainSink& sink, const CancelToken& cancel);
 
   int64_t step() const { return step_; }

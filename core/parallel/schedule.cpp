@@ -10,19 +10,28 @@ namespace wb {
 ScheduleKind parseScheduleKind(const std::string& name, const std::string& where) {
   if (name == "gpipe") return ScheduleKind::GPipe;
   if (name == "1f1b") return ScheduleKind::OneFOneB;
-  throw InputError(where, "unknown pipeline schedule \"" + name + "\"", "use \"gpipe\" or \"1f1b\"");
+  throw InputError(where, "unknown pipeline schedule \"" + name + "\"",
+                   "use \"gpipe\" or \"1f1b\"");
 }
 
-const char* toString(ScheduleKind kind) { return kind == ScheduleKind::GPipe ? "gpipe" : "1f1b"; }
+const char* toString(ScheduleKind kind) {
+  return kind == ScheduleKind::GPipe ? "gpipe" : "1f1b";
+}
 
 const char* toString(OpKind kind) {
   switch (kind) {
-    case OpKind::RecvActivation: return "recv_act";
-    case OpKind::Forward: return "forward";
-    case OpKind::SendActivation: return "send_act";
-    case OpKind::RecvGradient: return "recv_grad";
-    case OpKind::Backward: return "backward";
-    case OpKind::SendGradient: return "send_grad";
+    case OpKind::RecvActivation:
+      return "recv_act";
+    case OpKind::Forward:
+      return "forward";
+    case OpKind::SendActivation:
+      return "send_act";
+    case OpKind::RecvGradient:
+      return "recv_grad";
+    case OpKind::Backward:
+      return "backward";
+    case OpKind::SendGradient:
+      return "send_grad";
   }
   return "?";
 }
@@ -47,8 +56,8 @@ void addBackward(std::vector<Instruction>& p, int stages, int stage, int64_t mb)
 std::vector<Instruction> buildSchedule(ScheduleKind kind, int stages, int64_t m, int stage) {
   if (stages < 1 || stage < 0 || stage >= stages || m < 1)
     throw InputError("pipeline schedule", "invalid stage " + std::to_string(stage) + " of " +
-                                              std::to_string(stages) + " with " + std::to_string(m) +
-                                              " micro-batches");
+                                              std::to_string(stages) + " with " +
+                                              std::to_string(m) + " micro-batches");
   std::vector<Instruction> p;
   if (kind == ScheduleKind::GPipe) {
     // All forwards, then all backwards: every micro-batch's activations are live at

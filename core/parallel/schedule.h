@@ -28,7 +28,8 @@ struct Instruction {
 // Stage `stage` (0-based) of `stages`: the first stage never receives activations nor
 // sends gradients, the last never sends activations nor receives gradients (its
 // Forward ends in the loss, its Backward starts from it).
-std::vector<Instruction> buildSchedule(ScheduleKind kind, int stages, int64_t microBatches, int stage);
+std::vector<Instruction> buildSchedule(ScheduleKind kind, int stages, int64_t microBatches,
+                                       int stage);
 
 // The largest number of micro-batches whose activations a stage holds at once
 // (forwarded, not yet backwarded): M for GPipe, at most stages - stage for 1F1B.

@@ -35,8 +35,10 @@ double measuredBubble(const std::vector<StageTiming>& stages) {
   return sum / static_cast<double>(stages.size());
 }
 
-std::vector<StageTimeline> simulate(ScheduleKind kind, int n, int64_t m, const FakeCosts& costs, SendMode mode) {
-  if (costs.forward.size() != static_cast<size_t>(n) || costs.backward.size() != static_cast<size_t>(n))
+std::vector<StageTimeline> simulate(ScheduleKind kind, int n, int64_t m, const FakeCosts& costs,
+                                    SendMode mode) {
+  if (costs.forward.size() != static_cast<size_t>(n) ||
+      costs.backward.size() != static_cast<size_t>(n))
     throw InputError("pipeline simulator", "need one forward and one backward cost per stage");
   std::vector<std::vector<Instruction>> programs;
   for (int s = 0; s < n; ++s) programs.push_back(buildSchedule(kind, n, m, s));
@@ -53,15 +55,16 @@ std::vector<StageTimeline> simulate(ScheduleKind kind, int n, int64_t m, const F
         const Instruction in = programs[si][pc[si]];
         double& t = clock[si];
         const bool isSend = in.op == OpKind::SendActivation || in.op == OpKind::SendGradient;
-        if (mode == SendMode::Rendezvous && (isSend || in.op == OpKind::RecvActivation ||
-                                             in.op == OpKind::RecvGradient)) {
+        if (mode == SendMode::Rendezvous &&
+            (isSend || in.op == OpKind::RecvActivation || in.op == OpKind::RecvGradient)) {
           // The sender completes both halves once the receiver stands at the matching
           // receive; a receiver just waits for that.
           if (!isSend) break;
           const bool grad = in.op == OpKind::SendGradient;
           const int peer = grad ? s - 1 : s + 1;
           const auto pi = static_cast<size_t>(peer);
-          const Instruction want{grad ? OpKind::RecvGradient : OpKind::RecvActivation, in.microBatch};
+          const Instruction want{grad ? OpKind::RecvGradient : OpKind::RecvActivation,
+                                 in.microBatch};
           if (pc[pi] >= programs[pi].size() || !(programs[pi][pc[pi]] == want)) break;
           const double meet = std::max(t, clock[pi]);
           if (meet > t) spans[si].push_back({SpanKind::Wait, t, meet});
@@ -95,7 +98,8 @@ std::vector<StageTimeline> simulate(ScheduleKind kind, int n, int64_t m, const F
   std::string stuck;
   for (int s = 0; s < n; ++s)
     if (pc[static_cast<size_t>(s)] < programs[static_cast<size_t>(s)].size())
-      stuck += " stage " + std::to_string(s) + " at instruction " + std::to_string(pc[static_cast<size_t>(s)]);
+      stuck += " stage " + std::to_string(s) + " at instruction " +
+               std::to_string(pc[static_cast<size_t>(s)]);
   if (!stuck.empty()) throw RunError("pipeline simulator", "schedule deadlocks:" + stuck);
   return spans;
 }

@@ -3,7 +3,8 @@
 
 namespace wb {
 
-std::vector<std::vector<size_t>> bucketize(const std::vector<torch::Tensor>& params, int64_t bucketBytes) {
+std::vector<std::vector<size_t>> bucketize(const std::vector<torch::Tensor>& params,
+                                           int64_t bucketBytes) {
   std::vector<std::vector<size_t>> buckets;
   int64_t filled = 0;
   for (size_t i = params.size(); i-- > 0;) {

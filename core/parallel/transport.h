@@ -38,7 +38,8 @@ struct TensorMeta {
 // that caused the abort (or Cancelled), not this one.
 class TransportAborted : public RunError {
  public:
-  explicit TransportAborted(const std::string& reason) : RunError("transport", "aborted: " + reason) {}
+  explicit TransportAborted(const std::string& reason)
+      : RunError("transport", "aborted: " + reason) {}
 };
 
 class Transport {
@@ -78,6 +79,7 @@ class GradientReducer {
 
 // Groups parameter indices into buckets of about `bucketBytes`, last parameter first
 // (the order backward produces gradients in).
-std::vector<std::vector<size_t>> bucketize(const std::vector<torch::Tensor>& params, int64_t bucketBytes);
+std::vector<std::vector<size_t>> bucketize(const std::vector<torch::Tensor>& params,
+                                           int64_t bucketBytes);
 
 }  // namespace wb

@@ -141,7 +141,8 @@ class TestParallelPlan : public QObject {
     FakeCosts c;
     c.forward = {1.0, 1.0};
     c.backward = {2.0, 2.0};
-    QVERIFY_THROWS_EXCEPTION(RunError, simulate(ScheduleKind::OneFOneB, 2, 2, c, SendMode::Rendezvous));
+    QVERIFY_THROWS_EXCEPTION(RunError,
+                             simulate(ScheduleKind::OneFOneB, 2, 2, c, SendMode::Rendezvous));
     const auto t = summarize(simulate(ScheduleKind::GPipe, 2, 4, c, SendMode::Rendezvous));
     QVERIFY(std::abs(measuredBubble(t) - theoreticalBubble(2, 4)) < 1e-12);
   }
@@ -193,14 +194,26 @@ class TestParallelPlan : public QObject {
       }
       return QString("no error");
     };
-    QCOMPARE(pointerOf([] { wb::balancedPartition({1, 1}, 0, 0, 3); }), QString("/parallel/pipeline_stages"));
-    QCOMPARE(pointerOf([] { explicitPartition({1, 1, 1, 1}, 0, 0, {1, 2}); }), QString("/parallel/balance"));
-    QCOMPARE(pointerOf([] { explicitPartition({1, 1, 1, 1}, 0, 0, {4, 0}); }), QString("/parallel/balance/1"));
+    QCOMPARE(pointerOf([] {
+               wb::balancedPartition({1, 1}, 0, 0, 3);
+             }),
+             QString("/parallel/pipeline_stages"));
+    QCOMPARE(pointerOf([] {
+               explicitPartition({1, 1, 1, 1}, 0, 0, {1, 2});
+             }),
+             QString("/parallel/balance"));
+    QCOMPARE(pointerOf([] {
+               explicitPartition({1, 1, 1, 1}, 0, 0, {4, 0});
+             }),
+             QString("/parallel/balance/1"));
   }
 
   void distEnvFromTorchrun() {
-    const DistEnv d = readDistEnv(fakeEnv({{"RANK", "3"}, {"WORLD_SIZE", "4"}, {"LOCAL_RANK", "1"},
-                                           {"MASTER_ADDR", "10.0.0.1"}, {"MASTER_PORT", "29500"}}));
+    const DistEnv d = readDistEnv(fakeEnv({{"RANK", "3"},
+                                           {"WORLD_SIZE", "4"},
+                                           {"LOCAL_RANK", "1"},
+                                           {"MASTER_ADDR", "10.0.0.1"},
+                                           {"MASTER_PORT", "29500"}}));
     QCOMPARE(d.rank, 3);
     QCOMPARE(d.worldSize, 4);
     QCOMPARE(d.localRank, 1);
@@ -210,8 +223,11 @@ class TestParallelPlan : public QObject {
     QVERIFY(d.distributed());
   }
   void distEnvSlurmFallbackAndNone() {
-    DistEnv d = readDistEnv(fakeEnv({{"SLURM_PROCID", "1"}, {"SLURM_NTASKS", "2"}, {"SLURM_LOCALID", "1"},
-                                     {"MASTER_ADDR", "node1"}, {"MASTER_PORT", "1234"}}));
+    DistEnv d = readDistEnv(fakeEnv({{"SLURM_PROCID", "1"},
+                                     {"SLURM_NTASKS", "2"},
+                                     {"SLURM_LOCALID", "1"},
+                                     {"MASTER_ADDR", "node1"},
+                                     {"MASTER_PORT", "1234"}}));
     QCOMPARE(d.launcher, std::string("slurm"));
     QCOMPARE(d.rank, 1);
     QCOMPARE(d.localRank, 1);
@@ -226,18 +242,29 @@ class TestParallelPlan : public QObject {
     QTest::addColumn<QString>("vars");  // JSON object of variables
     QTest::addColumn<QString>("where");
     QTest::addColumn<QString>("message");
-    QTest::newRow("rank too big") << R"({"RANK":"4","WORLD_SIZE":"4","MASTER_ADDR":"a","MASTER_PORT":"1"})"
-                                  << "environment: RANK" << "not below the world size 4";
-    QTest::newRow("not a number") << R"({"RANK":"x","WORLD_SIZE":"2"})" << "environment: RANK"
+    QTest::newRow("rank too big")
+        << R"({"RANK":"4","WORLD_SIZE":"4","MASTER_ADDR":"a","MASTER_PORT":"1"})"
+        << "environment: RANK"
+        << "not below the world size 4";
+    QTest::newRow("not a number") << R"({"RANK":"x","WORLD_SIZE":"2"})"
+                                  << "environment: RANK"
                                   << "expected an integer";
-    QTest::newRow("trailing junk") << R"({"RANK":"0","WORLD_SIZE":"2x"})" << "environment: WORLD_SIZE"
+    QTest::newRow("trailing junk") << R"({"RANK":"0","WORLD_SIZE":"2x"})"
+                                   << "environment: WORLD_SIZE"
                                    << "expected an integer";
-    QTest::newRow("no world") << R"({"RANK":"0"})" << "environment: WORLD_SIZE" << "unset";
-    QTest::newRow("no master") << R"({"RANK":"0","WORLD_SIZE":"2"})" << "environment: MASTER_ADDR" << "unset";
-    QTest::newRow("bad port") << R"({"RANK":"0","WORLD_SIZE":"2","MASTER_ADDR":"h","MASTER_PORT":"70000"})"
-                              << "environment: MASTER_PORT" << "[1, 65535]";
+    QTest::newRow("no world") << R"({"RANK":"0"})"
+                              << "environment: WORLD_SIZE"
+                              << "unset";
+    QTest::newRow("no master") << R"({"RANK":"0","WORLD_SIZE":"2"})"
+                               << "environment: MASTER_ADDR"
+                               << "unset";
+    QTest::newRow("bad port")
+        << R"({"RANK":"0","WORLD_SIZE":"2","MASTER_ADDR":"h","MASTER_PORT":"70000"})"
+        << "environment: MASTER_PORT"
+        << "[1, 65535]";
     QTest::newRow("slurm no master") << R"({"SLURM_PROCID":"0","SLURM_NTASKS":"2"})"
-                                     << "environment: MASTER_ADDR" << "unset";
+                                     << "environment: MASTER_ADDR"
+                                     << "unset";
   }
   void distEnvErrors() {
     QFETCH(QString, vars);
@@ -275,21 +302,31 @@ class TestParallelPlan : public QObject {
     QTest::addColumn<QString>("pointer");
     QTest::addColumn<QString>("message");
     QTest::newRow("more stages than layers") << R"({"parallel":{"pipeline_stages":5}})"
-                                             << "/parallel/pipeline_stages" << "only 4 layers";
-    QTest::newRow("balance sum") << R"({"parallel":{"balance":[1,2]}})" << "/parallel/balance"
+                                             << "/parallel/pipeline_stages"
+                                             << "only 4 layers";
+    QTest::newRow("balance sum") << R"({"parallel":{"balance":[1,2]}})"
+                                 << "/parallel/balance"
                                  << "sum to 3 but the model has 4 layers";
-    QTest::newRow("balance length") << R"({"parallel":{"balance":[1,1,2]}})" << "/parallel/balance"
+    QTest::newRow("balance length") << R"({"parallel":{"balance":[1,1,2]}})"
+                                    << "/parallel/balance"
                                     << "lists 3 stages but pipeline_stages is 2";
-    QTest::newRow("balance zero") << R"({"parallel":{"balance":[0,4]}})" << "/parallel/balance/0"
+    QTest::newRow("balance zero") << R"({"parallel":{"balance":[0,4]}})"
+                                  << "/parallel/balance/0"
                                   << "expected a list of integers";
-    QTest::newRow("batch split") << R"({"parallel":{"micro_batches":3}})" << "/stages/0/batch_size"
+    QTest::newRow("batch split") << R"({"parallel":{"micro_batches":3}})"
+                                 << "/stages/0/batch_size"
                                  << "does not split into 3 equal micro-batches";
-    QTest::newRow("schedule") << R"({"parallel":{"schedule":"zb"}})" << "/parallel/schedule"
+    QTest::newRow("schedule") << R"({"parallel":{"schedule":"zb"}})"
+                              << "/parallel/schedule"
                               << R"(expected one of "1f1b", "gpipe")";
-    QTest::newRow("unknown key") << R"({"parallel":{"stages":2}})" << "/parallel/stages" << "unknown key";
-    QTest::newRow("data parallel") << R"({"parallel":{"data_parallel":2}})" << "/parallel/data_parallel"
+    QTest::newRow("unknown key") << R"({"parallel":{"stages":2}})"
+                                 << "/parallel/stages"
+                                 << "unknown key";
+    QTest::newRow("data parallel") << R"({"parallel":{"data_parallel":2}})"
+                                   << "/parallel/data_parallel"
                                    << "NCCL";
-    QTest::newRow("gpus") << R"({"device":{"type":"cuda","gpus":[0]}})" << "/parallel/pipeline_stages"
+    QTest::newRow("gpus") << R"({"device":{"type":"cuda","gpus":[0]}})"
+                          << "/parallel/pipeline_stages"
                           << "need 2 GPUs but device.gpus lists 1";
   }
   void profileParallelErrors() {

@@ -4,9 +4,9 @@
 // 1e-5 * max |b| per tensor (fp32). Several AdamW steps track Trainer's loss curve
 // (1e-4 relative per step). Cancel and stage errors end every worker within a second.
 // Plus the transport and the in-process all-reduce on their own.
+#include "core/io/token_file.h"
 #include "core/parallel/in_process_transport.h"
 #include "core/parallel/pipeline_trainer.h"
-#include "core/io/token_file.h"
 #include "core/run/runner.h"
 #include "tests/support/torch_support.h"
 
@@ -50,15 +50,16 @@ std::map<std::string, torch::Tensor> gradsOf(Gpt2& m) {
 // Norm-wise relative rule: max |a - b| <= rel * max |b| (elementwise relative error is
 // meaningless for entries that cancel to ~0).
 // Returns an empty string when close, else what went wrong.
-QString closeError(const torch::Tensor& a, const torch::Tensor& b, double rel, const std::string& what) {
+QString closeError(const torch::Tensor& a, const torch::Tensor& b, double rel,
+                   const std::string& what) {
   const double scale = b.abs().max().item<double>();
   const auto r = test::allClose(a, b, rel * std::max(scale, 1e-30), 0.0);
   return r.ok ? QString() : QString::fromStdString(what + ": " + r.message);
 }
-#define REQUIRE_CLOSE(a, b, rel, what)                 \
-  do {                                                 \
-    const QString err_ = closeError(a, b, rel, what);  \
-    QVERIFY2(err_.isEmpty(), qPrintable(err_));        \
+#define REQUIRE_CLOSE(a, b, rel, what)                \
+  do {                                                \
+    const QString err_ = closeError(a, b, rel, what); \
+    QVERIFY2(err_.isEmpty(), qPrintable(err_));       \
   } while (false)
 
 std::pair<torch::Tensor, torch::Tensor> batch(int64_t rows, int64_t t, uint64_t seed) {
@@ -109,7 +110,8 @@ class TestPipeline : public QObject {
     Gpt2 ref = modelWithSeed(11);
     ref->train();
     const auto logits = ref->forward(x);
-    const auto refLoss = torch::nn::functional::cross_entropy(logits.reshape({-1, 64}), y.reshape({-1}));
+    const auto refLoss =
+        torch::nn::functional::cross_entropy(logits.reshape({-1, 64}), y.reshape({-1}));
     refLoss.backward();
     auto refGrads = gradsOf(ref);
 
@@ -120,7 +122,8 @@ class TestPipeline : public QObject {
     o.microBatches = m;
     o.schedule = kind;
     o.checkpoint = checkpoint;
-    for (const auto& part : balance.split(',', Qt::SkipEmptyParts)) o.balance.push_back(part.toLongLong());
+    for (const auto& part : balance.split(',', Qt::SkipEmptyParts))
+      o.balance.push_back(part.toLongLong());
     PipelineEngine engine(model, o);
     CancelToken cancel;
     engine.zeroGrad();
@@ -140,8 +143,8 @@ class TestPipeline : public QObject {
                                   want.abs().max().item<double>());
       ++compared;
     }
-    qInfo("loss rel diff %.3g, worst gradient rel diff %.3g over %zu tensors", std::abs(r.loss - lossRef) / lossRef,
-          worst, compared);
+    qInfo("loss rel diff %.3g, worst gradient rel diff %.3g over %zu tensors",
+          std::abs(r.loss - lossRef) / lossRef, worst, compared);
     QCOMPARE(compared, refGrads.size());
     // The last stage's copy of the tied embedding carries the same summed gradient.
     const auto& lastStage = engine.stage(stages - 1);
@@ -149,10 +152,12 @@ class TestPipeline : public QObject {
     QVERIFY(torch::equal(lastStage.tiedWeight().grad(), model->transformer->wte->weight.grad()));
     // Each stage held as many micro-batches as its schedule allows, no more.
     for (int s = 0; s < stages; ++s)
-      QCOMPARE(int64_t(r.peakLive[static_cast<size_t>(s)]), peakInFlight(buildSchedule(kind, stages, m, s)));
+      QCOMPARE(int64_t(r.peakLive[static_cast<size_t>(s)]),
+               peakInFlight(buildSchedule(kind, stages, m, s)));
     if (!balance.isEmpty()) QCOMPARE(engine.plan()[0].layers(), o.balance[0]);
     // Real spans add up: compute + comm + idle = the pass window, per stage.
-    for (const auto& t : r.timing) QVERIFY(std::abs(t.forwardS + t.backwardS + t.commS + t.idleS - t.windowS) < 1e-9);
+    for (const auto& t : r.timing)
+      QVERIFY(std::abs(t.forwardS + t.backwardS + t.commS + t.idleS - t.windowS) < 1e-9);
     QVERIFY(r.bubble >= 0.0 && r.bubble < 1.0);
   }
 
@@ -199,22 +204,27 @@ class TestPipeline : public QObject {
     QCOMPARE(pipe.losses().size(), single.losses().size());
     double worstLoss = 0.0;
     for (size_t i = 0; i < single.losses().size(); ++i)
-      worstLoss = std::max(worstLoss, std::abs(pipe.losses()[i] - single.losses()[i]) / single.losses()[i]);
+      worstLoss =
+          std::max(worstLoss, std::abs(pipe.losses()[i] - single.losses()[i]) / single.losses()[i]);
     qInfo("worst per-step loss rel diff over %zu steps: %.3g", single.losses().size(), worstLoss);
     for (size_t i = 0; i < single.losses().size(); ++i)
       QVERIFY2(std::abs(pipe.losses()[i] - single.losses()[i]) <= 1e-4 * single.losses()[i],
-               qPrintable(QString("step %1: %2 vs %3").arg(i + 1).arg(pipe.losses()[i], 0, 'g', 10)
+               qPrintable(QString("step %1: %2 vs %3")
+                              .arg(i + 1)
+                              .arg(pipe.losses()[i], 0, 'g', 10)
                               .arg(single.losses()[i], 0, 'g', 10)));
     QVERIFY(single.losses().back() < single.losses().front());
     auto refParams = ref->named_parameters();
     for (auto& item : model->named_parameters())
       REQUIRE_CLOSE(item.value(), refParams[item.key()], 1e-3, item.key());
     // The tied copies never drift apart: identical bits after every update.
-    QVERIFY(torch::equal(pipe.engine().stage(stages - 1).tiedWeight(), model->transformer->wte->weight));
-    for (const std::string& s : std::vector<std::string>{"train/loss", "train/grad_norm", "train/tokens_per_s", "pipeline/bubble",
-                                "pipeline/bubble_theory", "pipeline/stage0/forward_ms",
-                                "pipeline/stage" + std::to_string(stages - 1) + "/idle_ms",
-                                "pipeline/stage1/comm_ms", "pipeline/stage1/backward_ms"})
+    QVERIFY(torch::equal(pipe.engine().stage(stages - 1).tiedWeight(),
+                         model->transformer->wte->weight));
+    for (const std::string& s : std::vector<std::string>{
+             "train/loss", "train/grad_norm", "train/tokens_per_s", "pipeline/bubble",
+             "pipeline/bubble_theory", "pipeline/stage0/forward_ms",
+             "pipeline/stage" + std::to_string(stages - 1) + "/idle_ms", "pipeline/stage1/comm_ms",
+             "pipeline/stage1/backward_ms"})
       QVERIFY2(series.count(s), s.c_str());
   }
 
@@ -279,7 +289,8 @@ class TestPipeline : public QObject {
     o.stages = 4;
     o.microBatches = 4;
     o.beforeInstruction = [](int stage, const Instruction& in) {
-      if (stage == 2 && in.op == OpKind::Backward && in.microBatch == 1) throw RunError("test", "boom");
+      if (stage == 2 && in.op == OpKind::Backward && in.microBatch == 1)
+        throw RunError("test", "boom");
     };
     PipelineEngine engine(model, o);
     CancelToken cancel;
@@ -302,7 +313,8 @@ class TestPipeline : public QObject {
     a->send(1, {1, Direction::Activation}, t1);
     a->send(1, {0, Direction::Activation}, t0);
     const TensorMeta meta{{2, 3}, torch::kFloat32, torch::Device(torch::kCPU)};
-    QVERIFY(torch::equal(b->recv(0, {0, Direction::Activation}, meta), t0));  // by tag, not arrival order
+    QVERIFY(torch::equal(b->recv(0, {0, Direction::Activation}, meta),
+                         t0));  // by tag, not arrival order
     QVERIFY(torch::equal(b->recv(0, {1, Direction::Activation}, meta), t1));
     QCOMPARE(hub->pending(), size_t(0));
     a->send(1, {2, Direction::Activation}, t1);
@@ -337,7 +349,8 @@ class TestPipeline : public QObject {
     const auto xy = batch(8, 16, 6);
     const torch::Tensor x = xy.first, y = xy.second;
     Gpt2 full = modelWithSeed(9);
-    torch::nn::functional::cross_entropy(full->forward(x).reshape({-1, 64}), y.reshape({-1})).backward();
+    torch::nn::functional::cross_entropy(full->forward(x).reshape({-1, 64}), y.reshape({-1}))
+        .backward();
     const auto want = gradsOf(full);
 
     auto group = InProcessReduceGroup::create(2);
@@ -349,7 +362,8 @@ class TestPipeline : public QObject {
         auto reducer = group->member(r);
         Gpt2& m = replicas[static_cast<size_t>(r)];
         const auto xs = x.narrow(0, 4 * r, 4), ys = y.narrow(0, 4 * r, 4);
-        torch::nn::functional::cross_entropy(m->forward(xs).reshape({-1, 64}), ys.reshape({-1})).backward();
+        torch::nn::functional::cross_entropy(m->forward(xs).reshape({-1, 64}), ys.reshape({-1}))
+            .backward();
         std::vector<torch::Tensor> params;
         for (auto& p : m->parameters()) params.push_back(p);
         for (const auto& bucket : bucketize(params, 16 * 1024)) {
@@ -371,19 +385,38 @@ class TestPipeline : public QObject {
   void profileTrainStageRunsThePipeline() {
     QTemporaryDir dir;
     const auto root = std::filesystem::path(dir.path().toStdString());
-    auto ids = [](const std::vector<uint16_t>& t) { return std::vector<int32_t>(t.begin(), t.end()); };
+    auto ids = [](const std::vector<uint16_t>& t) {
+      return std::vector<int32_t>(t.begin(), t.end());
+    };
     writeTokenFile(root / "train.bin", ids(makeTokens(6000, 1)));
     writeTokenFile(root / "val.bin", ids(makeTokens(1000, 2)));
     const nlohmann::json j = {
         {"schema", 1},
         {"name", "pp"},
-        {"model", {{"source", "config"},
-                   {"config", {{"n_layer", 4}, {"n_head", 2}, {"n_embd", 32}, {"vocab_size", 64},
-                               {"n_positions", 32}, {"resid_pdrop", 0.0}, {"embd_pdrop", 0.0}, {"attn_pdrop", 0.0}}}}},
-        {"data", {{"train", (root / "train.bin").string()}, {"val", (root / "val.bin").string()}, {"seq_len", 16}}},
+        {"model",
+         {{"source", "config"},
+          {"config",
+           {{"n_layer", 4},
+            {"n_head", 2},
+            {"n_embd", 32},
+            {"vocab_size", 64},
+            {"n_positions", 32},
+            {"resid_pdrop", 0.0},
+            {"embd_pdrop", 0.0},
+            {"attn_pdrop", 0.0}}}}},
+        {"data",
+         {{"train", (root / "train.bin").string()},
+          {"val", (root / "val.bin").string()},
+          {"seq_len", 16}}},
         {"parallel", {{"pipeline_stages", 2}, {"micro_batches", 2}, {"schedule", "1f1b"}}},
-        {"stages", {{{"type", "train"}, {"steps", 3}, {"batch_size", 4}, {"eval_every", 0}, {"eval_windows", 4},
-                     {"timing_warmup", 0}, {"save_model", false}}}}};
+        {"stages",
+         {{{"type", "train"},
+           {"steps", 3},
+           {"batch_size", 4},
+           {"eval_every", 0},
+           {"eval_windows", 4},
+           {"timing_warmup", 0},
+           {"save_model", false}}}}};
     const Profile p = parseProfile(j, "pp.json", builtinStages());
     struct Collect : RunObserver {
       std::set<std::string> series;
@@ -394,8 +427,9 @@ class TestPipeline : public QObject {
     CancelToken cancel;
     const RunResult r = runProfile(p, root / "runs", &seen, cancel);
     QVERIFY2(r.status == RunStatus::Finished, r.message.c_str());
-    for (const std::string& s : std::vector<std::string>{"train/loss", "eval/loss", "pipeline/stage0/forward_ms",
-                                                         "pipeline/stage1/idle_ms", "pipeline/bubble"})
+    for (const std::string& s :
+         std::vector<std::string>{"train/loss", "eval/loss", "pipeline/stage0/forward_ms",
+                                  "pipeline/stage1/idle_ms", "pipeline/bubble"})
       QVERIFY2(seen.series.count(s), s.c_str());
   }
 
