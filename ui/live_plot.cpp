@@ -143,15 +143,17 @@ void LivePlot::syncSteps(Curve& c) {
   c.smooth->addData(keys, QVector<double>(ema.begin() + static_cast<std::ptrdiff_t>(from), ema.end()),
                     sorted);
 
-  // A rolling window over the new tail needs only the window-1 points before it.
-  const int window = std::max(2, options_.bandWindow);
-  const size_t start = from > static_cast<size_t>(window - 1) ? from - (window - 1) : 0;
-  std::vector<double> mean, std;
-  rollingMeanStd(values.subspan(start), window, mean, std);
+  // The band is the smoothed curve ± the rolling noise level (std of first differences
+  // / sqrt 2, core's rollingNoiseStd): centred where the eye reads the curve, and not
+  // inflated by the trend the way a rolling std of a falling loss would be. Its tail
+  // needs only the window points before it.
+  const int window = std::max(3, options_.bandWindow);
+  const size_t start = from > static_cast<size_t>(window) ? from - window : 0;
+  const std::vector<double> noise = rollingNoiseStd(values.subspan(start), window);
   QVector<double> low(keys.size()), high(keys.size());
   for (size_t i = from; i < n; ++i) {
-    low[static_cast<qsizetype>(i - from)] = mean[i - start] - std[i - start];
-    high[static_cast<qsizetype>(i - from)] = mean[i - start] + std[i - start];
+    low[static_cast<qsizetype>(i - from)] = ema[i] - noise[i - start];
+    high[static_cast<qsizetype>(i - from)] = ema[i] + noise[i - start];
   }
   c.bandLow->addData(keys, low, sorted);
   c.bandHigh->addData(keys, high, sorted);

@@ -1,8 +1,9 @@
 // One QCustomPlot for one metric family (loss, time per batch, ...), fed from one or
 // more MetricStores (several in the compare view). Per series: the raw samples
 // faint, TensorBoard's debiased EMA (display only), and a ±1σ band drawn as two
-// graphs joined by setChannelFillGraph — a rolling window for step series, the
-// spread across repeats for benchmark points. The numbers come from core's stats;
+// graphs joined by setChannelFillGraph — for step series the EMA ± a rolling noise
+// level that ignores the trend (core's rollingNoiseStd), for benchmark points the
+// mean ± the spread across repeats. The numbers come from core's stats;
 // this class only draws them. It never replots by itself: PlotBoard's timer does.
 #pragma once
 
@@ -26,7 +27,7 @@ struct PlotOptions {
   double smoothing = 0.6;  // EMA weight in [0, 1)
   XAxisMode xAxis = XAxisMode::Step;
   bool logScale = false;
-  int bandWindow = 25;  // rolling σ window (points) for step series
+  int bandWindow = 25;  // rolling noise-σ window (points) for step series
 };
 
 class LivePlot : public QWidget {

@@ -13,5 +13,7 @@ void addDataCommands(CLI::App& app, int& exitCode);     // tokenize, prepare-dat
 void addModelCommands(CLI::App& app, int& exitCode);    // eval, generate, init-model
 void addCatalogCommands(CLI::App& app, int& exitCode);  // inspect, models
 void addBenchCommands(CLI::App& app, int& exitCode);    // bench
+void addPerfAttentionCommand(CLI::App& app, int& exitCode);  // perf attention
+void addTechniqueCommands(CLI::App& app, int& exitCode);  // lora-init, lora-logits, train-bench
 
 }  // namespace wb::cli

@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "app/bench/commands.h"
+#include "app/bench/perf_commands.h"
 #include "core/allocator_tuning.h"
 #include "core/errors.h"
 
@@ -17,6 +18,10 @@ int main(int argc, char** argv) {
   wb::cli::addModelCommands(app, exitCode);
   wb::cli::addCatalogCommands(app, exitCode);
   wb::cli::addBenchCommands(app, exitCode);
+  wb::cli::addPerfCommands(app, exitCode);
+  wb::cli::setPerfCommandLine(wb::joinCommandLine(argc, argv));
+  wb::cli::addPerfAttentionCommand(app, exitCode);  // joins the perf group made above
+  wb::cli::addTechniqueCommands(app, exitCode);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

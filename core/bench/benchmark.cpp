@@ -7,17 +7,12 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include "core/bench/memory_probe.h"
+#include "core/bench/timer.h"
 #include "core/errors.h"
 #include "core/model/generate.h"
 
 namespace wb {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double secondsSince(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
 
 torch::Tensor randomIds(int64_t batch, int64_t seqLen, int64_t vocab, uint64_t seed, const torch::Device& device) {
   auto gen = torch::make_generator<at::CPUGeneratorImpl>(seed);
@@ -36,20 +31,21 @@ RunSample runOnce(Gpt2& model, const torch::Tensor& ids, int64_t decode) {
   const auto dtype = model->parameters().front().scalar_type();
   KvCache cache = model->makeCache(ids.size(0), ids.size(1) + decode, torch::TensorOptions().dtype(dtype).device(device));
   RunSample s;
-  synchronize(device);
-  auto t0 = Clock::now();
+  // CUDA events on the GPU (steady_clock on the CPU): the device's own time for the work.
+  DeviceTimer timer(device);
+  timer.start();
   auto logits = model->forward(ids, &cache);
   auto next = logits.select(1, logits.size(1) - 1).argmax(-1, true);
-  synchronize(device);
-  s.prefill = secondsSince(t0);
+  timer.stop();
+  s.prefill = timer.seconds();
   if (decode > 0) {
-    t0 = Clock::now();
+    timer.start();
     for (int64_t i = 0; i < decode; ++i) {
       logits = model->forward(next, &cache);
       next = logits.select(1, 0).argmax(-1, true);
     }
-    synchronize(device);
-    s.decodePerToken = secondsSince(t0) / static_cast<double>(decode);
+    timer.stop();
+    s.decodePerToken = timer.seconds() / static_cast<double>(decode);
   }
   return s;
 }
@@ -138,14 +134,7 @@ std::vector<double> timeForward(Gpt2& model, int64_t batch, int64_t seqLen, int6
   model->eval();
   const auto device = modelDevice(model);
   const auto ids = randomIds(batch, seqLen, model->config().vocabSize, seed, device);
-  std::vector<double> out;
-  for (int64_t i = 0; i < warmup + repeats; ++i) {
-    synchronize(device);
-    const auto t0 = Clock::now();
-    (void)model->forward(ids);
-    synchronize(device);
-    if (i >= warmup) out.push_back(secondsSince(t0));
-  }
+  const auto out = timeRepeated(device, warmup, repeats, [&] { (void)model->forward(ids); });
   if (wasTraining) model->train();
   return out;
 }

@@ -7,9 +7,25 @@
 
 #ifdef WB_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <cuda_runtime_api.h>
 #endif
 
 namespace wb {
+
+std::optional<NvmlDeviceInfo> nvmlFor(const torch::Device& device, std::string* why) {
+#ifdef WB_WITH_CUDA
+  if (device.is_cuda()) {
+    const int index = device.index() < 0 ? 0 : device.index();
+    char bus[32] = {0};
+    std::string busId;
+    if (cudaDeviceGetPCIBusId(bus, sizeof bus, index) == cudaSuccess) busId = bus;
+    return queryNvml(busId, static_cast<unsigned>(index), why);
+  }
+#endif
+  if (why) *why = "not a CUDA device";
+  (void)device;
+  return std::nullopt;
+}
 
 MemorySnapshot probeMemory(const torch::Device& device) {
   MemorySnapshot s;
@@ -19,7 +35,8 @@ MemorySnapshot probeMemory(const torch::Device& device) {
     s.rssMb = static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) / (1024.0 * 1024.0);
 #ifdef WB_WITH_CUDA
   if (device.is_cuda()) {
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+    const int index = device.index() < 0 ? 0 : device.index();
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
     // Index 0 is StatType::AGGREGATE (all pool kinds); the enum moved namespaces
     // between LibTorch releases, its value did not.
     const size_t agg = 0;
@@ -27,6 +44,7 @@ MemorySnapshot probeMemory(const torch::Device& device) {
     s.cudaAllocatedMb = static_cast<double>(stats.allocated_bytes[agg].current) / (1024.0 * 1024.0);
     s.cudaReservedMb = static_cast<double>(stats.reserved_bytes[agg].current) / (1024.0 * 1024.0);
     s.cudaPeakMb = static_cast<double>(stats.allocated_bytes[agg].peak) / (1024.0 * 1024.0);
+    s.nvml = nvmlFor(device);
   }
 #else
   (void)device;
@@ -36,7 +54,7 @@ MemorySnapshot probeMemory(const torch::Device& device) {
 
 void resetPeakMemory(const torch::Device& device) {
 #ifdef WB_WITH_CUDA
-  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index() < 0 ? 0 : device.index());
 #else
   (void)device;
 #endif

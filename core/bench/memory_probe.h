@@ -1,10 +1,13 @@
-// Memory as three separate numbers, never mixed: process resident set (CPU), and on
-// CUDA the caching allocator's allocated / reserved / peak bytes. Device-wide use
-// (NVML) comes with the GPU issue.
+// Memory as separate numbers, never mixed: process resident set (CPU); on CUDA the
+// caching allocator's allocated / reserved / peak bytes (this process's tensors); and
+// the device-wide use NVML reports (every process and the CUDA context), or "n/a".
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <string>
 
+#include "core/bench/nvml.h"
 #include "core/torch_compat.h"
 
 namespace wb {
@@ -13,9 +16,12 @@ struct MemorySnapshot {
   double rssMb = 0.0;
   double cudaAllocatedMb = 0.0, cudaReservedMb = 0.0, cudaPeakMb = 0.0;
   bool hasCuda = false;
+  std::optional<NvmlDeviceInfo> nvml;  // CUDA devices only, when NVML loads
 };
 
 MemorySnapshot probeMemory(const torch::Device& device);
 void resetPeakMemory(const torch::Device& device);
+// NVML's view of a CUDA device (matched by PCI bus id); nullopt on the CPU or without NVML.
+std::optional<NvmlDeviceInfo> nvmlFor(const torch::Device& device, std::string* why = nullptr);
 
 }  // namespace wb

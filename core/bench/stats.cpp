@@ -104,4 +104,16 @@ void rollingMeanStd(std::span<const double> values, int window, std::vector<doub
   }
 }
 
+std::vector<double> rollingNoiseStd(std::span<const double> values, int window) {
+  std::vector<double> out(values.size(), 0.0);
+  if (values.size() < 3) return out;
+  std::vector<double> diffs(values.size() - 1);
+  for (size_t i = 1; i < values.size(); ++i) diffs[i - 1] = values[i] - values[i - 1];
+  std::vector<double> mean, std;
+  // `window` points hold window-1 differences.
+  rollingMeanStd(diffs, std::max(window - 1, 2), mean, std);
+  for (size_t i = 1; i < values.size(); ++i) out[i] = std[i - 1] / std::sqrt(2.0);
+  return out;
+}
+
 }  // namespace wb

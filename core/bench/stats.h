@@ -40,5 +40,10 @@ std::vector<double> debiasedEma(std::span<const double> values, double weight);
 // Rolling mean and sample std over the last `window` points (fewer at the start).
 void rollingMeanStd(std::span<const double> values, int window, std::vector<double>& mean,
                     std::vector<double>& std);
+// Rolling noise level that a trend does not inflate: the sample std of the first
+// differences over the last `window` points, divided by sqrt(2) (for independent noise
+// of std s, x_i - x_{i-1} has std s*sqrt(2)). A linear trend gives exactly 0, where the
+// plain rolling std of a falling loss curve would mostly measure the fall.
+std::vector<double> rollingNoiseStd(std::span<const double> values, int window);
 
 }  // namespace wb

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "core/errors.h"
+#include "core/kernels_bridge/flash_attention_cuda.h"
 
 namespace wb {
 
@@ -104,6 +105,9 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
       if (training && p.dropout > 0)
         throw RunError("attention", "the flash backend has no attention dropout",
                        "set attn_pdrop to 0 or use the math backend for training");
+      // The project's kernel on CUDA for fp16/bf16 (its causal mask is bottom-right
+      // aligned, i.e. offset by pastLength = Tk - Tq); the chunked reference elsewhere.
+      if (q.is_cuda() && flashKernelSupports(q, k, v, p.causal)) return flashAttentionCuda(q, k, v, p.scale, p.causal);
       return chunkedFlashAttention(q, k, v, p);
     case AttentionBackend::Sdpa:
 #if WB_TORCH_AT_LEAST(2, 0)

@@ -1,8 +1,9 @@
 // Causal self-attention kernels behind one switch: `math` (the reference:
 // softmax(QK^T/sqrt(d)) V with an explicit mask), `sdpa` (LibTorch's
 // scaled_dot_product_attention, LibTorch >= 2 only) and `flash` (on the CPU a
-// chunked online-softmax that never materialises the T x T matrix; on CUDA the
-// project's own kernel once kernels/flash_attention lands). Shapes [B, H, T, D].
+// chunked online-softmax that never materialises the T x T matrix; on CUDA with
+// fp16/bf16 the project's own kernel, kernels/flash_attention, differentiable through
+// core/kernels_bridge). Shapes [B, H, T, D].
 #pragma once
 
 #include <string>

@@ -64,6 +64,8 @@ GenerateResult generate(Gpt2& model, const std::vector<int64_t>& prompt, const G
   };
   KvCache cache;
   if (o.useKvCache) cache = model->makeCache(1, total, param.options());
+  // Wall clock with device syncs, not CUDA events: each token's latency includes the
+  // host-side sampling, which is part of what a user of generate() waits for.
   using Clock = std::chrono::steady_clock;
   for (int64_t i = 0; i < o.maxNewTokens; ++i) {
     synchronize(device);

@@ -2,10 +2,28 @@
 #include "core/model/gpt2.h"
 
 #include <cmath>
+#include <limits>
 
 #include "core/errors.h"
+#include "core/train/activation_checkpoint.h"
 
 namespace wb {
+namespace {
+
+// One query against every slot of a static cache, masked to the visible ones. Shapes
+// stay fixed from step to step, which is what a CUDA graph needs.
+torch::Tensor staticCacheAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                   const torch::Tensor& visible, double scale) {
+#if WB_TORCH_AT_LEAST(2, 0)
+  return at::scaled_dot_product_attention(q, k, v, visible, 0.0, false, scale);
+#else
+  auto scores = torch::matmul(q, k.transpose(-1, -2)).to(torch::kFloat32) * scale;
+  scores = scores.masked_fill(visible.logical_not(), -std::numeric_limits<float>::infinity());
+  return torch::matmul(torch::softmax(scores, -1).to(v.scalar_type()), v);
+#endif
+}
+
+}  // namespace
 
 Conv1DImpl::Conv1DImpl(int64_t in, int64_t out) {
   weight = register_parameter("weight", torch::empty({in, out}));
@@ -44,6 +62,12 @@ torch::Tensor Gpt2AttentionImpl::forward(const torch::Tensor& x, KvCache* cache,
   AttentionParams params;
   params.scale = scale_;
   params.dropout = attnDrop_;
+  if (cache && cache->staticPosition()) {
+    cache->keys[layer_].index_copy_(2, cache->position, k);
+    cache->values[layer_].index_copy_(2, cache->position, v);
+    auto y = staticCacheAttention(q, cache->keys[layer_], cache->values[layer_], cache->visible, scale_);
+    return c_proj->forward(y.transpose(1, 2).reshape({b, t, e}));
+  }
   if (cache) {
     const int64_t past = cache->length;
     if (past + t > cache->capacity)
@@ -91,7 +115,12 @@ Gpt2MlpImpl::Gpt2MlpImpl(const Gpt2Config& c) : activation_(c.activation), drop_
 
 torch::Tensor Gpt2MlpImpl::forward(const torch::Tensor& x) {
   auto h = c_fc->forward(x);
-  if (activation_ == "gelu_new") {
+  if (activation_ == "gelu_new" && h.scalar_type() != torch::kFloat32) {
+    // In 16-bit (autocast or half weights) the fused tanh-GELU computes the same
+    // function; the two differ by less than the format's rounding, and the fused
+    // kernel reads and writes the activations once instead of seven times.
+    h = torch::gelu(h, "tanh");
+  } else if (activation_ == "gelu_new") {
     // transformers' NewGELUActivation, spelled out so results match it bit for bit
     // rather than LibTorch's fused tanh-GELU.
     const double k = std::sqrt(2.0 / M_PI);
@@ -173,11 +202,32 @@ torch::Tensor Gpt2Impl::hidden(const torch::Tensor& ids, KvCache* cache) {
     throw RunError("gpt2", "sequence of " + std::to_string(past + t) +
                                " tokens exceeds the model's n_positions = " +
                                std::to_string(config_.nPositions));
-  auto pos = torch::arange(past, past + t, ids.options().dtype(torch::kLong));
+  torch::Tensor pos;
+  if (cache && cache->staticPosition()) {
+    if (t != 1) throw RunError("gpt2", "a static-position KV cache takes one token per forward, got " + std::to_string(t));
+    pos = cache->position;
+    cache->visible = (cache->slots <= cache->position).view({1, 1, 1, -1});
+  } else {
+    pos = torch::arange(past, past + t, ids.options().dtype(torch::kLong));
+  }
   auto x = transformer->wte->forward(ids) + transformer->wpe->forward(pos).unsqueeze(0);
   if (is_training() && config_.embdPdrop > 0) x = torch::dropout(x, config_.embdPdrop, true);
-  for (const auto& block : *transformer->h) x = block->as<Gpt2Block>()->forward(x, cache, backend_);
-  if (cache) cache->length += t;
+  const bool recompute = checkpointing_ && !cache && is_training() && torch::GradMode::is_enabled() &&
+                         x.requires_grad();
+  for (const auto& item : *transformer->h) {
+    auto block = item->as<Gpt2Block>();
+    if (recompute) {
+      auto keep = std::dynamic_pointer_cast<Gpt2BlockImpl>(item);  // alive until backward
+      const auto backend = backend_;
+      x = checkpointed([keep, backend](const torch::Tensor& in) { return keep->forward(in, nullptr, backend); }, x);
+    } else {
+      x = block->forward(x, cache, backend_);
+    }
+  }
+  if (cache) {
+    cache->length += t;
+    if (cache->staticPosition()) cache->position.add_(t);
+  }
   return transformer->ln_f->forward(x);
 }
 
@@ -201,6 +251,13 @@ KvCache Gpt2Impl::makeCache(int64_t batch, int64_t capacity,
     c.values.push_back(torch::zeros({batch, heads, c.capacity, attn->headDim()}, options));
   }
   return c;
+}
+
+void Gpt2Impl::useStaticPosition(KvCache& cache) const {
+  if (cache.keys.empty()) throw InputError("kv cache", "make the cache with makeCache() first");
+  const auto opts = cache.keys.front().options().dtype(torch::kLong);
+  cache.position = torch::full({1}, cache.length, opts);
+  cache.slots = torch::arange(cache.capacity, opts);
 }
 
 int64_t Gpt2Impl::parameterCount() const {

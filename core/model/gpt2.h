@@ -37,9 +37,20 @@ TORCH_MODULE(Conv1D);
 // so decode steps never reallocate (and a CUDA graph can capture them later).
 struct KvCache {
   std::vector<torch::Tensor> keys, values;  // per layer [B, H, capacity, D]
-  int64_t length = 0;
+  int64_t length = 0;  // host-side count; stale while a CUDA graph replays steps
   int64_t capacity = 0;
-  void reset() { length = 0; }
+  // Static-position mode (Gpt2Impl::useStaticPosition), for CUDA graphs: the next
+  // position lives on the device and advances there, so one captured single-token
+  // step replays for every position. Keys are written with index_copy_ at `position`
+  // and attention spans the whole capacity, masked to slots <= position.
+  torch::Tensor position;  // int64 [1]
+  torch::Tensor slots;     // int64 [capacity]: 0 .. capacity-1
+  torch::Tensor visible;   // bool [1, 1, 1, capacity]: this step's visible slots
+  bool staticPosition() const { return position.defined(); }
+  void reset() {
+    length = 0;
+    if (position.defined()) position.zero_();
+  }
 };
 
 class Gpt2AttentionImpl : public torch::nn::Module {
@@ -111,6 +122,13 @@ class Gpt2Impl : public torch::nn::Module {
   // 1/sqrt(2 n_layer), zero biases, unit LayerNorms); uses the global torch RNG.
   void initWeights();
   KvCache makeCache(int64_t batch, int64_t capacity, const torch::TensorOptions& options) const;
+  // Switches `cache` to static-position mode from its current length on (after an
+  // ordinary prefill); later forwards take one token per call.
+  void useStaticPosition(KvCache& cache) const;
+  // Recompute each block's activations in backward instead of keeping them (training
+  // with grad enabled and no cache only).
+  void setActivationCheckpointing(bool on) { checkpointing_ = on; }
+  bool activationCheckpointing() const { return checkpointing_; }
 
   const Gpt2Config& config() const { return config_; }
   void setAttentionBackend(AttentionBackend backend) { backend_ = backend; }
@@ -124,6 +142,7 @@ class Gpt2Impl : public torch::nn::Module {
  private:
   Gpt2Config config_;
   AttentionBackend backend_ = AttentionBackend::Math;
+  bool checkpointing_ = false;
 };
 TORCH_MODULE(Gpt2);
 

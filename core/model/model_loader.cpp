@@ -3,16 +3,19 @@
 
 #include "core/io/hf_checkpoint.h"
 #include "core/io/model_catalog.h"
+#include "core/nvtx.h"
 
 namespace wb {
 
 Gpt2 loadModelFolder(const std::filesystem::path& folder) {
+  NvtxRange range(nvtx::kLoad);
   Gpt2 model(Gpt2Config::fromFile((folder / "config.json").string()));
   loadHfWeights(*model, folder);
   return model;
 }
 
 Gpt2 loadModel(const ModelSpec& spec, uint64_t seed) {
+  NvtxRange range(nvtx::kLoad);
   if (spec.source == "config") {
     torch::manual_seed(seed);
     return Gpt2(Gpt2Config::fromJson(spec.config, "/model/config", true));

@@ -83,4 +83,13 @@ std::shared_ptr<const Tokenizer> RunState::tokenizer() {
   return tokenizer_;
 }
 
+void RunState::keepModel(const std::string& role, Gpt2 model, const std::string& stage) {
+  kept_[role] = KeptModel{std::move(model), stage};
+}
+
+const RunState::KeptModel* RunState::keptModel(const std::string& role) const {
+  const auto it = kept_.find(role);
+  return it == kept_.end() ? nullptr : &it->second;
+}
+
 }  // namespace wb

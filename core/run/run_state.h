@@ -3,7 +3,9 @@
 // that produce a new one), the tokenizer and the token data. LibTorch side only.
 #pragma once
 
+#include <map>
 #include <memory>
+#include <string>
 
 #include "core/io/token_file.h"
 #include "core/model/gpt2.h"
@@ -35,11 +37,23 @@ struct RunState {
   const TokenFile& valTokens();
   std::shared_ptr<const Tokenizer> tokenizer();
 
+  // Models a stage leaves for later ones under a role name, e.g. the distill stage's
+  // "distill/teacher", "distill/student" and "distill/baseline" for the compare stage.
+  // Whoever keeps one must not change it in place afterwards (keep a copy if the model
+  // stays the current one). A later keep with the same role replaces the earlier.
+  struct KeptModel {
+    Gpt2 model{nullptr};
+    std::string stage;  // the stage that kept it
+  };
+  void keepModel(const std::string& role, Gpt2 model, const std::string& stage);
+  const KeptModel* keptModel(const std::string& role) const;
+
  private:
   void loadData();
   Gpt2 model_{nullptr};
   std::unique_ptr<TokenFile> train_, val_;
   std::shared_ptr<const Tokenizer> tokenizer_;
+  std::map<std::string, KeptModel> kept_;
 };
 
 // "fp32" | "bf16" | "fp16" -> dtype; InputError naming `where` otherwise.

@@ -14,6 +14,7 @@ const StageRegistry& builtinStages() {
     r.add(pruneStageType());
     r.add(quantizeStageType());
     r.add(benchmarkStageType());
+    r.add(compareStageType());
     return r;
   }();
   return registry;

@@ -1,8 +1,13 @@
 // `distill`: trains a student to match a frozen teacher (the run's current model or a
 // `teacher` source) with the KD loss of core/techniques/distill.h, through the shared
-// Trainer loop; optionally trains a same-size student from scratch on the same batches
-// as the baseline. The student becomes the run's current model and is saved as a HF
-// folder. Not here: the full teacher/baseline/student table (the `compare` stage).
+// Trainer loop, by steps or by epochs (evaluating each epoch, checkpoints at chosen
+// epochs); optionally trains a same-size student from scratch on the same batches as
+// the baseline. The student becomes the run's current model; teacher, student and
+// baseline are kept for the `compare` stage. Not here: the comparison table itself.
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
+
 #include "core/bench/evaluator.h"
 #include "core/errors.h"
 #include "core/io/hf_checkpoint.h"
@@ -54,6 +59,34 @@ class DistillStage : public Stage {
     KdOptions kd;
     kd.temperature = ctx.number("temperature");
     kd.alpha = ctx.number("alpha");
+    kd.hiddenWeight = ctx.number("hidden_weight");
+    const std::string where = "/stages/" + std::to_string(ctx.index());
+    const int64_t epochs = ctx.integer("epochs");
+    const auto ckptEpochs = ctx.spec().params.at("checkpoint_epochs").get<std::vector<int64_t>>();
+    int64_t stepsPerEpoch = 0;
+    if (epochs > 0) {
+      // One epoch = as many windows as the training tokens hold, unless set.
+      stepsPerEpoch = ctx.integer("steps_per_epoch");
+      if (stepsPerEpoch == 0)
+        stepsPerEpoch = std::max<int64_t>(1, trainSpan.count / (o.batchSize * o.gradAccum * o.seqLen));
+      o.steps = epochs * stepsPerEpoch;
+      o.evalEvery = stepsPerEpoch;
+      for (int64_t e : ckptEpochs) {
+        if (e > epochs)
+          throw InputError(where + "/checkpoint_epochs", "epoch " + std::to_string(e) + " is past the last (" +
+                                                             std::to_string(epochs) + ")");
+        o.checkpointSteps.push_back(e * stepsPerEpoch);
+      }
+      if (!ckptEpochs.empty()) o.keepCheckpoints = 0;  // the chosen epochs are all kept
+      o.afterStep = [&ctx, stepsPerEpoch](int64_t step) {
+        if (step % stepsPerEpoch == 0) ctx.sample("train/epoch", step, static_cast<double>(step / stepsPerEpoch));
+      };
+      ctx.log(std::to_string(epochs) + " epochs of " + std::to_string(stepsPerEpoch) + " steps (" +
+              std::to_string(o.steps) + " steps), evaluating each epoch");
+    } else if (!ckptEpochs.empty()) {
+      throw InputError(where + "/checkpoint_epochs", "checkpoints by epoch need epochs > 0",
+                       "set epochs, or use checkpoint_every (steps)");
+    }
 
     FrozenTeacher frozen(teacher);
     EvalOptions eo;
@@ -69,38 +102,48 @@ class DistillStage : public Stage {
     if (studentSource.empty()) {
       StudentOptions so;
       so.nLayer = ctx.integer("student_layers");
-      so.init = parseStudentInit(ctx.text("student_init"), "/stages/" + std::to_string(ctx.index()) + "/student_init");
+      so.init = parseStudentInit(ctx.text("student_init"), where + "/student_init");
       student = makeStudent(teacher, so);
     } else {
       student = loadSource(studentSource, st.device);
       if (student->config().vocabSize != teacher->config().vocabSize)
-        throw InputError("/stages/" + std::to_string(ctx.index()) + "/student",
+        throw InputError(where + "/student",
                          "student vocabulary " + std::to_string(student->config().vocabSize) +
                              " differs from the teacher's " + std::to_string(teacher->config().vocabSize));
     }
     ctx.sample("distill/teacher_params", 0, static_cast<double>(teacher->parameterCount()));
     ctx.sample("distill/student_params", 0, static_cast<double>(student->parameterCount()));
+    ctx.sample("distill/teacher_layers", 0, static_cast<double>(teacher->config().nLayer));
+    ctx.sample("distill/student_layers", 0, static_cast<double>(student->config().nLayer));
     ctx.log("teacher " + std::to_string(teacher->config().nLayer) + " layers, " +
             std::to_string(teacher->parameterCount()) + " parameters (val loss " +
             std::to_string(teacherEval.loss) + "); student " + std::to_string(student->config().nLayer) +
             " layers, " + std::to_string(student->parameterCount()) + " parameters; T = " +
-            std::to_string(kd.temperature) + ", alpha = " + std::to_string(kd.alpha));
+            std::to_string(kd.temperature) + ", alpha = " + std::to_string(kd.alpha) +
+            (kd.hiddenWeight > 0 ? ", hidden cosine weight " + std::to_string(kd.hiddenWeight) : ""));
 
-    Trainer trainer(student, o, trainSpan, valSpan, TrainHooks{distillationObjective(frozen, kd), {}});
+    Trainer trainer(student, o, trainSpan, valSpan, distillationHooks(student, frozen, kd));
     trainer.run(sinkFor(ctx, ""), ctx.cancel(), ctx.runDir() / "checkpoints" / ctx.spec().name);
     const double studentLoss = trainer.lastEval()->loss;
     ctx.sample("distill/student_val_loss", 0, studentLoss);
 
+    const std::string name = ctx.spec().name;
+    st.keepModel("distill/teacher", teacher, name);
+    // A copy: the student stays the current model, which later stages change in place.
+    st.keepModel("distill/student", copyModel(student, torch::kFloat32, st.device), name);
     if (ctx.flag("baseline")) {
-      // Same config, fresh weights, same batches (same sampler seed), plain CE.
+      // Same config, fresh weights, same batches (same sampler seed), same steps, plain CE.
       torch::manual_seed(o.seed + 1);
       Gpt2 baseline(student->config());
       baseline->setAttentionBackend(student->attentionBackend());
       baseline->to(st.device);
-      Trainer bt(baseline, o, trainSpan, valSpan);
+      TrainOptions bo = o;
+      bo.afterStep = {};
+      Trainer bt(baseline, bo, trainSpan, valSpan);
       bt.run(sinkFor(ctx, "baseline/"), ctx.cancel());
       const double baselineLoss = bt.lastEval()->loss;
       ctx.sample("distill/baseline_val_loss", 0, baselineLoss);
+      st.keepModel("distill/baseline", baseline, name);
       ctx.log("val loss after " + std::to_string(o.steps) + " steps: distilled student " +
               std::to_string(studentLoss) + ", student from scratch " + std::to_string(baselineLoss) +
               ", teacher " + std::to_string(teacherEval.loss));
@@ -125,7 +168,13 @@ StageType distillStageType() {
        {}, {}, {"every_other", "random"}},
       {"temperature", FieldKind::Number, 2.0, "Softmax temperature T of the KD term", 1e-3, 1e3},
       {"alpha", FieldKind::Number, 0.5, "Weight of the KD term (1 - alpha weighs the CE term)", 0.0, 1.0},
+      {"hidden_weight", FieldKind::Number, 0.0,
+       "Weight of the hidden-state cosine term, 1 - cos(h_student, h_teacher) (0: off)", 0.0, 1e3},
       {"baseline", FieldKind::Bool, false, "Also train a same-size student from scratch on the same batches"},
+      {"epochs", FieldKind::Int, 0, "Train for N epochs, evaluating after each (0: train for `steps`)", 0, 1e6},
+      {"steps_per_epoch", FieldKind::Int, 0, "Steps in one epoch (0: one pass over the training tokens)", 0, 1e9},
+      {"checkpoint_epochs", FieldKind::IntList, nlohmann::json::array(),
+       "Checkpoint after these epochs, all kept (e.g. 5, 10, ..., 50)", 1, 1e6},
       {"checkpoint_every", FieldKind::Int, 0, "Checkpoint every N steps (0: never)", 0, 1e9},
       {"keep_checkpoints", FieldKind::Int, 2, "Newest checkpoints kept (0: all)", 0, 1000},
       {"save_model", FieldKind::Bool, true, "Save the student as a HF folder in the run"}};

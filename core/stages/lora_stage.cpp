@@ -1,9 +1,11 @@
 // `lora`: fine-tunes the run's current model through LoRA adapters (only A and B train;
 // the shared Trainer loop), saves the adapter in peft's format in the run directory and
 // optionally merges it; `full_finetune` trains every weight instead as the baseline.
-// Reports trainable parameters and the weights / gradients / optimizer-state bytes.
+// Reports trainable parameters and the memory breakdown: weights, gradients and
+// optimizer state (counted) and activations (measured on the first step's forward).
 #include <nlohmann/json.hpp>
 
+#include "core/bench/alloc_tracker.h"
 #include "core/errors.h"
 #include "core/io/hf_checkpoint.h"
 #include "core/run/run_state.h"
@@ -63,6 +65,15 @@ class LoraStage : public Stage {
             " MB, gradients " + std::to_string(mem.gradients / kMb) + " MB, optimizer state " +
             std::to_string(mem.optimizerState / kMb) + " MB");
 
+    // The first forward's retained allocations: what autograd keeps for backward plus
+    // the logits, measured where the loop runs (no extra pass).
+    auto activations = std::make_shared<int64_t>(-1);
+    hooks.forward = [m = model, activations](const torch::Tensor& x) mutable {
+      if (*activations >= 0) return m->forward(x);
+      torch::Tensor logits;
+      *activations = measureAllocations(x.device(), [&] { logits = m->forward(x); }).retainedBytes;
+      return logits;
+    };
     Trainer trainer(model, o, {train.data(), static_cast<int64_t>(train.size()), train.path().string()},
                     {val.data(), static_cast<int64_t>(val.size()), val.path().string()}, hooks);
     TrainSink sink;
@@ -72,6 +83,12 @@ class LoraStage : public Stage {
     trainer.run(sink, ctx.cancel());
     // Measured after the first step created the moments; equals mem.optimizerState.
     ctx.sample("mem/optimizer_state_measured_mb", 0, static_cast<double>(trainer.optimizer().stateBytes()) / kMb);
+    ctx.sample("mem/activations_mb", 0, static_cast<double>(*activations) / kMb);
+    ctx.log(std::string("memory breakdown (") + (full ? "full fine-tune" : "LoRA") + ", batch " +
+            std::to_string(o.batchSize) + " x " + std::to_string(o.seqLen) + "): weights " +
+            std::to_string(mem.weights / kMb) + " MB, gradients " + std::to_string(mem.gradients / kMb) +
+            " MB, optimizer state " + std::to_string(mem.optimizerState / kMb) + " MB, activations " +
+            std::to_string(static_cast<double>(*activations) / kMb) + " MB (kept for backward, logits included)");
 
     if (lora) {
       if (ctx.flag("save_adapter")) {

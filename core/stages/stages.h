@@ -14,5 +14,6 @@ StageType loraStageType();
 StageType pruneStageType();
 StageType quantizeStageType();
 StageType benchmarkStageType();
+StageType compareStageType();
 
 }  // namespace wb

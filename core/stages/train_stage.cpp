@@ -19,8 +19,9 @@ class TrainStage : public Stage {
   void run(StageContext& ctx) override {
     RunState& st = ctx.state();
     if (st.dtype != torch::kFloat32)
-      throw InputError("/device/dtype", "training runs in fp32 in this build",
-                       "set device.dtype to fp32 (mixed precision comes with the GPU work)");
+      throw InputError("/device/dtype", "training keeps fp32 master weights",
+                       "set device.dtype to fp32 and the train stage's \"precision\" to bf16 or fp16 "
+                       "for mixed precision");
     Gpt2& model = st.model();
     const TokenFile& train = st.trainTokens();
     const TokenFile& val = st.valTokens();
@@ -45,6 +46,15 @@ class TrainStage : public Stage {
     o.keepCheckpoints = static_cast<int>(ctx.integer("keep_checkpoints"));
     o.timingWarmup = ctx.integer("timing_warmup");
     o.seed = ctx.profile().seed + static_cast<uint64_t>(ctx.index());
+    const std::string where = "/stages/" + std::to_string(ctx.index());
+    o.precision = parsePrecision(ctx.text("precision"), where + "/precision");
+    checkPrecisionSupported(o.precision, st.device, where + "/precision");
+    o.adamw.fused = ctx.flag("fused_optimizer");
+    if (o.adamw.fused && !compat::kHasFusedAdamW)
+      throw InputError(where + "/fused_optimizer",
+                       "fused AdamW needs LibTorch >= 2.4 (this build has " + compat::torchVersion() + ")",
+                       "set \"fused_optimizer\": false");
+    o.activationCheckpointing = ctx.flag("activation_checkpointing");
 
     ctx.log("model: " + std::to_string(model->parameterCount()) + " parameters, " +
             std::to_string(model->config().nLayer) + " layers; data: " + std::to_string(train.size()) +
@@ -138,7 +148,11 @@ StageType trainStageType() {
        {"keep_checkpoints", FieldKind::Int, 2, "Newest checkpoints kept (0: all)", 0, 1000},
        {"resume", FieldKind::String, "", "Checkpoint folder to continue from"},
        {"save_model", FieldKind::Bool, true, "Save the trained model as a HF folder in the run"},
-       {"timing_warmup", FieldKind::Int, 2, "First steps left out of timing series", 0, 1000}}};
+       {"timing_warmup", FieldKind::Int, 2, "First steps left out of timing series", 0, 1000},
+       {"precision", FieldKind::String, "fp32", "Autocast precision over fp32 master weights (bf16/fp16 need CUDA)",
+        std::nullopt, std::nullopt, {"fp32", "bf16", "fp16"}},
+       {"fused_optimizer", FieldKind::Bool, false, "Fused AdamW kernel (LibTorch >= 2.4)"},
+       {"activation_checkpointing", FieldKind::Bool, false, "Recompute each block in backward to save memory"}}};
   return {s, [] { return std::make_unique<TrainStage>(); }};
 }
 

@@ -30,6 +30,17 @@ KdLoss distillationLoss(const torch::Tensor& studentLogits, const torch::Tensor&
   return r;
 }
 
+torch::Tensor hiddenCosineLoss(const torch::Tensor& hs, const torch::Tensor& ht) {
+  if (hs.sizes() != ht.sizes())
+    throw RunError("distill", "student hidden states " + c10::str(hs.sizes()) + " and teacher's " +
+                                  c10::str(ht.sizes()) + " differ in shape");
+  const int64_t width = hs.size(-1);
+  const auto cos = torch::nn::functional::cosine_similarity(
+      hs.reshape({-1, width}).to(torch::kFloat32), ht.reshape({-1, width}).to(torch::kFloat32).detach(),
+      torch::nn::functional::CosineSimilarityFuncOptions().dim(1).eps(1e-8));
+  return (1.0 - cos).mean();
+}
+
 FrozenTeacher::FrozenTeacher(Gpt2 teacher) : teacher_(std::move(teacher)) {
   wasTraining_ = teacher_->is_training();
   for (auto& p : teacher_->parameters()) {
@@ -50,12 +61,50 @@ torch::Tensor FrozenTeacher::logits(const torch::Tensor& ids) {
   return teacher_->forward(ids);
 }
 
+std::pair<torch::Tensor, torch::Tensor> FrozenTeacher::hiddenAndLogits(const torch::Tensor& ids) {
+  torch::NoGradGuard noGrad;
+  auto h = teacher_->hidden(ids);
+  auto z = teacher_->logitsFromHidden(h);
+  return {h, z};
+}
+
 LossFn distillationObjective(FrozenTeacher& teacher, const KdOptions& options) {
   return [&teacher, options](const torch::Tensor& logits, const torch::Tensor& x,
                              const torch::Tensor& y) {
     const KdLoss l = distillationLoss(logits, teacher.logits(x), y, options);
     return LossParts{l.total, {{"kd_loss", l.kd.detach()}, {"ce_loss", l.ce.detach()}}};
   };
+}
+
+TrainHooks distillationHooks(Gpt2 student, FrozenTeacher& teacher, const KdOptions& options) {
+  TrainHooks hooks;
+  if (!(options.hiddenWeight > 0)) {
+    hooks.loss = distillationObjective(teacher, options);
+    return hooks;
+  }
+  const int64_t ws = student->config().nEmbd, wt = teacher.model()->config().nEmbd;
+  if (ws != wt)
+    throw InputError("distill/hidden_weight", "the cosine term needs equal widths; student n_embd " +
+                                                  std::to_string(ws) + ", teacher " + std::to_string(wt),
+                     "set hidden_weight to 0 or use a student of the teacher's width");
+  // The forward hook keeps the student's hidden states for the loss hook of the same
+  // micro-batch (Trainer calls them in that order).
+  auto stash = std::make_shared<torch::Tensor>();
+  hooks.forward = [student, stash](const torch::Tensor& x) mutable {
+    *stash = student->hidden(x);
+    return student->logitsFromHidden(*stash);
+  };
+  hooks.loss = [&teacher, options, stash](const torch::Tensor& logits, const torch::Tensor& x,
+                                          const torch::Tensor& y) {
+    const auto [ht, zt] = teacher.hiddenAndLogits(x);
+    KdLoss l = distillationLoss(logits, zt, y, options);
+    l.hidden = hiddenCosineLoss(*stash, ht);
+    *stash = torch::Tensor();  // the graph is held by the loss from here on
+    const auto total = l.total + options.hiddenWeight * l.hidden;
+    return LossParts{total,
+                     {{"kd_loss", l.kd.detach()}, {"ce_loss", l.ce.detach()}, {"cos_loss", l.hidden.detach()}}};
+  };
+  return hooks;
 }
 
 StudentInit parseStudentInit(const std::string& name, const std::string& where) {

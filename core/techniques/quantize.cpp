@@ -5,6 +5,7 @@
 
 #include "core/errors.h"
 #include "core/io/safetensors_torch.h"
+#include "core/kernels_bridge/int4_matmul_cuda.h"
 #include "core/techniques/prune.h"
 
 namespace wb {
@@ -98,14 +99,23 @@ torch::Tensor dequantMatmul(const torch::Tensor& x, const QuantizedWeight& q, co
   if (x.size(-1) != q.in)
     throw InputError("dequantMatmul", "x has " + std::to_string(x.size(-1)) + " features, weight " +
                                           std::to_string(q.in));
+  // On CUDA with fp16/bf16 activations the fused int4 kernel (GEMV for up to 8 rows,
+  // GEMM beyond); its result keeps x's dtype.
+  const bool kernelGroup = q.groupSize == 32 || q.groupSize == 64 || q.groupSize == 128;
+  if (x.is_cuda() && q.spec.bits == 4 && kernelGroup && int4KernelBuilt() &&
+      (x.scalar_type() == torch::kHalf || x.scalar_type() == torch::kBFloat16)) {
+    const auto dev = x.device();
+    return int4MatmulCuda(x, q.packed.to(dev), q.scales.to(dev), q.zeros.defined() ? q.zeros.to(dev) : q.zeros,
+                          bias.defined() ? bias.to(dev) : bias, q.groupSize);
+  }
   // Group by group: y += x[:, group] @ (codes - zero) * scale, never holding the whole
   // fp32 weight (the shape a fused kernel takes).
   const auto rows = x.reshape({-1, q.in}).to(torch::kFloat32);
-  const auto w = dequantizeRows(q);  // [out, in]
+  const auto w = dequantizeRows(q).to(rows.device());  // [out, in]
   auto y = torch::zeros({rows.size(0), q.out}, rows.options());
   for (int64_t g0 = 0; g0 < q.in; g0 += q.groupSize)
     y.addmm_(rows.narrow(1, g0, q.groupSize), w.narrow(1, g0, q.groupSize).t());
-  if (bias.defined()) y.add_(bias.to(torch::kFloat32));
+  if (bias.defined()) y.add_(bias.to(y.device(), torch::kFloat32));
   auto sizes = x.sizes().vec();
   sizes.back() = q.out;
   return y.view(sizes);

@@ -2,7 +2,7 @@
 // group-wise (groups of 32/64/128 consecutive inputs of one output channel, symmetric
 // or asymmetric with a uint8 zero point, two values per byte, fp16 scales); the packed
 // form as safetensors with metadata; a dequantizing matmul as the CPU reference.
-// Not here: the CUDA kernel (GPU issue), activation quantization, GPTQ/AWQ calibration.
+// Not here: the CUDA kernel (kernels/int4_matmul), activation quantization, GPTQ/AWQ calibration.
 #pragma once
 
 #include <cstdint>
@@ -40,7 +40,9 @@ struct QuantizedWeight {
 QuantizedWeight quantizeWeight(const torch::Tensor& w, const QuantSpec& spec, const std::string& name = {});
 // -> fp32 [in, out] (or [out, in] when storedTransposed, matching the parameter).
 torch::Tensor dequantize(const QuantizedWeight& q);
-// y = x W + b with W dequantized group by group; the reference a fused kernel must match.
+// y = x W + b with W dequantized group by group; the reference a fused kernel must match
+// (fp32 result). For fp16/bf16 x on CUDA, int4 runs the fused kernel instead
+// (core/kernels_bridge/int4_matmul_cuda.h) and returns x's dtype.
 torch::Tensor dequantMatmul(const torch::Tensor& x, const QuantizedWeight& q, const torch::Tensor& bias = {});
 
 // Quantizes the selected Conv1D weights (prunableModules() suffixes) and optionally the

@@ -3,13 +3,60 @@
 #include "core/train/adamw.h"
 
 #include <cmath>
+#include <map>
+#include <tuple>
 
 #include "core/errors.h"
 
 namespace wb {
 
 AdamW::AdamW(std::vector<std::pair<std::string, torch::Tensor>> params, AdamWOptions o)
-    : params_(std::move(params)), o_(o) {}
+    : params_(std::move(params)), o_(o) {
+  if (o_.fused && !compat::kHasFusedAdamW)
+    throw InputError("fused_optimizer", "fused AdamW needs LibTorch >= 2.4 (this build has " +
+                                            compat::torchVersion() + ")",
+                     "set \"fused_optimizer\": false");
+}
+
+void AdamW::initState() {
+  for (auto& [name, p] : params_) {
+    expAvg_.push_back(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+    expAvgSq_.push_back(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+  }
+}
+
+void AdamW::fusedStep(double lr) {
+  // The kernel wants one device and dtype per call, and decay applies to >= 2-D
+  // tensors only: group by (device, dtype, decays). It reads a step count per tensor
+  // (bias correction); every tensor of a device shares one count, set from step_ so
+  // it always agrees with the non-fused path and with checkpoints.
+  struct Group {
+    std::vector<torch::Tensor> p, g, m, v, s;
+  };
+  std::map<std::tuple<std::string, int, bool>, Group> groups;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    auto& p = params_[i].second;
+    if (!p.grad().defined()) continue;
+    const std::string dev = p.device().str();
+    auto count = stepTensors_.end();
+    for (auto it = stepTensors_.begin(); it != stepTensors_.end(); ++it)
+      if (it->device() == p.device()) count = it;
+    if (count == stepTensors_.end()) {
+      stepTensors_.push_back(torch::zeros({}, p.options().dtype(torch::kFloat32)));
+      count = stepTensors_.end() - 1;
+    }
+    auto& gr = groups[{dev, static_cast<int>(p.scalar_type()), p.dim() >= 2}];
+    gr.p.push_back(p);
+    gr.g.push_back(p.grad());
+    gr.m.push_back(expAvg_[i]);
+    gr.v.push_back(expAvgSq_[i]);
+    gr.s.push_back(*count);
+  }
+  for (auto& c : stepTensors_) c.fill_(static_cast<double>(step_));
+  for (auto& [key, gr] : groups)
+    compat::fusedAdamW(gr.p, gr.g, gr.m, gr.v, gr.s, lr, o_.beta1, o_.beta2,
+                       std::get<2>(key) ? o_.weightDecay : 0.0, o_.eps);
+}
 
 void AdamW::zeroGrad() {
   for (auto& [name, p] : params_)
@@ -18,13 +65,12 @@ void AdamW::zeroGrad() {
 
 void AdamW::step(double lr) {
   torch::NoGradGuard noGrad;
-  if (expAvg_.empty()) {
-    for (auto& [name, p] : params_) {
-      expAvg_.push_back(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-      expAvgSq_.push_back(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-    }
-  }
+  if (expAvg_.empty()) initState();
   ++step_;
+  if (o_.fused) {
+    fusedStep(lr);
+    return;
+  }
   const double bc1 = 1.0 - std::pow(o_.beta1, static_cast<double>(step_));
   const double bc2 = 1.0 - std::pow(o_.beta2, static_cast<double>(step_));
   for (size_t i = 0; i < params_.size(); ++i) {
@@ -51,6 +97,7 @@ std::vector<std::pair<std::string, torch::Tensor>> AdamW::stateTensors() const {
 void AdamW::loadState(const std::map<std::string, torch::Tensor>& tensors, int64_t steps) {
   expAvg_.clear();
   expAvgSq_.clear();
+  stepTensors_.clear();  // rebuilt from `steps` at the next fused step
   step_ = steps;
   if (steps == 0) return;
   for (auto& [name, p] : params_) {

@@ -1,6 +1,8 @@
 // AdamW (decoupled weight decay, as torch.optim.AdamW) with weight decay only on
 // tensors of rank >= 2. Written here rather than using torch::optim so its state is
-// plain named tensors: checkpoints are safetensors and resume is bit-exact.
+// plain named tensors: checkpoints are safetensors and resume is bit-exact. With
+// `fused`, the update runs as LibTorch's fused kernel (torch.optim.AdamW(fused=True),
+// LibTorch >= 2.4) over the same state tensors, so checkpoints are interchangeable.
 #pragma once
 
 #include <map>
@@ -13,12 +15,14 @@ namespace wb {
 
 struct AdamWOptions {
   double beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weightDecay = 0.1;
+  bool fused = false;  // InputError at construction where LibTorch has no fused AdamW
 };
 
 class AdamW {
  public:
   AdamW(std::vector<std::pair<std::string, torch::Tensor>> params, AdamWOptions options);
   void step(double lr);
+  bool fused() const { return o_.fused; }
   void zeroGrad();
   int64_t steps() const { return step_; }
   // "exp_avg.<param>" and "exp_avg_sq.<param>" tensors (created lazily at the first step).
@@ -29,7 +33,10 @@ class AdamW {
 
  private:
   std::vector<std::pair<std::string, torch::Tensor>> params_;
+  void initState();
+  void fusedStep(double lr);
   std::vector<torch::Tensor> expAvg_, expAvgSq_;
+  std::vector<torch::Tensor> stepTensors_;  // fused only: the step count, one float per device
   AdamWOptions o_;
   int64_t step_ = 0;
 };

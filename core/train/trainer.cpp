@@ -1,11 +1,15 @@
 // The training loop; see trainer.h.
 #include "core/train/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "core/bench/memory_probe.h"
+#include "core/bench/timer.h"
+#include "core/nvtx.h"
 #include "core/errors.h"
 #include "core/model/generate.h"
 #include "core/train/checkpoint.h"
@@ -36,6 +40,9 @@ Trainer::Trainer(Gpt2 model, TrainOptions options, TokenSpan train, TokenSpan va
                                           std::to_string(model_->config().nPositions));
   if (optimizer_.params().empty())
     throw InputError("train", "the model has no trainable parameters");
+  checkPrecisionSupported(o_.precision, device_, "precision");
+  if (o_.precision == Precision::Fp16) scaler_.emplace(o_.gradScaler);
+  model_->setActivationCheckpointing(o_.activationCheckpointing);
 }
 
 void Trainer::resumeFrom(const std::filesystem::path& dir) {
@@ -54,7 +61,6 @@ EvalResult Trainer::runEval() {
 
 void Trainer::run(const TrainSink& sink, const CancelToken& cancel,
                   const std::filesystem::path& checkpointRoot) {
-  using Clock = std::chrono::steady_clock;
   const int64_t tokensPerStep = o_.batchSize * o_.seqLen * o_.gradAccum;
   const int64_t vocab = model_->config().vocabSize;
   auto emit = [&](const std::string& s, int64_t step, double v) {
@@ -68,51 +74,76 @@ void Trainer::run(const TrainSink& sink, const CancelToken& cancel,
     emit("eval/perplexity", 0, lastEval_->perplexity);
   }
   model_->train();
+  DeviceTimer timer(device_);
+  const bool amp = o_.precision != Precision::Fp32;
   for (; step_ < o_.steps; ++step_) {
     cancel.throwIfCancelled();
     const double lr = warmupCosineLr(step_, o_.steps, o_.warmupSteps, o_.lr, o_.minLr);
-    synchronize(device_);
-    const auto t0 = Clock::now();
+    timer.start();
     optimizer_.zeroGrad();
-    double loss = 0.0;
+    // Summed on the device and read once per step: no host sync between micro-batches.
+    auto lossSum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat32).device(device_));
     std::vector<std::pair<std::string, double>> parts;
     for (int64_t micro = 0; micro < o_.gradAccum; ++micro) {
       cancel.throwIfCancelled();
       auto [xCpu, yCpu] = sampler_.next();
       const auto x = xCpu.to(device_), y = yCpu.to(device_);
-      const auto logits = model_->forward(x);
       torch::Tensor l;
-      if (hooks_.loss) {
-        const LossParts lp = hooks_.loss(logits, x, y);
-        l = lp.loss / static_cast<double>(o_.gradAccum);
-        parts.resize(lp.parts.size());
-        for (size_t i = 0; i < lp.parts.size(); ++i) {
-          parts[i].first = lp.parts[i].first;
-          parts[i].second += lp.parts[i].second.item<double>() / static_cast<double>(o_.gradAccum);
+      {
+        NvtxRange range(nvtx::kForward);
+        std::optional<compat::AutocastGuard> autocast;
+        if (amp) autocast.emplace(device_.type(), autocastDtype(o_.precision));
+        const auto logits = hooks_.forward ? hooks_.forward(x) : model_->forward(x);
+        if (hooks_.loss) {
+          const LossParts lp = hooks_.loss(logits, x, y);
+          l = lp.loss / static_cast<double>(o_.gradAccum);
+          parts.resize(lp.parts.size());
+          for (size_t i = 0; i < lp.parts.size(); ++i) {
+            parts[i].first = lp.parts[i].first;
+            parts[i].second += lp.parts[i].second.item<double>() / static_cast<double>(o_.gradAccum);
+          }
+        } else {
+          l = torch::nn::functional::cross_entropy(logits.reshape({-1, vocab}).to(torch::kFloat32),
+                                                   y.reshape({-1})) /
+              static_cast<double>(o_.gradAccum);
         }
-      } else {
-        l = torch::nn::functional::cross_entropy(logits.reshape({-1, vocab}).to(torch::kFloat32),
-                                                 y.reshape({-1})) /
-            static_cast<double>(o_.gradAccum);
       }
-      l.backward();
-      loss += l.item<double>();
+      lossSum += l.detach().to(torch::kFloat32);
+      NvtxRange range(nvtx::kBackward);
+      (scaler_ ? scaler_->scale(l) : l).backward();
     }
+    std::vector<torch::Tensor> grads;
+    grads.reserve(params.size());
+    for (auto& p : params)
+      if (p.grad().defined()) grads.push_back(p.grad());
+    // fp16: divide the loss scale back out; a step with inf/NaN gradients is skipped.
+    const bool finite = scaler_ ? scaler_->unscale(grads) : true;
+    torch::Tensor gradNorm;
+    {
+      NvtxRange range(nvtx::kOptimizer);
+      gradNorm = compat::totalNorm(grads);
+      if (o_.gradClip > 0) {
+        // clip_grad_norm_'s rule, kept on the device (its C++ version reads the norm back).
+        const auto coef = (o_.gradClip / (gradNorm + 1e-6)).clamp_max(1.0);
+        compat::scaleAll(grads, coef);
+      }
+      if (finite) optimizer_.step(lr);
+    }
+    if (scaler_) scaler_->update(finite);
+    if (o_.afterStep) o_.afterStep(step_ + 1);
+    timer.stop();
+    const double loss = lossSum.item<double>();
+    const double dt = timer.seconds();
     if (!std::isfinite(loss))
       throw RunError("train", "loss is " + std::to_string(loss) + " at step " + std::to_string(step_ + 1),
                      "lower lr, raise warmup_steps or enable grad_clip; earlier checkpoints are kept");
-    const double maxNorm = o_.gradClip > 0 ? o_.gradClip : std::numeric_limits<double>::infinity();
-    const double gradNorm = torch::nn::utils::clip_grad_norm_(params, maxNorm);
-    optimizer_.step(lr);
-    if (o_.afterStep) o_.afterStep(step_ + 1);
-    synchronize(device_);
-    const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
     const int64_t s = step_ + 1;
     losses_.push_back(loss);
     emit("train/loss", s, loss);
     for (const auto& [name, value] : parts) emit("train/" + name, s, value);
     emit("train/lr", s, lr);
-    emit("train/grad_norm", s, gradNorm);
+    emit("train/grad_norm", s, gradNorm.item<double>());
+    if (scaler_) emit("train/loss_scale", s, scaler_->currentScale());
     // The first steps pay for allocation and lazy initialisation: not timed.
     if (step_ >= o_.timingWarmup) {
       emit("train/step_time_s", s, dt);
@@ -125,6 +156,7 @@ void Trainer::run(const TrainSink& sink, const CancelToken& cancel,
       emit("mem/cuda_allocated_mb", s, mem.cudaAllocatedMb);
       emit("mem/cuda_reserved_mb", s, mem.cudaReservedMb);
       emit("mem/cuda_peak_mb", s, mem.cudaPeakMb);
+      if (mem.nvml) emit("mem/device_used_mb", s, mem.nvml->usedMb);
     }
     if (sink.progress) sink.progress(s, o_.steps, static_cast<double>(tokensPerStep) / dt);
     const bool last = s == o_.steps;
@@ -138,7 +170,9 @@ void Trainer::run(const TrainSink& sink, const CancelToken& cancel,
                  ", val loss " + std::to_string(lastEval_->loss) + " (ppl " +
                  std::to_string(lastEval_->perplexity) + ")");
     }
-    if (!checkpointRoot.empty() && o_.checkpointEvery > 0 && (s % o_.checkpointEvery == 0 || last)) {
+    const bool listed = std::find(o_.checkpointSteps.begin(), o_.checkpointSteps.end(), s) != o_.checkpointSteps.end();
+    if (!checkpointRoot.empty() &&
+        ((o_.checkpointEvery > 0 && (s % o_.checkpointEvery == 0 || last)) || listed)) {
       ++step_;  // the checkpoint records completed steps
       const auto dir = saveTrainingCheckpoint(checkpointRoot, model_, optimizer_,
                                               {step_, sampler_.cursor()}, o_.keepCheckpoints);

@@ -1,8 +1,9 @@
 // Pretraining / fine-tuning loop for Gpt2: AdamW with weight decay on >= 2-D weights,
 // warm-up + cosine schedule, gradient accumulation, clipping, periodic evaluation on
-// held-out tokens, checkpoints every N steps and exact resume. Reports through
-// TrainSink so it runs the same inside a profile stage and in a unit test.
-// Not here: mixed precision and multi-GPU (later issues).
+// held-out tokens, checkpoints every N steps and exact resume; optional bf16/fp16
+// autocast (fp16 with a dynamic loss scaler), fused AdamW and activation checkpointing.
+// Step times come from CUDA events on the GPU. Reports through TrainSink so it runs
+// the same inside a profile stage and in a unit test. Not here: multi-GPU.
 #pragma once
 
 #include <filesystem>
@@ -15,6 +16,7 @@
 #include "core/model/gpt2.h"
 #include "core/run/cancel_token.h"
 #include "core/train/adamw.h"
+#include "core/train/amp.h"
 #include "core/train/batch_sampler.h"
 
 namespace wb {
@@ -32,8 +34,13 @@ struct TrainOptions {
   int64_t evalWindows = 100;
   int64_t evalBatchSize = 8;
   int64_t checkpointEvery = 0;  // 0: none
+  // Also checkpoint after exactly these step counts (e.g. the ends of chosen epochs).
+  std::vector<int64_t> checkpointSteps;
   int keepCheckpoints = 2;
   int64_t timingWarmup = 2;  // first steps excluded from timing series
+  Precision precision = Precision::Fp32;  // autocast dtype over fp32 master weights
+  GradScalerOptions gradScaler;           // fp16 only
+  bool activationCheckpointing = false;
   uint64_t seed = 1337;
   // Called after every optimizer step with the completed step count, e.g. to re-apply
   // pruning masks so pruned weights stay zero (core/techniques/prune.h).
@@ -63,6 +70,9 @@ using LossFn = std::function<LossParts(const torch::Tensor& logits, const torch:
 struct TrainHooks {
   LossFn loss;             // empty: next-token cross-entropy
   NamedTensors parameters;  // empty: the model's parameters that require grad
+  // empty: model->forward(x). Lets an objective keep intermediate results (hidden
+  // states) or a probe measure the forward pass; must return the model's logits.
+  std::function<torch::Tensor(const torch::Tensor& x)> forward;
 };
 
 // Where the loop's numbers and messages go.
@@ -98,6 +108,7 @@ class Trainer {
   int64_t step_ = 0;
   std::vector<double> losses_;
   std::optional<EvalResult> lastEval_;
+  std::optional<GradScaler> scaler_;
 };
 
 // Model parameters in registration order, the optimizer's view.

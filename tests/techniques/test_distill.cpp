@@ -2,7 +2,9 @@
 // computed here by an independent double-precision loop; with alpha = 0 it equals the
 // cross-entropy computed the same way (both to 1e-6 abs + 1e-6 rel, fp32 vs fp64);
 // training leaves the teacher bitwise unchanged and grad-free while the student moves;
-// the student factory copies teacher layers 0, 2, 4, ... exactly.
+// the student factory copies teacher layers 0, 2, 4, ... exactly; the hidden-state
+// cosine term equals 1 - cos computed by hand (1e-6 abs + 1e-6 rel) and adds to the
+// total with its weight, with gradients reaching the student only.
 #include "core/techniques/distill.h"
 
 #include <cmath>
@@ -97,6 +99,77 @@ class TestDistill : public QObject {
     // A mixture weighs the two parts (same tolerance).
     const KdLoss m = distillationLoss(zs, zt, y, {2.0, 0.25});
     QVERIFY(close(m.total.item<double>(), 0.25 * m.kd.item<double>() + 0.75 * ce));
+  }
+
+  void hiddenCosineMatchesIndependentFormula() {
+    torch::manual_seed(6);
+    const auto hs = torch::randn({2, 3, 7}), ht = torch::randn({2, 3, 7});
+    const double got = hiddenCosineLoss(hs, ht).item<double>();
+    const auto a = hs.reshape({-1, 7}).to(torch::kFloat64), b = ht.reshape({-1, 7}).to(torch::kFloat64);
+    auto aa = a.accessor<double, 2>(), bb = b.accessor<double, 2>();
+    double sum = 0.0;
+    for (int64_t r = 0; r < 6; ++r) {
+      double dot = 0, na = 0, nb = 0;
+      for (int64_t j = 0; j < 7; ++j) {
+        dot += aa[r][j] * bb[r][j];
+        na += aa[r][j] * aa[r][j];
+        nb += bb[r][j] * bb[r][j];
+      }
+      sum += 1.0 - dot / std::sqrt(na * nb);
+    }
+    QVERIFY2(close(got, sum / 6.0), qPrintable(QString("%1 vs %2").arg(got).arg(sum / 6.0)));
+    QVERIFY(close(hiddenCosineLoss(hs, hs * 3.0).item<double>(), 0.0));  // same directions
+    QVERIFY(close(hiddenCosineLoss(hs, -hs).item<double>(), 2.0));       // opposite
+  }
+
+  void hiddenTermInTrainingHooks() {
+    torch::manual_seed(7);
+    Gpt2 teacher(tinyConfig(4));
+    Gpt2 student = makeStudent(teacher, {2, StudentInit::Random});
+    std::map<std::string, torch::Tensor> before;
+    for (const auto& p : teacher->named_parameters()) before[p.key()] = p.value().clone();
+    const auto x = torch::randint(0, 64, {2, 8}, torch::kLong), y = torch::randint(0, 64, {2, 8}, torch::kLong);
+    FrozenTeacher frozen(teacher);
+    KdOptions o{2.0, 0.5, 0.7};
+    TrainHooks hooks = distillationHooks(student, frozen, o);
+    QVERIFY(static_cast<bool>(hooks.forward));
+    const auto logits = hooks.forward(x);
+    QVERIFY(torch::equal(logits, student->forward(x)));  // the hook's forward is the model's
+    const LossParts lp = hooks.loss(logits, x, y);
+    std::map<std::string, double> parts;
+    for (const auto& [name, t] : lp.parts) parts[name] = t.item<double>();
+    QVERIFY(parts.count("cos_loss") && parts.at("cos_loss") > 0.01);
+    const double expected = 0.5 * parts.at("kd_loss") + 0.5 * parts.at("ce_loss") + 0.7 * parts.at("cos_loss");
+    QVERIFY2(std::fabs(lp.loss.item<double>() - expected) <= 1e-5 * std::fabs(expected),
+             qPrintable(QString("%1 vs %2").arg(lp.loss.item<double>()).arg(expected)));
+    // Independent check of the cosine part against the models' hidden states.
+    torch::Tensor hs, ht;
+    {
+      torch::NoGradGuard g;
+      hs = student->hidden(x);
+      ht = teacher->hidden(x);
+    }
+    QVERIFY(close(parts.at("cos_loss"), hiddenCosineLoss(hs, ht).item<double>()));
+    lp.loss.backward();
+    QVERIFY(student->named_parameters()["transformer.h.0.attn.c_attn.weight"].grad().defined());
+    for (const auto& p : teacher->named_parameters()) {
+      QVERIFY(!p.value().grad().defined());
+      QVERIFY(torch::equal(p.value(), before[p.key()]));
+    }
+    // Off by default: no forward hook, no cosine part.
+    const TrainHooks plain = distillationHooks(student, frozen, {2.0, 0.5});
+    QVERIFY(!plain.forward);
+    // A student of another width cannot take the cosine term.
+    Gpt2Config wide = tinyConfig(2);
+    wide.nEmbd = 48;
+    Gpt2 other(wide);
+    bool threw = false;
+    try {
+      distillationHooks(other, frozen, o);
+    } catch (const InputError&) {
+      threw = true;
+    }
+    QVERIFY(threw);
   }
 
   void layerMap() {

@@ -2,7 +2,8 @@
 // without building the model); B = 0 leaves logits bitwise unchanged; merged and
 // unmerged logits agree within 1e-5 abs (fp32); peft-format save -> load gives
 // bitwise-identical logits, with peft's key names and [r, in] / [out, r] shapes;
-// training through Trainer moves only A and B.
+// training through Trainer moves only A and B; on a real GPT-2 124M (random init) the
+// injected adapter has exactly 294,912 parameters and 2,359,296 optimizer-state bytes.
 #include "core/techniques/lora.h"
 
 #include <fstream>
@@ -81,6 +82,23 @@ class TestLora : public QObject {
     const TrainingMemory mem = trainingMemory(*m, lora.parameters(), lora.parameters());
     QCOMPARE(mem.gradients, 4 * lora.trainableParameterCount());
     QCOMPARE(mem.weights, m->parameterBytes() + 4 * lora.trainableParameterCount());
+  }
+
+  void gpt2SmallInjectedCounts() {
+    torch::manual_seed(1);
+    Gpt2 m{Gpt2Config{}};  // GPT-2 124M shapes, random weights
+    QCOMPARE(m->parameterCount(), int64_t(124'439'808));
+    // The full fine-tune baseline: every weight trains (counted before LoRA freezes them).
+    const TrainingMemory full = trainingMemory(*m, trainableParameters(*m));
+    QCOMPARE(full.optimizerState, int64_t(2 * 4) * 124'439'808);
+    QCOMPARE(full.gradients, int64_t(4) * 124'439'808);
+    LoraModel lora(m, {8, 16.0, 0.0, {"c_attn"}});
+    QCOMPARE(lora.moduleNames().size(), size_t(12));
+    QCOMPARE(lora.trainableParameterCount(), int64_t(294'912));
+    QCOMPARE(lora.optimizerStateBytes(), int64_t(2 * 4 * 294'912));  // AdamW: two fp32 moments
+    const TrainingMemory mem = trainingMemory(*m, lora.parameters(), lora.parameters());
+    QCOMPARE(mem.gradients, int64_t(4 * 294'912));
+    QCOMPARE(mem.weights, 4 * (int64_t(124'439'808) + 294'912));
   }
 
   void zeroBLeavesLogitsBitwise() {

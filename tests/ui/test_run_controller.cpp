@@ -100,12 +100,12 @@ class TestRunController : public QObject {
     QVERIFY(legend->hasItemWithPlottable(c.smooth));
     for (QCPGraph* g : {c.raw, c.bandLow, c.bandHigh}) QVERIFY(!legend->hasItemWithPlottable(g));
 
-    // The drawn numbers are core's: EMA and rolling mean ± std, exact to 1e-12 relative
-    // (the band is computed on the tail in chunks, so sums differ only by rounding).
+    // The drawn numbers are core's: the EMA, and the band EMA ± rollingNoiseStd (the
+    // band is computed on the tail in chunks, so sums differ only by rounding).
     const PlotOptions o = board->options();
     const std::vector<double> ema = debiasedEma(loss.values, o.smoothing);
-    std::vector<double> mean, sd;
-    rollingMeanStd(loss.values, o.bandWindow, mean, sd);
+    const std::vector<double> sd = rollingNoiseStd(loss.values, o.bandWindow);
+    const std::vector<double>& mean = ema;
     double widest = 0.0;
     for (int i = 0; i < 60; ++i) {
       QCOMPARE(c.raw->data()->at(i)->value, loss.values[i]);

@@ -1,6 +1,7 @@
 // Benchmark statistics against hand-computed values (tolerance: 1e-9 absolute for
 // exact arithmetic, 1e-4 for tabulated t quantiles).
 #include <QtTest>
+#include <random>
 
 #include "core/bench/stats.h"
 
@@ -67,6 +68,28 @@ class TestStats : public QObject {
     QCOMPARE(m, (std::vector<double>{1, 2, 4, 6}));
     QCOMPARE(s[0], 0.0);
     QVERIFY(std::fabs(s[3] - std::sqrt(2.0)) < 1e-12);  // {5, 7}: sample std sqrt(2)
+  }
+  void noiseStdIgnoresTrend() {
+    // A straight line has no noise however steep it is; the plain rolling std does not
+    // know that (this is what made the bands of a falling loss curve balloon).
+    std::vector<double> line(50);
+    for (size_t i = 0; i < line.size(); ++i) line[i] = 10.0 - 0.3 * double(i);
+    for (double s : rollingNoiseStd(line, 10)) QVERIFY(std::fabs(s) < 1e-12);
+    std::vector<double> m, s;
+    rollingMeanStd(line, 10, m, s);
+    QVERIFY(s.back() > 0.5);
+  }
+  void noiseStdRecoversGaussianNoise() {
+    // Seeded Gaussian noise (std 0.2) on a falling trend; 20,000 points, window 2,000:
+    // the estimate's own sampling error is ~2.2% (std of a std over 2,000 points),
+    // so 8% is a loose but failing-capable bound.
+    std::mt19937_64 rng(42);
+    std::normal_distribution<double> noise(0.0, 0.2);
+    std::vector<double> v(20000);
+    for (size_t i = 0; i < v.size(); ++i) v[i] = 10.0 * std::exp(-double(i) / 5000.0) + noise(rng);
+    const std::vector<double> est = rollingNoiseStd(v, 2000);
+    for (size_t i = 2000; i < v.size(); i += 1000) QVERIFY2(std::fabs(est[i] - 0.2) < 0.016, qPrintable(QString::number(est[i])));
+    QCOMPARE(est[0], 0.0);
   }
   void quantileEdges() {
     const std::vector<double> v = {3, 1, 2};

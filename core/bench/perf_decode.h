@@ -1,0 +1,29 @@
+// `gpt2-bench perf decode`: batch-1 greedy decode latency of GPT-2 124M in fp16 on
+// CUDA, eager (KV cache, one forward per token) against the same step captured in a
+// CUDA graph over a static KV cache. µs per token over `newTokens` decode steps after
+// the prompt's prefill, mean ± std over repeats, each timed with CUDA events after
+// warm-up; the two token sequences are compared. Torch-free header.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "core/bench/perf_env.h"
+#include "core/bench/perf_report.h"
+
+namespace wb {
+
+struct DecodePerfOptions {
+  std::string device = "cuda";
+  std::string dtype = "fp16";
+  std::string attention = "sdpa";  // the eager path's backend
+  PerfModelShape model;
+  int64_t promptLength = 16, newTokens = 256;
+  int64_t warmup = 3, repeats = 10;
+  uint64_t seed = 1337;
+  std::string command;
+};
+
+PerfResult runDecodePerf(const DecodePerfOptions& options);
+
+}  // namespace wb

@@ -1,0 +1,45 @@
+// Batch-1 greedy decode with every single-token step captured once in a CUDA graph
+// over a static KV cache: the position lives on the device (KvCache static mode), the
+// graph also takes the argmax and feeds it back as the next input, so N tokens cost N
+// graph launches and one copy to the host at the end. The prompt is prefilled eagerly.
+// Needs a CUDA build and device; elsewhere construction throws InputError.
+// Not here: sampling other than greedy, batches > 1.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "core/model/gpt2.h"
+
+namespace wb {
+
+class GraphDecoder {
+ public:
+  // `model` must be on a CUDA device; its weights' dtype is the decode dtype. Prompt
+  // plus new tokens must fit `capacity` (<= n_positions). Captures the graph here.
+  GraphDecoder(Gpt2 model, int64_t capacity);
+  ~GraphDecoder();
+  GraphDecoder(const GraphDecoder&) = delete;
+  GraphDecoder& operator=(const GraphDecoder&) = delete;
+
+  // Eager prefill of `prompt` into the cache; its argmax is the first new token.
+  void prefill(const std::vector<int64_t>& prompt);
+  // `steps` graph launches, each producing one more token; no host synchronisation.
+  void replay(int64_t steps);
+  // The tokens produced since the last prefill (synchronises).
+  std::vector<int64_t> generated() const;
+  // prefill + replay(newTokens - 1) + generated().
+  std::vector<int64_t> greedy(const std::vector<int64_t>& prompt, int64_t newTokens);
+  int64_t capacity() const { return capacity_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  int64_t capacity_ = 0, promptLength_ = 0, replays_ = 0;
+};
+
+// Greedy tokens the ordinary eager way (KV cache, one forward per token, argmax on the
+// device, no host synchronisation until the end): the reference the graph must match.
+std::vector<int64_t> eagerGreedy(Gpt2& model, const std::vector<int64_t>& prompt, int64_t newTokens);
+
+}  // namespace wb
