@@ -32,6 +32,7 @@ class InProcessEndpoint : public Transport {
                                       c10::toString(t.scalar_type()));
     return t.device() == expect.device ? t : t.to(expect.device);
   }
+  void allReduceSum(torch::Tensor& t) override { hub_->allReduceSum(rank_, t); }
   void abort(const std::string& reason) override { hub_->abort(reason); }
 
  private:
@@ -59,7 +60,47 @@ class InProcessReducer : public GradientReducer {
   int replica_, replicas_;
 };
 
+class InProcessBackend : public CommBackend {
+ public:
+  explicit InProcessBackend(const RankLayout& layout) : layout_(layout) {
+    hub_ = InProcessHub::create(layout.worldSize());
+    for (int s = 0; s < layout.stages; ++s)
+      groups_.push_back(InProcessReduceGroup::create(layout.replicas));
+    for (int r = 0; r < layout.worldSize(); ++r) {
+      endpoints_.push_back(hub_->endpoint(r));
+      reducers_.push_back(groups_[static_cast<size_t>(layout.stageOf(r))]->member(layout.replicaOf(r)));
+    }
+  }
+  std::string name() const override { return "in-process"; }
+  Transport& endpoint(int rank) override { return *endpoints_.at(static_cast<size_t>(rank)); }
+  GradientReducer& reducer(int rank) override { return *reducers_.at(static_cast<size_t>(rank)); }
+  void abort(const std::string& reason) override {
+    hub_->abort(reason);
+    for (auto& g : groups_) g->abort(reason);
+  }
+  bool aborted() const override { return hub_->aborted(); }
+  size_t pending() const override { return hub_->pending(); }
+
+ private:
+  RankLayout layout_;
+  std::shared_ptr<InProcessHub> hub_;
+  std::vector<std::shared_ptr<InProcessReduceGroup>> groups_;
+  std::vector<std::unique_ptr<Transport>> endpoints_;
+  std::vector<std::unique_ptr<GradientReducer>> reducers_;
+};
+
 }  // namespace
+
+std::unique_ptr<CommBackend> makeInProcessBackend(const RankLayout& layout) {
+  return std::make_unique<InProcessBackend>(layout);
+}
+
+InProcessHub::InProcessHub(int ranks) : ranks_(ranks), world_(InProcessReduceGroup::create(ranks)) {}
+
+void InProcessHub::allReduceSum(int rank, torch::Tensor& t) {
+  std::vector<torch::Tensor> one{t};
+  world_->reduce(rank, one, /*mean=*/false);
+}
 
 std::shared_ptr<InProcessHub> InProcessHub::create(int ranks) {
   if (ranks < 1) throw RunError("transport", "need at least one rank");
@@ -80,6 +121,7 @@ void InProcessHub::abort(const std::string& reason) {
     mail_.clear();
   }
   arrived_.notify_all();
+  world_->abort(reason);
 }
 
 bool InProcessHub::aborted() const {
@@ -135,7 +177,7 @@ void InProcessReduceGroup::abort(const std::string& reason) {
   done_.notify_all();
 }
 
-void InProcessReduceGroup::reduce(int replica, std::vector<torch::Tensor>& bucket) {
+void InProcessReduceGroup::reduce(int replica, std::vector<torch::Tensor>& bucket, bool mean) {
   std::unique_lock lock(mutex_);
   if (aborted_) throw TransportAborted(abortReason_);
   auto& slot = slots_[static_cast<size_t>(replica)];
@@ -159,7 +201,7 @@ void InProcessReduceGroup::reduce(int replica, std::vector<torch::Tensor>& bucke
     // Sum in replica order on every replica's behalf: identical bits everywhere.
     torch::Tensor sum = (*slots_[0])[i].detach().clone();
     for (size_t r = 1; r < slots_.size(); ++r) sum.add_((*slots_[r])[i].to(sum.device()));
-    sum.div_(static_cast<double>(replicas_));
+    if (mean) sum.div_(static_cast<double>(replicas_));
     for (auto* s : slots_) (*s)[i].detach().copy_(sum);
   }
   for (auto*& s : slots_) s = nullptr;

@@ -15,6 +15,8 @@
 
 namespace wb {
 
+class InProcessReduceGroup;
+
 class InProcessHub : public std::enable_shared_from_this<InProcessHub> {
  public:
   static std::shared_ptr<InProcessHub> create(int ranks);
@@ -28,10 +30,13 @@ class InProcessHub : public std::enable_shared_from_this<InProcessHub> {
 
   void post(int from, int to, const MessageTag& tag, torch::Tensor tensor);
   torch::Tensor take(int from, int to, const MessageTag& tag);
+  // Sum over every rank (each calls it once per collective).
+  void allReduceSum(int rank, torch::Tensor& t);
 
  private:
-  explicit InProcessHub(int ranks) : ranks_(ranks) {}
+  explicit InProcessHub(int ranks);
   int ranks_;
+  std::shared_ptr<InProcessReduceGroup> world_;
   mutable std::mutex mutex_;
   std::condition_variable arrived_;
   std::map<std::tuple<int, int, MessageTag>, torch::Tensor> mail_;
@@ -48,7 +53,8 @@ class InProcessReduceGroup : public std::enable_shared_from_this<InProcessReduce
   std::unique_ptr<GradientReducer> member(int replica);
   void abort(const std::string& reason);
 
-  void reduce(int replica, std::vector<torch::Tensor>& bucket);
+  // Mean (or, with mean = false, sum) over the replicas, in replica order.
+  void reduce(int replica, std::vector<torch::Tensor>& bucket, bool mean = true);
 
  private:
   explicit InProcessReduceGroup(int replicas)
@@ -62,5 +68,9 @@ class InProcessReduceGroup : public std::enable_shared_from_this<InProcessReduce
   std::string abortReason_;
   bool aborted_ = false;
 };
+
+// Every rank of a layout as threads of this process: one hub for the pipeline and the
+// world sums, one reduce group per stage for its replicas.
+std::unique_ptr<CommBackend> makeInProcessBackend(const RankLayout& layout);
 
 }  // namespace wb

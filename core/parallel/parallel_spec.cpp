@@ -22,9 +22,10 @@ void checkParallelFitsModel(const ParallelSpec& spec, int64_t nLayer) {
 
 void checkParallelFitsBatch(const ParallelSpec& spec, int64_t batchSize,
                             const std::string& pointer) {
-  if (batchSize % spec.microBatches != 0)
+  if (batchSize % (spec.microBatches * spec.dataParallel) != 0)
     throw ProfileError({}, pointer,
                        "batch_size " + std::to_string(batchSize) + " does not split into " +
+                           std::to_string(spec.dataParallel) + " replicas (parallel.data_parallel) x " +
                            std::to_string(spec.microBatches) +
                            " equal micro-batches (parallel.micro_batches)");
 }
@@ -35,11 +36,6 @@ void checkParallelProfile(const Profile& p) {
     throw ProfileError({}, "/parallel/balance",
                        "lists " + std::to_string(s.balance.size()) +
                            " stages but pipeline_stages is " + std::to_string(s.pipelineStages));
-  if (s.dataParallel > 1)
-    throw ProfileError(
-        {}, "/parallel/data_parallel",
-        "data-parallel replicas need the NCCL backend, which is not built yet (issue 8); "
-        "use pipeline_stages on this build");
   if (p.device.type == "cuda" &&
       static_cast<size_t>(s.pipelineStages * s.dataParallel) > p.device.gpus.size())
     throw ProfileError({}, "/parallel/pipeline_stages",

@@ -13,20 +13,12 @@ PipelineStage::PipelineStage(Gpt2 model, const StagePlan& plan, int index, int s
       device_(device),
       checkpoint_(checkpoint) {
   auto& tr = model_->transformer;
-  for (int64_t l = plan_.firstLayer; l < plan_.endLayer; ++l) {
-    auto block = tr->h->ptr(static_cast<size_t>(l))->as<Gpt2Block>();
-    block->to(device_);
+  for (int64_t l = plan_.firstLayer; l < plan_.endLayer; ++l)
     blocks_.emplace_back(tr->h->ptr<Gpt2BlockImpl>(static_cast<size_t>(l)));
-  }
-  if (first()) {
-    tr->wte->to(device_);
-    tr->wpe->to(device_);
-  }
+  placeOnDevice();
   const bool tiedModel = model_->config().tieWordEmbeddings;
   if (last()) {
-    tr->ln_f->to(device_);
     if (!tiedModel) {
-      model_->lmHeadWeight.set_data(model_->lmHeadWeight.data().to(device_));
       head_ = model_->lmHeadWeight;
     } else if (first()) {
       head_ = tr->wte->weight;  // one stage: nothing to keep in sync
@@ -52,6 +44,20 @@ PipelineStage::PipelineStage(Gpt2 model, const StagePlan& plan, int index, int s
     if (item.value().requires_grad() && wanted(item.key()))
       params_.emplace_back(item.key(), item.value());
   if (ownsTiedCopy() && head_.requires_grad()) params_.emplace_back("lm_head.weight", head_);
+}
+
+void PipelineStage::placeOnDevice() {
+  auto& tr = model_->transformer;
+  for (auto& block : blocks_) block->to(device_);
+  if (first()) {
+    tr->wte->to(device_);
+    tr->wpe->to(device_);
+  }
+  if (last()) {
+    tr->ln_f->to(device_);
+    if (!model_->config().tieWordEmbeddings)
+      model_->lmHeadWeight.set_data(model_->lmHeadWeight.data().to(device_));
+  }
 }
 
 torch::Tensor PipelineStage::run(const torch::Tensor& input, const torch::Tensor& targets,

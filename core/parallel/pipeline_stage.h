@@ -51,6 +51,10 @@ class PipelineStage {
   // What the stage's hidden-state messages look like for a micro-batch of `rows`.
   TensorMeta hiddenMeta(int64_t rows, int64_t seqLen) const;
 
+  // (Re)places the stage's modules on its device, e.g. after the whole model was
+  // gathered on one device for evaluation.
+  void placeOnDevice();
+
   size_t live() const { return saved_.size(); }
   size_t peakLive() const { return peakLive_; }
   void resetPeak() { peakLive_ = saved_.size(); }

@@ -1,6 +1,7 @@
 // The pipeline training loop; see pipeline_trainer.h.
 #include "core/parallel/pipeline_trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -27,20 +28,38 @@ PipelineTrainer::PipelineTrainer(Gpt2 model, TrainOptions options, PipelineOptio
     throw InputError("/data/seq_len", "seq_len " + std::to_string(o_.seqLen) +
                                           " exceeds the model's n_positions " +
                                           std::to_string(model_->config().nPositions));
-  if (o_.batchSize % engine_.options().microBatches != 0)
+  const int64_t parts = engine_.options().microBatches * engine_.replicas();
+  if (o_.batchSize % parts != 0)
     throw ProfileError({}, "/parallel/micro_batches",
                        "batch_size " + std::to_string(o_.batchSize) + " does not split into " +
+                           std::to_string(engine_.replicas()) + " replicas x " +
                            std::to_string(engine_.options().microBatches) + " equal micro-batches");
+}
+
+bool PipelineTrainer::canEvaluate() const {
+  // Under torchrun a process holds its own stage only; the whole model is current
+  // only without pipeline stages (each replica is whole) or in one process.
+  return engine_.layout().localRanks.size() == static_cast<size_t>(engine_.layout().worldSize()) ||
+         engine_.stageCount() == 1;
 }
 
 EvalResult PipelineTrainer::runEval() {
   // The stages work on the model's own modules, so the whole model is current. With
-  // stages on several devices, evaluation would first gather them (GPU work).
+  // stages on several devices it is gathered on the first stage's device for the
+  // evaluation and put back afterwards (optimizer state never moves).
+  const torch::Device home = engine_.stage(0).device();
+  bool spread = false;
+  for (const auto& p : model_->parameters()) spread = spread || p.device() != home;
+  if (spread) model_->to(home);
   EvalOptions eo;
   eo.seqLen = o_.seqLen;
   eo.batchSize = o_.evalBatchSize;
   eo.maxWindows = o_.evalWindows;
-  return evaluate(model_, val_.data, val_.count, eo);
+  EvalResult r = evaluate(model_, val_.data, val_.count, eo);
+  if (spread)
+    for (int s = 0; s < engine_.stageCount(); ++s)
+      if (engine_.hasStage(s)) engine_.stage(s).placeOnDevice();
+  return r;
 }
 
 void PipelineTrainer::run(const TrainSink& sink, const CancelToken& cancel) {
@@ -51,7 +70,10 @@ void PipelineTrainer::run(const TrainSink& sink, const CancelToken& cancel) {
   auto emit = [&](const std::string& s, int64_t step, double v) {
     if (sink.sample) sink.sample(s, step, v);
   };
-  if (val_.count > 0 && step_ == 0) {
+  const bool evaluate = val_.count > 0 && canEvaluate();
+  if (val_.count > 0 && !evaluate && sink.log)
+    sink.log("evaluation skipped: this process holds one pipeline stage, not the whole model");
+  if (evaluate && step_ == 0) {
     lastEval_ = runEval();
     emit("eval/loss", 0, lastEval_->loss);
     emit("eval/perplexity", 0, lastEval_->perplexity);
@@ -64,10 +86,11 @@ void PipelineTrainer::run(const TrainSink& sink, const CancelToken& cancel) {
     engine_.zeroGrad();
     double loss = 0.0;
     std::vector<StageTiming> timing;
-    double bubble = 0.0, bubbleTheory = 0.0;
+    double bubble = 0.0, bubbleTheory = 0.0, reduceS = 0.0;
     for (int64_t pass = 0; pass < o_.gradAccum; ++pass) {
       auto [x, y] = sampler_.next();
-      const PassResult r = engine_.forwardBackward(x, y, divisor, cancel);
+      const PassResult r = engine_.forwardBackward(x, y, divisor, cancel, pass + 1 == o_.gradAccum);
+      reduceS += r.reduceS;
       loss += r.loss;
       bubble += r.bubble / static_cast<double>(o_.gradAccum);
       bubbleTheory = r.theoreticalBubble;
@@ -87,8 +110,8 @@ void PipelineTrainer::run(const TrainSink& sink, const CancelToken& cancel) {
     const auto tSync = Clock::now();
     engine_.syncTiedGradients(cancel);
     const double maxNorm = o_.gradClip > 0 ? o_.gradClip : std::numeric_limits<double>::infinity();
-    const double gradNorm = engine_.clipGradNorm(maxNorm);
-    engine_.step(lr);
+    const double gradNorm = engine_.clipGradNorm(maxNorm, cancel);
+    engine_.step(lr, cancel);
     if (o_.afterStep) o_.afterStep(step_ + 1);
     const double optimizerS = std::chrono::duration<double>(Clock::now() - tSync).count();
     const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -111,12 +134,24 @@ void PipelineTrainer::run(const TrainSink& sink, const CancelToken& cancel) {
       emit("pipeline/bubble", s, bubble);
       emit("pipeline/bubble_theory", s, bubbleTheory);
       emit("pipeline/optimizer_ms", s, 1e3 * optimizerS);
+      if (engine_.replicas() > 1) emit("pipeline/allreduce_ms", s, 1e3 * reduceS);
     }
-    const auto mem = probeMemory(engine_.stage(0).device());
-    emit("mem/rss_mb", s, mem.rssMb);
+    // Memory per device this process drives (rank order), allocator figures on CUDA.
+    std::vector<torch::Device> seen;
+    for (int rank : engine_.layout().localRanks) {
+      const torch::Device dev = engine_.layout().devices[static_cast<size_t>(rank)];
+      if (std::find(seen.begin(), seen.end(), dev) != seen.end()) continue;
+      seen.push_back(dev);
+      const auto mem = probeMemory(dev);
+      if (seen.size() == 1) emit("mem/rss_mb", s, mem.rssMb);
+      if (!mem.hasCuda) continue;
+      const std::string p = "mem/gpu" + std::to_string(dev.index()) + "/";
+      emit(p + "allocated_mb", s, mem.cudaAllocatedMb);
+      emit(p + "peak_mb", s, mem.cudaPeakMb);
+    }
     if (sink.progress) sink.progress(s, o_.steps, static_cast<double>(tokensPerStep) / dt);
     const bool last = s == o_.steps;
-    if (val_.count > 0 && ((o_.evalEvery > 0 && s % o_.evalEvery == 0) || last)) {
+    if (evaluate && ((o_.evalEvery > 0 && s % o_.evalEvery == 0) || last)) {
       lastEval_ = runEval();
       model_->train();
       emit("eval/loss", s, lastEval_->loss);

@@ -3,7 +3,9 @@
 // schedule, clipping and AdamW as Trainer, with each batch pushed through a
 // PipelineEngine in micro-batches. Emits Trainer's series plus per-stage timing
 // (pipeline/stage<k>/{forward,backward,comm,idle}_ms) and the measured and
-// theoretical bubble. Not here (yet): checkpoints and resume of pipeline runs.
+// theoretical bubble, the all-reduce time and per-GPU memory. With data_parallel D the
+// batch_size rows of a pass are split over the replicas (the same global batch as one
+// device). Not here (yet): checkpoints and resume of pipeline runs.
 #pragma once
 
 #include "core/parallel/pipeline_engine.h"
@@ -24,6 +26,7 @@ class PipelineTrainer {
 
  private:
   EvalResult runEval();
+  bool canEvaluate() const;
   Gpt2 model_;
   TrainOptions o_;
   TokenSpan train_, val_;

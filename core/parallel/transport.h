@@ -6,6 +6,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -59,6 +61,9 @@ class Transport {
     send(peer, tag, tensor);
     return recv(peer, tag, {tensor.sizes().vec(), tensor.scalar_type(), tensor.device()});
   }
+  // Replaces `t` by its sum over every rank of the world (the loss, the clip norm's
+  // sum of squares). Every rank calls it, in the same order, with the same shape.
+  virtual void allReduceSum(torch::Tensor& t) = 0;
   // Fails every pending and future call on every rank it can reach (NCCL:
   // ncclCommAbort, never ncclCommDestroy, so a stuck peer cannot hang us).
   virtual void abort(const std::string& reason) = 0;
@@ -76,6 +81,35 @@ class GradientReducer {
   virtual void allReduceMean(std::vector<torch::Tensor>& bucket) = 0;
   virtual void abort(const std::string& reason) = 0;
 };
+
+// Where the ranks of a pipeline x data-parallel run are: world rank = replica *
+// stages + stage, so the stages of one replica are neighbours. A process drives
+// `localRanks` (all of them in the app: one worker thread per rank; one under torchrun).
+struct RankLayout {
+  int stages = 1, replicas = 1;
+  std::vector<int> localRanks;
+  std::vector<torch::Device> devices;  // per world rank; only the local ones are used
+  int worldSize() const { return stages * replicas; }
+  int stageOf(int rank) const { return rank % stages; }
+  int replicaOf(int rank) const { return rank / stages; }
+  int rankOf(int stage, int replica) const { return replica * stages + stage; }
+};
+
+// The communication of one run: a Transport per local rank (pipeline neighbours, the
+// tied-embedding exchange, world sums) and a GradientReducer per local rank (among the
+// replicas of its stage). Created once per engine; dead after abort().
+class CommBackend {
+ public:
+  virtual ~CommBackend() = default;
+  virtual std::string name() const = 0;  // "in-process", "nccl"
+  virtual Transport& endpoint(int rank) = 0;
+  virtual GradientReducer& reducer(int rank) = 0;
+  virtual void abort(const std::string& reason) = 0;
+  virtual bool aborted() const = 0;
+  // Messages sent but never received, where the backend can tell (else 0).
+  virtual size_t pending() const { return 0; }
+};
+using CommFactory = std::function<std::unique_ptr<CommBackend>(const RankLayout&)>;
 
 // Groups parameter indices into buckets of about `bucketBytes`, last parameter first
 // (the order backward produces gradients in).

@@ -322,9 +322,9 @@ class TestParallelPlan : public QObject {
     QTest::newRow("unknown key") << R"({"parallel":{"stages":2}})"
                                  << "/parallel/stages"
                                  << "unknown key";
-    QTest::newRow("data parallel") << R"({"parallel":{"data_parallel":2}})"
-                                   << "/parallel/data_parallel"
-                                   << "NCCL";
+    QTest::newRow("data parallel split") << R"({"parallel":{"data_parallel":3}})"
+                                         << "/stages/0/batch_size"
+                                         << "does not split into 3 replicas";
     QTest::newRow("gpus") << R"({"device":{"type":"cuda","gpus":[0]}})"
                           << "/parallel/pipeline_stages"
                           << "need 2 GPUs but device.gpus lists 1";

@@ -3,9 +3,13 @@
 // parameter gradient of one step equal the single-device step: max |a - b| <=
 // 1e-5 * max |b| per tensor (fp32). Several AdamW steps track Trainer's loss curve
 // (1e-4 relative per step). Cancel and stage errors end every worker within a second.
-// Plus the transport and the in-process all-reduce on their own.
+// Plus the transport and the in-process all-reduce on their own; data parallelism
+// (alone and x pipeline) against one device; the TCPStore rendezvous; the error a
+// CPU profile gets under torchrun.
 #include "core/io/token_file.h"
+#include "core/parallel/dist_env.h"
 #include "core/parallel/in_process_transport.h"
+#include "core/parallel/rendezvous.h"
 #include "core/parallel/pipeline_trainer.h"
 #include "core/run/runner.h"
 #include "tests/support/torch_support.h"
@@ -13,7 +17,13 @@
 #include <QTemporaryDir>
 #include <QtTest>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <mutex>
 #include <chrono>
 #include <set>
 #include <thread>
@@ -431,6 +441,195 @@ class TestPipeline : public QObject {
          std::vector<std::string>{"train/loss", "eval/loss", "pipeline/stage0/forward_ms",
                                   "pipeline/stage1/idle_ms", "pipeline/bubble"})
       QVERIFY2(seen.series.count(s), s.c_str());
+  }
+
+  // Issue 8, data parallelism: D replicas (threads, in-process all-reduce), alone and
+  // combined with pipeline stages, each on B/D rows of the batch. Loss and every
+  // gradient equal one device on the full batch: max |a - b| <= 1e-5 * max |b| per
+  // tensor (fp32; only the summation order differs). Replicas hold identical bits.
+  void dataParallelMatchesSingleDevice_data() {
+    QTest::addColumn<int>("stages");
+    QTest::addColumn<int>("replicas");
+    QTest::addColumn<ScheduleKind>("kind");
+    QTest::newRow("dp2") << 1 << 2 << ScheduleKind::OneFOneB;
+    QTest::newRow("pp2 x dp2 1f1b") << 2 << 2 << ScheduleKind::OneFOneB;
+    QTest::newRow("pp2 x dp2 gpipe") << 2 << 2 << ScheduleKind::GPipe;
+    QTest::newRow("pp4 x dp2 1f1b") << 4 << 2 << ScheduleKind::OneFOneB;
+  }
+  void dataParallelMatchesSingleDevice() {
+    QFETCH(int, stages);
+    QFETCH(int, replicas);
+    QFETCH(ScheduleKind, kind);
+    const int64_t m = 2;
+    auto [x, y] = batch(8, 16, 3);
+    Gpt2 ref = modelWithSeed(11);
+    ref->train();
+    const auto refLoss =
+        torch::nn::functional::cross_entropy(ref->forward(x).reshape({-1, 64}), y.reshape({-1}));
+    refLoss.backward();
+    const auto refGrads = gradsOf(ref);
+
+    Gpt2 model = modelWithSeed(11);
+    model->train();
+    PipelineOptions o;
+    o.stages = stages;
+    o.microBatches = m;
+    o.schedule = kind;
+    o.dataParallel = replicas;
+    PipelineEngine engine(model, o);
+    CancelToken cancel;
+    engine.zeroGrad();
+    const PassResult r = engine.forwardBackward(x, y, static_cast<double>(m), cancel);
+    engine.syncTiedGradients(cancel);
+    const double lossRef = refLoss.item<double>();
+    qInfo("loss rel diff %.3g", std::abs(r.loss - lossRef) / lossRef);
+    QVERIFY2(std::abs(r.loss - lossRef) <= 1e-5 * std::abs(lossRef),
+             qPrintable(QString("loss %1 vs %2").arg(r.loss, 0, 'g', 10).arg(lossRef, 0, 'g', 10)));
+    double worst = 0.0;
+    for (int rep = 0; rep < replicas; ++rep) {
+      Gpt2 rm = engine.replicaModel(rep);
+      for (auto& item : rm->named_parameters()) {
+        const auto& want = refGrads.at(item.key());
+        REQUIRE_CLOSE(item.value().grad(), want, 1e-5, "replica " + std::to_string(rep) + " " + item.key());
+        worst = std::max(worst, (item.value().grad() - want).abs().max().item<double>() / want.abs().max().item<double>());
+      }
+    }
+    qInfo("worst gradient rel diff %.3g", worst);
+    auto g0 = gradsOf(model);
+    Gpt2 other = engine.replicaModel(replicas - 1);
+    for (auto& item : other->named_parameters())
+      QVERIFY2(torch::equal(item.value().grad(), g0.at(item.key())), item.key().c_str());
+  }
+
+  // Several optimizer steps of PipelineTrainer with data parallelism (and pipeline x
+  // data parallel) against Trainer on the same full batches: every step's loss and the
+  // final parameters within 1e-5 relative (max |a - b| <= 1e-5 * max |b| per tensor).
+  void dataParallelStepsTrackTrainer_data() {
+    QTest::addColumn<int>("stages");
+    QTest::addColumn<int>("replicas");
+    QTest::newRow("dp2") << 1 << 2;
+    QTest::newRow("pp2 x dp2") << 2 << 2;
+  }
+  void dataParallelStepsTrackTrainer() {
+    QFETCH(int, stages);
+    QFETCH(int, replicas);
+    const auto tokens = makeTokens(4000, 1);
+    TrainOptions t;
+    t.steps = 4;
+    t.batchSize = 8;
+    t.gradAccum = 2;
+    t.seqLen = 16;
+    t.lr = 1e-3;
+    t.minLr = 1e-4;
+    t.warmupSteps = 1;
+    t.timingWarmup = 0;
+    t.seed = 42;
+    CancelToken cancel;
+    Gpt2 ref = modelWithSeed(5);
+    Trainer single(ref, t, {tokens.data(), 4000, "train"}, {});
+    single.run({}, cancel);
+
+    Gpt2 model = modelWithSeed(5);
+    PipelineOptions o;
+    o.stages = stages;
+    o.microBatches = 2;
+    o.dataParallel = replicas;
+    PipelineTrainer pipe(model, t, o, {tokens.data(), 4000, "train"}, {});
+    std::set<std::string> series;
+    TrainSink sink;
+    sink.sample = [&](const std::string& s, int64_t, double) { series.insert(s); };
+    pipe.run(sink, cancel);
+    QCOMPARE(pipe.losses().size(), single.losses().size());
+    double worstLoss = 0.0, worstParam = 0.0;
+    for (size_t i = 0; i < single.losses().size(); ++i)
+      worstLoss = std::max(worstLoss, std::abs(pipe.losses()[i] - single.losses()[i]) / single.losses()[i]);
+    auto refParams = ref->named_parameters();
+    for (auto& item : model->named_parameters()) {
+      const auto& want = refParams[item.key()];
+      worstParam = std::max(worstParam, (item.value() - want).abs().max().item<double>() / want.abs().max().item<double>());
+    }
+    qInfo("worst per-step loss rel diff %.3g, worst parameter rel diff %.3g", worstLoss, worstParam);
+    QVERIFY2(worstLoss <= 1e-5, qPrintable(QString("loss rel diff %1").arg(worstLoss)));
+    for (auto& item : model->named_parameters())
+      REQUIRE_CLOSE(item.value(), refParams[item.key()], 1e-5, item.key());
+    // The replicas never drift apart.
+    auto last = pipe.engine().replicaModel(replicas - 1)->named_parameters();
+    for (auto& item : model->named_parameters())
+      QVERIFY2(torch::equal(item.value(), last[item.key()]), item.key().c_str());
+    QVERIFY(series.count("pipeline/allreduce_ms"));
+  }
+
+  // The c10d TCPStore rendezvous (the multi-process path of the NCCL id exchange) on
+  // loopback: rank 0 hosts, rank 1 connects; each publishes and fetches the other's key.
+  void storeRendezvousExchangesBetweenRanks() {
+    if (!haveStoreRendezvous()) QSKIP("this LibTorch has no c10d TCPStore");
+    // A free port: bind to 0, read it back, release it.
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    QVERIFY(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    socklen_t len = sizeof addr;
+    QVERIFY(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+    const int port = ntohs(addr.sin_port);
+    ::close(fd);
+    auto none = [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
+    std::string got0, got1, error;
+    std::mutex mutex;
+    auto rank = [&](int r) {
+      try {
+        DistEnv env;
+        env.rank = r;
+        env.worldSize = 2;
+        env.masterAddr = "127.0.0.1";
+        env.masterPort = port;
+        auto rv = makeStoreRendezvous(env, std::chrono::seconds(20), none);
+        rv->publish("from" + std::to_string(r), std::string("id\0of rank ", 11) + std::to_string(r));
+        (r == 0 ? got0 : got1) = rv->fetch("from" + std::to_string(1 - r));
+        // Keep the host alive until the client has read its key.
+        rv->publish("done" + std::to_string(r), "1");
+        rv->fetch("done" + std::to_string(1 - r));
+      } catch (const std::exception& e) {
+        std::lock_guard lock(mutex);
+        error = e.what();
+      }
+    };
+    std::thread t0(rank, 0), t1(rank, 1);
+    t0.join();
+    t1.join();
+    QVERIFY2(error.empty(), error.c_str());
+    QCOMPARE(got0, std::string("id\0of rank ", 11) + "1");
+    QCOMPARE(got1, std::string("id\0of rank ", 11) + "0");
+  }
+
+  // Under torchrun (WORLD_SIZE > 1) on a CPU profile the train stage stops with an
+  // InputError that says what is missing, not a hang or a crash.
+  void multiProcessWithoutCudaIsAClearError() {
+    QTemporaryDir dir;
+    const auto root = std::filesystem::path(dir.path().toStdString());
+    auto ids = [](const std::vector<uint16_t>& t) { return std::vector<int32_t>(t.begin(), t.end()); };
+    writeTokenFile(root / "train.bin", ids(makeTokens(6000, 1)));
+    writeTokenFile(root / "val.bin", ids(makeTokens(1000, 2)));
+    const nlohmann::json j = {
+        {"schema", 1},
+        {"name", "mp"},
+        {"model",
+         {{"source", "config"},
+          {"config", {{"n_layer", 2}, {"n_head", 2}, {"n_embd", 32}, {"vocab_size", 64}, {"n_positions", 32}}}}},
+        {"data", {{"train", (root / "train.bin").string()}, {"val", (root / "val.bin").string()}, {"seq_len", 16}}},
+        {"parallel", {{"pipeline_stages", 2}, {"micro_batches", 2}}},
+        {"stages", {{{"type", "train"}, {"steps", 1}, {"batch_size", 4}, {"save_model", false}}}}};
+    const Profile p = parseProfile(j, "mp.json", builtinStages());
+    setenv("WORLD_SIZE", "2", 1);
+    setenv("RANK", "0", 1);
+    setenv("MASTER_ADDR", "127.0.0.1", 1);
+    setenv("MASTER_PORT", "29599", 1);
+    CancelToken cancel;
+    const RunResult r = runProfile(p, root / "runs", nullptr, cancel);
+    for (const char* v : {"WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT"}) unsetenv(v);
+    QVERIFY(r.status == RunStatus::Failed);
+    QVERIFY(r.badInput);
+    QVERIFY2(QString::fromStdString(r.message).contains("needs CUDA devices"), r.message.c_str());
   }
 
   void bucketsCoverEveryParameterOnceInBackwardOrder() {
