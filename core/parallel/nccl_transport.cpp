@@ -124,7 +124,10 @@ class NcclReducer;
 
 class NcclBackend : public CommBackend {
  public:
-  NcclBackend(const RankLayout& layout, std::shared_ptr<Rendezvous> rendezvous, std::chrono::seconds timeout);
+  // `generation` numbers the backends made from one factory (keys stay unique when a
+  // run replaces an aborted backend, and a store never serves a stale id).
+  NcclBackend(const RankLayout& layout, std::shared_ptr<Rendezvous> rendezvous, std::chrono::seconds timeout,
+              int generation);
   ~NcclBackend() override;
   std::string name() const override { return "nccl " + ncclVersionText(); }
   Transport& endpoint(int rank) override;
@@ -143,6 +146,7 @@ class NcclBackend : public CommBackend {
   RankLayout layout_;
   std::shared_ptr<Rendezvous> rendezvous_;
   std::chrono::seconds timeout_;
+  std::string prefix_;
   mutable AbortState abort_;
   std::map<int, std::vector<Comm>> comms_;  // local rank -> its communicators
   std::map<int, std::unique_ptr<NcclEndpoint>> endpoints_;
@@ -309,8 +313,12 @@ class NcclReducer : public GradientReducer {
   c10::cuda::CUDAStream stream_;
 };
 
-NcclBackend::NcclBackend(const RankLayout& layout, std::shared_ptr<Rendezvous> rendezvous, std::chrono::seconds timeout)
-    : layout_(layout), rendezvous_(std::move(rendezvous)), timeout_(timeout) {
+NcclBackend::NcclBackend(const RankLayout& layout, std::shared_ptr<Rendezvous> rendezvous, std::chrono::seconds timeout,
+                         int generation)
+    : layout_(layout),
+      rendezvous_(std::move(rendezvous)),
+      timeout_(timeout),
+      prefix_("nccl/" + std::to_string(generation) + "/") {
   // NVLink multicast (NVLS) stays off unless the user turned it on explicitly: on
   // shared hosts a fault in it can take the GPUs out of service.
   setenv("NCCL_NVLS_ENABLE", "0", /*overwrite=*/0);
@@ -355,9 +363,9 @@ void NcclBackend::initRank(int rank) {
     if (index == 0) {
       const ncclResult_t r = ncclGetUniqueId(&id);
       if (r != ncclSuccess) throw RunError("nccl", std::string("ncclGetUniqueId: ") + ncclGetErrorString(r));
-      rendezvous_->publish("nccl/" + c.key, std::string(id.internal, sizeof id.internal));
+      rendezvous_->publish(prefix_ + c.key, std::string(id.internal, sizeof id.internal));
     } else {
-      const std::string bytes = rendezvous_->fetch("nccl/" + c.key);
+      const std::string bytes = rendezvous_->fetch(prefix_ + c.key);
       if (bytes.size() != sizeof id.internal) throw RunError("nccl", "malformed unique id for " + c.key);
       std::memcpy(id.internal, bytes.data(), sizeof id.internal);
     }
@@ -396,6 +404,10 @@ NcclBackend::~NcclBackend() {
     for (auto& [c, r] : pending) settle(c->handle, r, abort_, "finalize " + c->key, std::chrono::seconds(30));
     for (auto& [rank, list] : comms_)
       for (auto& c : list) ncclCommDestroy(c.handle);
+    // No process leaves before every rank has destroyed its communicators: a peer's
+    // teardown may still touch buffers this process shares with it.
+    for (const auto& [rank, list] : comms_) rendezvous_->publish(prefix_ + "closed." + std::to_string(rank), "1");
+    for (int r = 0; r < layout_.worldSize(); ++r) rendezvous_->fetch(prefix_ + "closed." + std::to_string(r));
   } catch (...) {
     abort("finalize failed");
   }
@@ -466,8 +478,9 @@ std::string ncclVersionText() {
 }
 
 CommFactory ncclCommFactory(std::shared_ptr<Rendezvous> rendezvous, std::chrono::seconds timeout) {
-  return [rendezvous, timeout](const RankLayout& layout) -> std::unique_ptr<CommBackend> {
-    return std::make_unique<NcclBackend>(layout, rendezvous, timeout);
+  auto generation = std::make_shared<int>(0);
+  return [rendezvous, timeout, generation](const RankLayout& layout) -> std::unique_ptr<CommBackend> {
+    return std::make_unique<NcclBackend>(layout, rendezvous, timeout, (*generation)++);
   };
 }
 

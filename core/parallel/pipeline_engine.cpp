@@ -281,6 +281,8 @@ PassResult PipelineEngine::forwardBackward(const torch::Tensor& x, const torch::
     onEveryRank([&](Rank& rk, CommBackend&) { SpanClock(rk.device).waitIdle([&] { cancel.throwIfCancelled(); }); },
                 cancel);
   const int lowestReplica = ranks_.front()->replica;
+  const bool allLocal = ranks_.size() == static_cast<size_t>(layout_.worldSize());
+  torch::Tensor gathered;  // [stages, 4]: forward, backward, comm, last span end (multi-process)
   const auto t0 = Clock::now();
   onEveryRank(
       [&](Rank& rk, CommBackend& comm) {
@@ -380,6 +382,25 @@ PassResult PipelineEngine::forwardBackward(const torch::Tensor& x, const torch::
         rankLoss[slot] = loss.item<double>();
         rankReduce[slot] = clock.seconds(reduceEnd) - clock.seconds(reduceBegin);
         for (const auto& s : spans) rankSpans[slot].push_back({s.kind, clock.seconds(s.begin), clock.seconds(s.end)});
+        if (!allLocal) {
+          // Under torchrun each process sees its own stage only: sum every stage's
+          // totals (replica 0's) over the world so every rank reports all stages.
+          const StageTiming mine = summarize(std::vector<StageTimeline>{rankSpans[slot]}).front();
+          auto totals = torch::zeros({n, 4}, torch::TensorOptions().dtype(torch::kFloat64));
+          if (rk.replica == 0) {
+            auto row = totals[rk.stage];
+            row[0].fill_(mine.forwardS);
+            row[1].fill_(mine.backwardS);
+            row[2].fill_(mine.commS);
+            row[3].fill_(mine.windowS);
+          }
+          totals = totals.to(st.device());
+          ep.allReduceSum(totals);
+          clock.waitIdle([&] {
+            if (comm.aborted()) throw TransportAborted("aborted while waiting for the device");
+          });
+          gathered = totals.to(torch::kCPU);
+        }
       },
       cancel);
   r.wallS = since(t0);
@@ -390,6 +411,18 @@ PassResult PipelineEngine::forwardBackward(const torch::Tensor& x, const torch::
   }
   r.loss = rankLoss.front();  // the world sum: the same on every rank
   r.timing = summarize(r.timelines);
+  if (gathered.defined()) {
+    double window = 0.0;
+    for (int s = 0; s < n; ++s) window = std::max(window, gathered[s][3].item<double>());
+    for (int s = 0; s < n; ++s) {
+      StageTiming& t = r.timing[static_cast<size_t>(s)];
+      t.forwardS = gathered[s][0].item<double>();
+      t.backwardS = gathered[s][1].item<double>();
+      t.commS = gathered[s][2].item<double>();
+      t.windowS = window;
+      t.idleS = std::max(0.0, window - t.forwardS - t.backwardS - t.commS);
+    }
+  }
   r.bubble = measuredBubble(r.timing);
   r.theoreticalBubble = theoreticalBubble(n, m);
   for (int s = 0; s < n; ++s) r.peakLive.push_back(hasStage(s) ? stage(s).peakLive() : 0);

@@ -7,6 +7,7 @@
 
 #include "core/bench/memory_probe.h"
 #include "core/bench/perf_device.h"
+#include "core/bench/timer.h"
 #include "core/bench/stats.h"
 #include "core/errors.h"
 #include "core/model/attention.h"
@@ -52,6 +53,42 @@ void synchronizeAll(const std::vector<torch::Device>& devices) {
 #endif
 }
 
+// Layers per stage balanced by measured time: forward + backward of one block and of
+// ln_f + LM head + loss on one micro-batch (bf16 autocast as in training), timed with
+// CUDA events after a warm-up; the embeddings count as free (a lookup).
+std::vector<int64_t> measuredBalance(const Gpt2Config& cfg, AttentionBackend backend, torch::Device device,
+                                     int64_t rows, int64_t t, Precision precision, int stages, nlohmann::json& info) {
+  torch::manual_seed(1);
+  Gpt2Block block(cfg, 0);
+  block->to(device);
+  auto lnf = torch::nn::LayerNorm(torch::nn::LayerNormOptions({cfg.nEmbd}).eps(cfg.layerNormEpsilon));
+  lnf->to(device);
+  auto head = (torch::randn({cfg.vocabSize, cfg.nEmbd}) * 0.02).to(device).requires_grad_(true);
+  auto x = torch::randn({rows, t, cfg.nEmbd}, torch::TensorOptions().device(device)).requires_grad_(true);
+  auto targets = torch::randint(0, cfg.vocabSize, {rows * t}, torch::TensorOptions().dtype(torch::kLong).device(device));
+  std::optional<compat::AutocastGuard> autocast;
+  if (precision != Precision::Fp32) autocast.emplace(c10::DeviceType::CUDA, autocastDtype(precision));
+  auto timeIt = [&](const std::function<void()>& fn) {
+    const auto s = timeRepeated(device, 2, 5, fn);
+    return summarize(s).mean;
+  };
+  const double blockS = timeIt([&] {
+    auto y = block->forward(x, nullptr, backend);
+    y.backward(torch::ones_like(y));
+  });
+  const double headS = timeIt([&] {
+    auto logits = torch::matmul(lnf->forward(x), head.t());
+    auto loss = torch::nn::functional::cross_entropy(logits.reshape({-1, cfg.vocabSize}).to(torch::kFloat32), targets);
+    loss.backward();
+  });
+  info = {{"block_ms", blockS * 1e3}, {"head_ms", headS * 1e3}, {"micro_batch_rows", rows}};
+  const auto us = [](double sec) { return static_cast<int64_t>(std::llround(sec * 1e6)); };
+  std::vector<int64_t> layers(static_cast<size_t>(cfg.nLayer), us(blockS));
+  std::vector<int64_t> out;
+  for (const auto& p : balancedPartition(layers, 0, us(headS), stages)) out.push_back(p.layers());
+  return out;
+}
+
 struct RowSpec {
   std::string label;
   int stages = 1, replicas = 1;
@@ -81,7 +118,12 @@ PerfResult runPipelinePerf(const PipelinePerfOptions& o) {
   res.kind = "pipeline";
   res.env = perfEnvironment(o.device, o.command);
   std::vector<int64_t> balance;
-  if (o.balance == "compute") {
+  nlohmann::json balanceInfo;
+  if (o.balance == "measure") {
+    const int64_t rows = std::max<int64_t>(1, o.batchSize / std::max<int64_t>(1, o.microBatches.empty() ? 4 : o.microBatches.front()));
+    balance = measuredBalance(cfg, parseAttentionBackend(o.attention, "--attention"), home, rows, o.seqLen, precision,
+                              o.stages, balanceInfo);
+  } else if (o.balance == "compute") {
     const auto k = computeCosts(cfg, o.seqLen);
     for (const auto& p : balancedPartition(k.layers, k.embeddings, k.head, o.stages)) balance.push_back(p.layers());
   } else if (o.balance != "params") {
@@ -101,6 +143,7 @@ PerfResult runPipelinePerf(const PipelinePerfOptions& o) {
                 {"stages", o.stages},
                 {"balance", o.balance},
                 {"balance_layers", balance},
+                {"balance_measurement", balanceInfo},
                 {"data_parallel", o.dataParallel},
                 {"warmup_steps", o.warmup},
                 {"timed_steps", o.steps - o.warmup},

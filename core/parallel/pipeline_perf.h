@@ -27,8 +27,9 @@ struct PipelinePerfOptions {
   std::vector<int64_t> microBatches = {4, 8, 16};
   std::vector<std::string> schedules = {"gpipe", "1f1b"};
   int64_t baselineMicroBatches = 4;  // one GPU: accumulation chunks of the same batch
-  // "compute" (FLOP-balanced: the LM head counts), "params", or layers per stage "14,10".
-  std::string balance = "compute";
+  // "measure" (one block vs the LM head + loss timed on the device), "compute"
+  // (FLOP estimate), "params", or layers per stage "16,8".
+  std::string balance = "measure";
   int64_t warmup = 3, steps = 12;  // steps includes the warm-up
   double lr = 3e-4;
   bool fusedOptimizer = true;
