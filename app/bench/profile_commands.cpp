@@ -80,6 +80,20 @@ void addProfileCommands(CLI::App& app, int& exitCode) {
       std::error_code ec;
       std::filesystem::remove_all(root, ec);
     }
+    if (dist.distributed()) {
+      // Every file is closed and flushed by now. Ranks of a torchrun job leave without
+      // static destructors: on the 2 x H100 machine (NCCL 2.28.9, LibTorch 2.11) the
+      // process-exit teardown after finished NCCL runs crashed rank 1 (SIGSEGV) although
+      // its communicators were finalized and destroyed (docs/PERF.md, issue 8).
+      std::cout.flush();
+      std::cerr.flush();
+      std::fflush(nullptr);
+      const int code = result.status == RunStatus::Finished    ? kOk
+                       : result.status == RunStatus::Cancelled ? kInterrupted
+                       : result.badInput                       ? kBadInput
+                                                               : kRunFailed;
+      ::_exit(code);
+    }
     switch (result.status) {
       case RunStatus::Finished: exitCode = kOk; break;
       case RunStatus::Cancelled: exitCode = kInterrupted; break;

@@ -407,7 +407,8 @@ NcclBackend::~NcclBackend() {
     // No process leaves before every rank has destroyed its communicators: a peer's
     // teardown may still touch buffers this process shares with it.
     for (const auto& [rank, list] : comms_) rendezvous_->publish(prefix_ + "closed." + std::to_string(rank), "1");
-    for (int r = 0; r < layout_.worldSize(); ++r) rendezvous_->fetch(prefix_ + "closed." + std::to_string(r));
+    for (int r = 0; r < layout_.worldSize(); ++r)
+      rendezvous_->fetch(prefix_ + "closed." + std::to_string(r), std::chrono::seconds(60));
   } catch (...) {
     abort("finalize failed");
   }

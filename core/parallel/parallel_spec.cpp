@@ -25,9 +25,10 @@ void checkParallelFitsBatch(const ParallelSpec& spec, int64_t batchSize,
   if (batchSize % (spec.microBatches * spec.dataParallel) != 0)
     throw ProfileError({}, pointer,
                        "batch_size " + std::to_string(batchSize) + " does not split into " +
-                           std::to_string(spec.dataParallel) + " replicas (parallel.data_parallel) x " +
-                           std::to_string(spec.microBatches) +
-                           " equal micro-batches (parallel.micro_batches)");
+                           (spec.dataParallel > 1
+                                ? std::to_string(spec.dataParallel) + " replicas (parallel.data_parallel) x "
+                                : std::string()) +
+                           std::to_string(spec.microBatches) + " equal micro-batches (parallel.micro_batches)");
 }
 
 void checkParallelProfile(const Profile& p) {

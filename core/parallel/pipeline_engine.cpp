@@ -5,7 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
-#include <exception>
+#include <exception>  // std::uncaught_exceptions
 #include <map>
 #include <mutex>
 #include <thread>
@@ -161,7 +161,11 @@ PipelineEngine::PipelineEngine(Gpt2 model, PipelineOptions o)
   }
 }
 
-PipelineEngine::~PipelineEngine() = default;
+PipelineEngine::~PipelineEngine() {
+  // Left by an exception (cancel between passes, a failed stage): the peers may never
+  // reach a clean teardown, so abort instead of finalizing (which waits for them).
+  if (backend_ && std::uncaught_exceptions() > 0) backend_->abort("engine left by an exception");
+}
 
 bool PipelineEngine::hasStage(int s) const {
   for (const auto& rk : ranks_)

@@ -27,10 +27,13 @@ class InMemoryRendezvous : public Rendezvous {
     published_.notify_all();
   }
   std::string fetch(const std::string& key) override {
+    return fetch(key, std::chrono::duration_cast<std::chrono::milliseconds>(timeout_));
+  }
+  std::string fetch(const std::string& key, std::chrono::milliseconds timeout) override {
     std::unique_lock lock(mutex_);
-    if (!published_.wait_for(lock, timeout_, [&] { return values_.count(key) > 0; }))
+    if (!published_.wait_for(lock, timeout, [&] { return values_.count(key) > 0; }))
       throw RunError("rendezvous", "no rank published \"" + key + "\" within " +
-                                       std::to_string(timeout_.count()) + " s");
+                                       std::to_string(timeout.count()) + " ms");
     return values_.at(key);
   }
 
@@ -45,7 +48,7 @@ class InMemoryRendezvous : public Rendezvous {
 class StoreRendezvous : public Rendezvous {
  public:
   StoreRendezvous(const DistEnv& env, std::chrono::seconds timeout, bool agentStore, std::string prefix)
-      : prefix_(std::move(prefix)) {
+      : prefix_(std::move(prefix)), timeout_(std::chrono::duration_cast<std::chrono::milliseconds>(timeout)) {
     c10d::TCPStoreOptions o;
     o.port = static_cast<std::uint16_t>(env.masterPort);
     o.isServer = env.rank == 0 && !agentStore;
@@ -64,8 +67,10 @@ class StoreRendezvous : public Rendezvous {
   void publish(const std::string& key, const std::string& bytes) override {
     store_->set(prefix_ + key, std::vector<uint8_t>(bytes.begin(), bytes.end()));
   }
-  std::string fetch(const std::string& key) override {
+  std::string fetch(const std::string& key) override { return fetch(key, timeout_); }
+  std::string fetch(const std::string& key, std::chrono::milliseconds timeout) override {
     try {
+      store_->wait({prefix_ + key}, timeout);
       const auto v = store_->get(prefix_ + key);
       return std::string(v.begin(), v.end());
     } catch (const std::exception& e) {
@@ -76,6 +81,7 @@ class StoreRendezvous : public Rendezvous {
 
  private:
   std::string prefix_;
+  std::chrono::milliseconds timeout_;
   c10::intrusive_ptr<c10d::TCPStore> store_;
 };
 #endif

@@ -19,6 +19,8 @@ class Rendezvous {
   virtual void publish(const std::string& key, const std::string& bytes) = 0;
   // Blocks until `key` is published; RunError after the rendezvous' timeout.
   virtual std::string fetch(const std::string& key) = 0;
+  // The same with its own, usually shorter, limit (a teardown barrier).
+  virtual std::string fetch(const std::string& key, std::chrono::milliseconds timeout) = 0;
 };
 
 std::shared_ptr<Rendezvous> makeInMemoryRendezvous(std::chrono::seconds timeout);
