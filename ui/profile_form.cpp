@@ -18,7 +18,7 @@ using nlohmann::json;
 
 namespace {
 
-// The root keys the form shows directly (device/model/data/stages have their own
+// The root keys the form shows directly (device/model/data/parallel/stages have their own
 // groups). Their defaults and checks stay in core's root table: the greyed value
 // of an absent key comes from the validated profile.
 const SectionSpec& rootFields() {
@@ -100,6 +100,7 @@ void ProfileForm::rebuild(const json& doc) {
   v->addWidget(section(tr("Device"), deviceSection(), QStringLiteral("/device")));
   v->addWidget(section(tr("Model"), modelSection(), QStringLiteral("/model")));
   v->addWidget(section(tr("Data"), dataSection(), QStringLiteral("/data")));
+  v->addWidget(section(tr("Parallel"), parallelSection(), QStringLiteral("/parallel")));
 
   const json* stages = at(doc, QStringLiteral("/stages"));
   const size_t count = stages && stages->is_array() ? stages->size() : 0;

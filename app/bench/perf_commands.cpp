@@ -52,6 +52,7 @@ void addPerfCommands(CLI::App& app, int& exitCode) {
   addPerfTrainCommand(*perf, exitCode);
   addPerfDecodeCommand(*perf, exitCode);
   addPerfMatmulCommand(*perf, exitCode);
+  addPerfPipelineCommand(*perf, exitCode);
   // Further perf subcommands register here (e.g. addPerfAttentionCommand(*perf, exitCode)).
 }
 

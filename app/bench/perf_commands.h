@@ -22,6 +22,7 @@ void addPerfCommands(CLI::App& app, int& exitCode);
 void addPerfTrainCommand(CLI::App& perf, int& exitCode);
 void addPerfDecodeCommand(CLI::App& perf, int& exitCode);
 void addPerfMatmulCommand(CLI::App& perf, int& exitCode);
+void addPerfPipelineCommand(CLI::App& perf, int& exitCode);  // perf_pipeline_command.cpp
 
 // Shared by the subcommands: --out and --format options, and printing/writing a result.
 struct PerfOutputOptions {

@@ -1,11 +1,15 @@
 // `gpt2-bench validate` and `gpt2-bench run`: check a profile, or run it into a run
 // directory with a progress bar and a summary table. Ctrl-C cancels cleanly.
 #include <csignal>
+#include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
+#include <unistd.h>
 
 #include "app/bench/commands.h"
 #include "app/bench/progress_printer.h"
+#include "core/parallel/dist_env.h"
 #include "core/run/runner.h"
 
 namespace wb::cli {
@@ -49,12 +53,47 @@ void addProfileCommands(CLI::App& app, int& exitCode) {
     gCancel = &cancel;
     std::signal(SIGINT, onInterrupt);
     std::signal(SIGTERM, onInterrupt);
-    ProgressPrinter printer(quiet);
-    const auto root = runsDir.empty() ? defaultRunsRoot() : std::filesystem::path(runsDir);
+    // Under torchrun / srun: this process is one rank. It trains on GPU LOCAL_RANK
+    // (moved to the front of device.gpus, where the run loads its model); only rank 0
+    // writes the run directory and prints; the others keep theirs in a temporary
+    // folder that is removed after a clean finish (kept, and named, on failure).
+    const DistEnv dist = readDistEnv();
+    auto root = runsDir.empty() ? defaultRunsRoot() : std::filesystem::path(runsDir);
+    bool secondary = false;
+    if (dist.distributed()) {
+      auto& gpus = p.device.gpus;
+      if (p.device.type == "cuda" && !gpus.empty())
+        std::rotate(gpus.begin(), gpus.begin() + dist.localRank % static_cast<int>(gpus.size()), gpus.end());
+      if (dist.rank != 0) {
+        secondary = true;
+        root = std::filesystem::temp_directory_path() /
+               ("gpt2-workbench-rank" + std::to_string(dist.rank) + "-" + std::to_string(::getpid()));
+      }
+    }
+    ProgressPrinter printer(quiet || secondary);
     const RunResult result = runProfile(p, root, &printer, cancel);
-    std::cout << formatSummaryTable(RunStore::loadSummary(result.runDir));
-    std::cerr << "run " << toString(result.status) << ": " << result.runDir.string() << "\n";
+    if (!secondary) std::cout << formatSummaryTable(RunStore::loadSummary(result.runDir));
+    std::cerr << (secondary ? "rank " + std::to_string(dist.rank) + " " : std::string()) << "run "
+              << toString(result.status) << ": " << result.runDir.string() << "\n";
     if (!result.message.empty()) std::cerr << result.message << "\n";
+    if (secondary && result.status == RunStatus::Finished) {
+      std::error_code ec;
+      std::filesystem::remove_all(root, ec);
+    }
+    if (dist.distributed()) {
+      // Every file is closed and flushed by now. Ranks of a torchrun job leave without
+      // static destructors: on the 2 x H100 machine (NCCL 2.28.9, LibTorch 2.11) the
+      // process-exit teardown after finished NCCL runs crashed rank 1 (SIGSEGV) although
+      // its communicators were finalized and destroyed (docs/PERF.md, issue 8).
+      std::cout.flush();
+      std::cerr.flush();
+      std::fflush(nullptr);
+      const int code = result.status == RunStatus::Finished    ? kOk
+                       : result.status == RunStatus::Cancelled ? kInterrupted
+                       : result.badInput                       ? kBadInput
+                                                               : kRunFailed;
+      ::_exit(code);
+    }
     switch (result.status) {
       case RunStatus::Finished: exitCode = kOk; break;
       case RunStatus::Cancelled: exitCode = kInterrupted; break;

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/model/gpt2_config.h"
+#include "core/parallel/parallel_spec.h"
 #include "core/run/schema.h"
 #include "core/run/stage_registry.h"
 
@@ -26,6 +27,7 @@ const SectionSpec& rootSection() {
        {"device", FieldKind::Object, json::object(), "Where and in which precision to run"},
        {"model", FieldKind::Object, nullptr, "The model to start from", {}, {}, {}, true},
        {"data", FieldKind::Object, json::object(), "Token data for training and evaluation"},
+       {"parallel", FieldKind::Object, json::object(), "Pipeline and data parallelism for training"},
        {"stages", FieldKind::ObjectList, nullptr, "The stages, run in order", {}, {}, {}, true}}};
   return s;
 }
@@ -71,6 +73,21 @@ const SectionSpec& dataSection() {
        {"val_fraction", FieldKind::Number, 0.1, "Share of text tokens held out for validation",
         0.001, 0.5},
        {"seq_len", FieldKind::Int, 256, "Tokens per training sequence", 1, 1 << 20}}};
+  return s;
+}
+
+const SectionSpec& parallelSection() {
+  static const SectionSpec s{
+      "parallel",
+      "Multi-device training: pipeline stages (GPipe / 1F1B) and data-parallel replicas",
+      {{"pipeline_stages", FieldKind::Int, 1, "Pipeline stages the GPT-2 blocks are split into", 1, 1024},
+       {"micro_batches", FieldKind::Int, 1, "Micro-batches per batch (batch_size must divide)", 1, 65536},
+       {"schedule", FieldKind::String, "1f1b", "Pipeline schedule", {}, {}, {"1f1b", "gpipe"}},
+       {"data_parallel", FieldKind::Int, 1, "Data-parallel replicas of the pipeline", 1, 1024},
+       {"balance", FieldKind::IntList, json::array(),
+        "Layers per stage (empty: balanced by parameter count)", 1, {}},
+       {"checkpoint", FieldKind::Bool, false,
+        "Activation checkpointing: recompute each stage's forward in backward"}}};
   return s;
 }
 
@@ -160,6 +177,14 @@ Profile parseProfile(const json& rootIn, const std::string& sourceName,
     if (!p.data.text.empty() && (!p.data.train.empty() || !p.data.val.empty()))
       throw ProfileError({}, "/data/text", "give either text or train/val token files, not both");
 
+    const json par = validateSection(root["parallel"], parallelSection(), "/parallel");
+    p.parallel.pipelineStages = par["pipeline_stages"];
+    p.parallel.microBatches = par["micro_batches"];
+    p.parallel.schedule = par["schedule"];
+    p.parallel.dataParallel = par["data_parallel"];
+    p.parallel.balance = par["balance"].get<std::vector<int64_t>>();
+    p.parallel.checkpoint = par["checkpoint"];
+
     const json& stages = root["stages"];
     if (!stages.is_array() || stages.empty())
       throw ProfileError({}, "/stages", "expected a non-empty list of stages, got " + stages.dump());
@@ -196,6 +221,7 @@ Profile parseProfile(const json& rootIn, const std::string& sourceName,
       names.insert(name);
       p.stages.push_back({type, name, validateSection(params, st->schema, ptr)});
     }
+    checkParallelProfile(p);
     return p;
   } catch (const ProfileError& e) {
     if (!e.file().empty() || sourceName.empty()) throw;
@@ -225,6 +251,12 @@ json toJson(const Profile& p) {
   j["data"] = {{"train", p.data.train},   {"val", p.data.val},
                {"text", p.data.text},     {"val_fraction", p.data.valFraction},
                {"seq_len", p.data.seqLen}};
+  j["parallel"] = {{"pipeline_stages", p.parallel.pipelineStages},
+                   {"micro_batches", p.parallel.microBatches},
+                   {"schedule", p.parallel.schedule},
+                   {"data_parallel", p.parallel.dataParallel},
+                   {"balance", p.parallel.balance},
+                   {"checkpoint", p.parallel.checkpoint}};
   j["stages"] = json::array();
   for (const auto& s : p.stages) {
     json st = {{"type", s.type}, {"name", s.name}};

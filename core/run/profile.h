@@ -54,6 +54,19 @@ struct DataSpec {
   int64_t seqLen = 256;
 };
 
+// Multi-device training (issue 8). pipeline_stages > 1 makes the train stage use the
+// pipeline trainer (core/parallel/); checks against the model and batch size live in
+// core/parallel/parallel_spec.h.
+struct ParallelSpec {
+  int pipelineStages = 1;
+  int64_t microBatches = 1;
+  std::string schedule = "1f1b";  // "1f1b" | "gpipe"
+  int dataParallel = 1;
+  std::vector<int64_t> balance;  // layers per stage; empty: balanced by parameter count
+  bool checkpoint = false;       // recompute each stage's activations in backward
+  bool pipelined() const { return pipelineStages > 1; }
+};
+
 struct StageSpec {
   std::string type;
   std::string name;       // unique within the profile; defaults to the type
@@ -67,6 +80,7 @@ struct Profile {
   DeviceSpec device;
   ModelSpec model;
   DataSpec data;
+  ParallelSpec parallel;
   std::vector<StageSpec> stages;
 };
 
@@ -82,6 +96,7 @@ nlohmann::json toJson(const Profile& profile);
 const SectionSpec& deviceSection();
 const SectionSpec& modelSection();
 const SectionSpec& dataSection();
+const SectionSpec& parallelSection();
 
 // Line and column (1-based) of a byte offset, for syntax errors.
 std::pair<int, int> lineColumnAt(std::string_view text, size_t offset);

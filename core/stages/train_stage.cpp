@@ -3,6 +3,10 @@
 // saving the final model there as a Hugging Face folder for later stages and tools.
 #include "core/errors.h"
 #include "core/io/hf_checkpoint.h"
+#include "core/parallel/dist_env.h"
+#include "core/parallel/nccl_transport.h"
+#include "core/parallel/parallel_spec.h"
+#include "core/parallel/pipeline_trainer.h"
 #include "core/run/run_state.h"
 #include "core/run/runner.h"
 #include "core/stages/stages.h"
@@ -53,6 +57,11 @@ class TrainStage : public Stage {
             std::to_string(model->config().nLayer) +
             " layers; data: " + std::to_string(train.size()) + " train / " +
             std::to_string(val.size()) + " val tokens");
+    const ParallelSpec& par = ctx.profile().parallel;
+    if (par.pipelined() || par.dataParallel > 1 || readDistEnv().distributed()) {
+      runPipeline(ctx, model, o, train, val);
+      return;
+    }
     Trainer trainer(model, o,
                     {train.data(), static_cast<int64_t>(train.size()), train.path().string()},
                     {val.data(), static_cast<int64_t>(val.size()), val.path().string()});
@@ -70,6 +79,99 @@ class TrainStage : public Stage {
     const auto ckptRoot = ctx.runDir() / "checkpoints" / ctx.spec().name;
     trainer.run(sink, ctx.cancel(), ckptRoot);
     if (ctx.flag("save_model")) {
+      const auto dir = ctx.runDir() / "models" / ctx.spec().name;
+      saveHfCheckpoint(*model, model->config().toJson(), dir);
+      ctx.log("model saved to " + dir.string());
+    }
+  }
+
+ private:
+  // parallel.pipeline_stages > 1 or data_parallel > 1: one worker thread per rank,
+  // in-process transport on the CPU, NCCL between GPUs; under torchrun this process
+  // runs rank RANK only, on GPU LOCAL_RANK (the run command put it first in gpus).
+  void runPipeline(StageContext& ctx, Gpt2& model, const TrainOptions& o, const TokenFile& train,
+                   const TokenFile& val) {
+    const ParallelSpec& par = ctx.profile().parallel;
+    const std::string stagePtr = "/stages/" + std::to_string(ctx.index());
+    checkParallelFitsModel(par, model->config().nLayer);
+    checkParallelFitsBatch(par, o.batchSize, stagePtr + "/batch_size");
+    if (o.checkpointEvery > 0 || !ctx.text("resume").empty())
+      throw ProfileError({}, stagePtr + (o.checkpointEvery > 0 ? "/checkpoint_every" : "/resume"),
+                         "checkpoints of pipeline-parallel training are not supported yet");
+    if (o.activationCheckpointing)
+      throw ProfileError({}, stagePtr + "/activation_checkpointing",
+                         "with parallel stages use parallel.checkpoint (per stage) instead");
+    const DistEnv dist = readDistEnv();
+    const int world = par.pipelineStages * par.dataParallel;
+    const bool cuda = ctx.state().device.is_cuda();
+    if (dist.distributed()) {
+      if (dist.worldSize != world)
+        throw InputError("environment: WORLD_SIZE",
+                         "WORLD_SIZE is " + std::to_string(dist.worldSize) +
+                             " but parallel asks for " + std::to_string(par.pipelineStages) +
+                             " stages x " + std::to_string(par.dataParallel) +
+                             " replicas = " + std::to_string(world) + " ranks",
+                         "launch with torchrun --nproc-per-node " + std::to_string(world));
+      if (!cuda)
+        throw InputError("/device/type", "a multi-process run needs CUDA devices (NCCL)",
+                         "set device.type to cuda, or run without torchrun (threads on the CPU)");
+      requireNccl("environment: WORLD_SIZE", "a multi-process run");
+    }
+    if (cuda && world > 1) requireNccl("/parallel", "training on several GPUs");
+    PipelineOptions po;
+    po.stages = par.pipelineStages;
+    po.microBatches = par.microBatches;
+    po.schedule = parseScheduleKind(par.schedule, "/parallel/schedule");
+    po.balance = par.balance;
+    po.checkpoint = par.checkpoint;
+    po.dataParallel = par.dataParallel;
+    po.precision = o.precision;
+    if (cuda) {
+      const auto& gpus = ctx.profile().device.gpus;
+      for (int r = 0; r < world; ++r) {
+        if (dist.distributed()) {
+          po.devices.push_back(ctx.state().device);  // only this process's rank uses it
+        } else {
+          po.devices.emplace_back(torch::kCUDA,
+                                  static_cast<c10::DeviceIndex>(gpus[static_cast<size_t>(r)]));
+        }
+      }
+    }
+    if (dist.distributed()) po.localRanks = {dist.rank};
+#ifdef WB_HAVE_NCCL
+    if (cuda && world > 1) {
+      const auto timeout = std::chrono::seconds(300);
+      po.comm = ncclCommFactory(
+          dist.distributed() ? makeStoreRendezvous(dist, timeout) : makeInMemoryRendezvous(timeout),
+          timeout);
+    }
+#endif
+    PipelineTrainer trainer(
+        model, o, po, {train.data(), static_cast<int64_t>(train.size()), train.path().string()},
+        {val.data(), static_cast<int64_t>(val.size()), val.path().string()});
+    ctx.log("pipeline: " + std::to_string(po.stages) + " stages (" +
+            describe(trainer.engine().plan()) + ") x " + std::to_string(po.dataParallel) +
+            " replicas, " + std::to_string(po.microBatches) + " micro-batches, " +
+            toString(po.schedule) + " schedule, " + trainer.engine().backendName() +
+            (dist.distributed()
+                 ? ", rank " + std::to_string(dist.rank) + " of " + std::to_string(dist.worldSize)
+                 : "") +
+            "; theoretical bubble " +
+            std::to_string(theoreticalBubble(po.stages, po.microBatches)));
+    TrainSink sink;
+    sink.sample = [&](const std::string& s, int64_t step, double v) { ctx.sample(s, step, v); };
+    sink.log = [&](const std::string& text) { ctx.log(text); };
+    sink.progress = [&](int64_t step, int64_t total, double tps) {
+      ctx.progress(step, total, tps, "tok/s");
+    };
+    trainer.run(sink, ctx.cancel());
+    if (cuda) model->to(ctx.state().device);  // gather the stages back (this process's copy)
+    if (ctx.flag("save_model") && dist.distributed() && po.stages > 1) {
+      ctx.log(
+          "model not saved: under torchrun each process holds one pipeline stage's weights "
+          "(gathering them into one folder is not implemented)",
+          LogLevel::Warning);
+    } else if (ctx.flag("save_model")) {
       const auto dir = ctx.runDir() / "models" / ctx.spec().name;
       saveHfCheckpoint(*model, model->config().toJson(), dir);
       ctx.log("model saved to " + dir.string());
