@@ -1,8 +1,9 @@
 // Fused batch-1 decode kernels; see decode.h.
-// GEMV: 64-256 threads, rows owned by lane groups (32 lanes per fp16 row, 8 per int4 row),
-// 16-byte streaming weight loads; the first pass of each row's weights is issued before
-// griddepcontrol.wait, so with programmatic launch it overlaps the previous kernel. The
-// input vector is rebuilt in shared memory by every block (it is at most a few KB).
+// GEMV: 64-256 threads, rows owned by lane groups (32 lanes per fp16 row, 8 or 32 per
+// int4 row), 16-byte streaming weight loads; the first pass of each row's weights (and
+// the LayerNorm parameters, bias and residual element) is issued before
+// griddepcontrol.wait, so with programmatic launch it overlaps the previous kernel.
+// The input vector is rebuilt in shared memory by every block (at most a few KB).
 // Rounding follows the eager LibTorch fp16 path: LayerNorm, GEMV + bias, GELU and
 // residual outputs are each rounded to fp16 once, products accumulate in fp32.
 #include <cuda_fp16.h>
@@ -74,9 +75,9 @@ __device__ __forceinline__ float geluTanh(float x) {
   return 0.5f * x * (1.f + tanhf(k * (x + 0.044715f * x * x * x)));
 }
 
-template <bool kInt4>
+template <bool kInt4, int kLanesPerRow>
 struct RowLayout {
-  static constexpr int kLanes = kInt4 ? 8 : 32;    // lanes sharing one output row
+  static constexpr int kLanes = kLanesPerRow;  // lanes sharing one output row (8 or 32)
   static constexpr int kRowsPerWarp = 32 / kLanes;
   static constexpr int kInputsPerChunk = kInt4 ? 32 : 8;  // inputs behind one 16-byte load
 };
@@ -85,7 +86,7 @@ struct RowLayout {
 // int4 the fp16 pairs (x0,x4),(x1,x5),.. of each 8-input chunk kc = 4c + e at slot
 // e * K/32 + c, the order the nibble trick produces (as kernels/int4_matmul).
 template <int kIn, bool kInt4>
-__device__ void stageInput(const WbDecodeLinearParams& p, float* sx, uint4* sxq, float* scratch) {
+__device__ void stageInput(const WbDecodeLinearParams& p, float* sx, uint4* sxq, const __half* sln, float* scratch) {
   const int k = p.k, chunks8 = k / 8;
   const int64_t pos = (kIn == WB_DECODE_IN_EMBED || kIn == WB_DECODE_IN_ATTENTION) ? __ldcg(p.position) : 0;
   for (int kc = threadIdx.x; kc < chunks8; kc += blockDim.x) {
@@ -145,8 +146,8 @@ __device__ void stageInput(const WbDecodeLinearParams& p, float* sx, uint4* sxq,
       q += d * d;
     }
     const float rstd = rsqrtf(blockSum(q, scratch) / static_cast<float>(k) + p.lnEps);
-    const __half* g = static_cast<const __half*>(p.lnWeight);
-    const __half* b = static_cast<const __half*>(p.lnBias);
+    const __half* g = sln;  // LayerNorm weight and bias, staged before the wait
+    const __half* b = sln + k;
     for (int i = threadIdx.x; i < k; i += blockDim.x)
       sx[i] = roundHalf((sx[i] - mean) * rstd * __half2float(g[i]) + __half2float(b[i]));
   }
@@ -166,12 +167,14 @@ __device__ void stageInput(const WbDecodeLinearParams& p, float* sx, uint4* sxq,
   __syncthreads();
 }
 
-template <int kIn, int kOut, bool kInt4, int kVmax>
+template <int kIn, int kOut, bool kInt4, int kLanesPerRow, int kVmax>
 __global__ void __launch_bounds__(kMaxWarps * 32) decodeLinearKernel(const WbDecodeLinearParams p) {
-  using L = RowLayout<kInt4>;
+  using L = RowLayout<kInt4, kLanesPerRow>;
+  constexpr bool kNorm = kIn == WB_DECODE_IN_LAYERNORM || kIn == WB_DECODE_IN_EMBED;
   extern __shared__ float4 smem[];
   float* sx = reinterpret_cast<float*>(smem);                 // [K]
   uint4* sxq = reinterpret_cast<uint4*>(sx + p.k);            // int4: [K/8]
+  __half* sln = reinterpret_cast<__half*>(sxq + (kInt4 ? p.k / 8 : 0));  // LayerNorm: weight [K], bias [K]
   __shared__ float scratch[kMaxWarps];
   __shared__ float bestValue[kMaxWarps];
   __shared__ int bestIndex[kMaxWarps];
@@ -209,12 +212,26 @@ __global__ void __launch_bounds__(kMaxWarps * 32) decodeLinearKernel(const WbDec
     }
   };
 
-  // The weights are constant: fetch the first pass before waiting for the producer.
+  // The weights, LayerNorm parameters and bias are constant: fetch them (the first
+  // pass of the weights) before waiting for the producer. The residual a RESIDUAL
+  // kernel adds to was last written two or more kernels back, which has finished by
+  // the time this kernel may start (see waitForPrevious).
   const int myRow0 = warpRow + lane / L::kLanes;
   load(myRow0, 0);
+  if (kNorm)
+    for (int c = threadIdx.x; c < k / 8; c += blockDim.x) {
+      reinterpret_cast<uint4*>(sln)[c] = __ldg(reinterpret_cast<const uint4*>(p.lnWeight) + c);
+      reinterpret_cast<uint4*>(sln + k)[c] = __ldg(reinterpret_cast<const uint4*>(p.lnBias) + c);
+    }
+  float bias0 = 0.f, residual0 = 0.f;
+  if (sub == 0 && myRow0 < n) {
+    if (p.bias) bias0 = __half2float(static_cast<const __half*>(p.bias)[myRow0]);
+    if (kOut == WB_DECODE_OUT_RESIDUAL) residual0 = __half2float(__ldcg(static_cast<const __half*>(p.y) + myRow0));
+  }
   waitForPrevious();
   releaseDependents();
-  stageInput<kIn, kInt4>(p, sx, sxq, scratch);
+  const int64_t stepPos = kOut == WB_DECODE_OUT_QKV ? __ldcg(p.position) : 0;  // written by the previous step
+  stageInput<kIn, kInt4>(p, sx, sxq, sln, scratch);
 
   float best = -FLT_MAX;
   int bestIdx = 0x7fffffff;
@@ -266,7 +283,8 @@ __global__ void __launch_bounds__(kMaxWarps * 32) decodeLinearKernel(const WbDec
 #pragma unroll
     for (int o = L::kLanes / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
     if (sub != 0 || row >= n) continue;
-    const float b = p.bias ? __half2float(static_cast<const __half*>(p.bias)[row]) : 0.f;
+    const bool first = row == myRow0;
+    const float b = first ? bias0 : p.bias ? __half2float(static_cast<const __half*>(p.bias)[row]) : 0.f;
     const __half out = __float2half_rn(acc + b);
     __half* y = static_cast<__half*>(p.y);
     if (kOut == WB_DECODE_OUT_STORE) {
@@ -274,10 +292,11 @@ __global__ void __launch_bounds__(kMaxWarps * 32) decodeLinearKernel(const WbDec
     } else if (kOut == WB_DECODE_OUT_GELU) {
       y[row] = __float2half_rn(geluTanh(__half2float(out)));
     } else if (kOut == WB_DECODE_OUT_RESIDUAL) {
-      y[row] = __float2half_rn(__half2float(__ldcg(y + row)) + __half2float(out));
+      const float res = first ? residual0 : __half2float(__ldcg(y + row));
+      y[row] = __float2half_rn(res + __half2float(out));
     } else if (kOut == WB_DECODE_OUT_QKV) {
       const int e = n / 3;
-      const int64_t pos = __ldcg(p.position);
+      const int64_t pos = stepPos;
       if (row < e) {
         y[row] = out;
       } else if (pos < p.capacity) {
@@ -460,9 +479,9 @@ int smCount() {
   return sms;
 }
 
-template <int kIn, int kOut, bool kInt4>
+template <int kIn, int kOut, bool kInt4, int kLanesPerRow>
 WbStatus launchLinear(const WbDecodeLinearParams& p, cudaStream_t stream) {
-  using L = RowLayout<kInt4>;
+  using L = RowLayout<kInt4, kLanesPerRow>;
   const int rowChunks = p.k / L::kInputsPerChunk;
   const int perLane = (rowChunks + L::kLanes - 1) / L::kLanes;
   // Enough blocks for every SM to hold two (the small GEMVs are latency-bound), else
@@ -472,8 +491,11 @@ WbStatus launchLinear(const WbDecodeLinearParams& p, cudaStream_t stream) {
   int warps = kOut == WB_DECODE_OUT_ARGMAX ? kMaxWarps : std::clamp((warpRows + 2 * sms - 1) / (2 * sms), 2, kMaxWarps);
   int blocks = (warpRows + warps - 1) / warps;
   if (kOut == WB_DECODE_OUT_ARGMAX) blocks = std::min(std::min(blocks, 4 * sms), p.argmaxSlots);
-  const size_t smem = static_cast<size_t>(p.k) * sizeof(float) + (kInt4 ? static_cast<size_t>(p.k) * 2 : 0);
-  auto kernel = perLane <= 4 ? decodeLinearKernel<kIn, kOut, kInt4, 4> : decodeLinearKernel<kIn, kOut, kInt4, 16>;
+  constexpr bool kNorm = kIn == WB_DECODE_IN_LAYERNORM || kIn == WB_DECODE_IN_EMBED;
+  const size_t smem = static_cast<size_t>(p.k) * sizeof(float) + (kInt4 ? static_cast<size_t>(p.k) * 2 : 0) +
+                      (kNorm ? static_cast<size_t>(p.k) * 4 : 0);
+  auto kernel = perLane <= 4 ? decodeLinearKernel<kIn, kOut, kInt4, kLanesPerRow, 4>
+                             : decodeLinearKernel<kIn, kOut, kInt4, kLanesPerRow, 16>;
   if (smem > 48 * 1024 &&
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) != cudaSuccess)
     return checkLaunch("decode linear: cudaFuncSetAttribute");
@@ -481,9 +503,13 @@ WbStatus launchLinear(const WbDecodeLinearParams& p, cudaStream_t stream) {
                 &p);
 }
 
+// fp16 rows: a warp per row. int4 rows (4x shorter): eight lanes per row while that
+// leaves each lane <= 4 chunks, else a warp, so that no lane dequantizes a long serial
+// run of chunks (that, not memory, bounded the int4 GEMVs with few warps per SM).
 template <int kIn, int kOut>
 WbStatus launchFormat(const WbDecodeLinearParams& p, cudaStream_t stream) {
-  return p.qweight ? launchLinear<kIn, kOut, true>(p, stream) : launchLinear<kIn, kOut, false>(p, stream);
+  if (!p.qweight) return launchLinear<kIn, kOut, false, 32>(p, stream);
+  return p.k / 32 <= 32 ? launchLinear<kIn, kOut, true, 8>(p, stream) : launchLinear<kIn, kOut, true, 32>(p, stream);
 }
 
 WbStatus checkLinear(const WbDecodeLinearParams* params) {
@@ -505,11 +531,13 @@ WbStatus checkLinear(const WbDecodeLinearParams* params) {
       if (!p.x || reinterpret_cast<uintptr_t>(p.x) % 16) return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: x (16-byte aligned) needed");
       break;
     case WB_DECODE_IN_LAYERNORM:
-      if (!p.x || reinterpret_cast<uintptr_t>(p.x) % 16 || !p.lnWeight || !p.lnBias)
+      if (!p.x || reinterpret_cast<uintptr_t>(p.x) % 16 || !p.lnWeight || !p.lnBias ||
+          reinterpret_cast<uintptr_t>(p.lnWeight) % 16 || reinterpret_cast<uintptr_t>(p.lnBias) % 16)
         return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: LayerNorm needs x (16-byte aligned), weight and bias");
       break;
     case WB_DECODE_IN_EMBED:
-      if (!p.wte || !p.wpe || !p.token || !p.position || !p.residual || !p.lnWeight || !p.lnBias)
+      if (!p.wte || !p.wpe || !p.token || !p.position || !p.residual || !p.lnWeight || !p.lnBias ||
+          reinterpret_cast<uintptr_t>(p.lnWeight) % 16 || reinterpret_cast<uintptr_t>(p.lnBias) % 16)
         return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: embedding needs wte, wpe, token, position, residual, LayerNorm");
       break;
     case WB_DECODE_IN_ATTENTION:

@@ -6,6 +6,7 @@
 // the int4 GEMV sums 8 products in half2 as kernels/int4_matmul does). Greedy tokens
 // must equal eager decode's until a step where the two choices are a near tie: their
 // fp32 logits within that same tolerance.
+#include "core/errors.h"
 #include "core/model/graph_decode.h"
 #include "core/techniques/quantize.h"
 #include "tests/support/torch_support.h"
