@@ -85,7 +85,7 @@ void addPerfTrainCommand(CLI::App& perf, int& exitCode) {
 }
 
 void addPerfDecodeCommand(CLI::App& perf, int& exitCode) {
-  auto* c = perf.add_subcommand("decode", "Batch-1 greedy decode µs/token: eager vs CUDA graph");
+  auto* c = perf.add_subcommand("decode", "Batch-1 greedy decode µs/token: eager, CUDA graph, fused kernels, int4");
   static DecodePerfOptions o;
   static PerfOutputOptions out;
   c->add_option("--device", o.device, "cpu, cuda or cuda:N")->capture_default_str();
@@ -98,6 +98,11 @@ void addPerfDecodeCommand(CLI::App& perf, int& exitCode) {
   c->add_option("--warmup", o.warmup, "Untimed repeats")->capture_default_str();
   c->add_option("--repeats", o.repeats, "Timed repeats")->capture_default_str();
   c->add_option("--seed", o.seed, "Seed for weights and prompt")->capture_default_str();
+  c->add_option("--paths", o.paths, "eager, graph, fused, fused-nopdl, int4, int4-fp16-head")
+      ->delimiter(',')
+      ->capture_default_str();
+  c->add_option("--int4-group-size", o.int4GroupSize, "int4 paths: inputs per group (32, 64, 128)")
+      ->capture_default_str();
   addModelShapeOptions(*c, o.model);
   addPerfOutputOptions(*c, out);
   c->callback([&exitCode] {

@@ -1,7 +1,9 @@
-// Decode latency, eager vs CUDA graph; see perf_decode.h.
+// Decode latency, eager vs CUDA graph (LibTorch ops or fused kernels); see perf_decode.h.
 #include "core/bench/perf_decode.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
 
 #include "core/bench/memory_probe.h"
 #include "core/bench/perf_device.h"
@@ -13,9 +15,37 @@
 
 namespace wb {
 
+namespace {
+
+bool wants(const DecodePerfOptions& o, const std::string& path) {
+  return std::find(o.paths.begin(), o.paths.end(), path) != o.paths.end();
+}
+
+PerfRow timedRow(std::string label, const BenchMetric& us) {
+  PerfRow row;
+  row.label = std::move(label);
+  row.metrics = {us, {"tokens_per_s", {}}};
+  for (double v : us.samples) row.metrics[1].samples.push_back(1e6 / v);
+  return row;
+}
+
+int64_t identicalPrefix(const std::vector<int64_t>& a, const std::vector<int64_t>& b) {
+  int64_t n = 0;
+  while (n < static_cast<int64_t>(std::min(a.size(), b.size())) && a[static_cast<size_t>(n)] == b[static_cast<size_t>(n)])
+    ++n;
+  return n;
+}
+
+}  // namespace
+
 PerfResult runDecodePerf(const DecodePerfOptions& o) {
   if (o.repeats < 2 || o.newTokens < 2 || o.promptLength < 1)
     throw InputError("perf decode", "needs repeats >= 2, new tokens >= 2 and a prompt of >= 1 token");
+  static const std::vector<std::string> known{"eager", "graph", "fused", "fused-nopdl", "int4", "int4-fp16-head"};
+  for (const auto& p : o.paths)
+    if (std::find(known.begin(), known.end(), p) == known.end())
+      throw InputError("perf decode", "unknown path '" + p + "'",
+                       "eager, graph, fused, fused-nopdl, int4, int4-fp16-head");
   const auto device = parsePerfDevice(o.device);
   const auto dtype = parseDtype(o.dtype, "--dtype");
   const Gpt2Config cfg = o.model.config();
@@ -27,7 +57,8 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
   r.env = perfEnvironment(o.device, o.command);
   r.config = {{"model", o.model.toJson()}, {"dtype", o.dtype},       {"batch", 1},
               {"prompt_tokens", o.promptLength}, {"new_tokens", o.newTokens}, {"warmup", o.warmup},
-              {"repeats", o.repeats}, {"eager_attention", o.attention},
+              {"repeats", o.repeats}, {"eager_attention", o.attention}, {"paths", o.paths},
+              {"int4_group_size", o.int4GroupSize},
               {"timing", device.is_cuda() ? "cuda events around the decode steps" : "steady_clock"}};
 
   torch::manual_seed(static_cast<int64_t>(o.seed));
@@ -41,74 +72,113 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
   const std::vector<int64_t> prompt(promptT.data_ptr<int64_t>(), promptT.data_ptr<int64_t>() + o.promptLength);
   const auto ids = promptT.unsqueeze(0).to(device);
   const auto opts = model->parameters().front().options();
+  DeviceTimer timer(device);
 
   // Eager: prefill untimed, then newTokens single-token forwards with the argmax kept
   // on the device, timed as one block.
-  torch::Tensor eagerTokens;
-  DeviceTimer timer(device);
-  auto eagerRun = [&](bool timed) {
-    KvCache cache = model->makeCache(1, capacity, opts);
-    auto logits = model->forward(ids, &cache);
-    auto next = logits.select(1, o.promptLength - 1).argmax(-1, true);
-    std::vector<torch::Tensor> out{next};
-    if (timed) timer.start();
-    for (int64_t i = 0; i < o.newTokens; ++i) {
-      logits = model->forward(next, &cache);
-      next = logits.select(1, 0).argmax(-1, true);
-      out.push_back(next);
-    }
-    if (timed) timer.stop();
-    eagerTokens = torch::cat(out, 1);
-    return timed ? timer.seconds() : 0.0;
-  };
-  BenchMetric eagerUs{"us_per_token", {}};
-  for (int64_t i = 0; i < o.warmup; ++i) eagerRun(false);
-  for (int64_t i = 0; i < o.repeats; ++i) eagerUs.samples.push_back(eagerRun(true) * 1e6 / static_cast<double>(o.newTokens));
-  PerfRow eager;
-  eager.label = "eager (KV cache)";
-  eager.metrics = {eagerUs, {"tokens_per_s", {}}};
-  for (double us : eagerUs.samples) eager.metrics[1].samples.push_back(1e6 / us);
-  const auto eagerCpu = eagerTokens.to(torch::kCPU).view({-1});
-
+  std::vector<int64_t> eagerTokens;
+  double eagerMean = 0;
+  if (wants(o, "eager") || !device.is_cuda()) {
+    torch::Tensor tokens;
+    auto eagerRun = [&](bool timed) {
+      KvCache cache = model->makeCache(1, capacity, opts);
+      auto logits = model->forward(ids, &cache);
+      auto next = logits.select(1, o.promptLength - 1).argmax(-1, true);
+      std::vector<torch::Tensor> out{next};
+      if (timed) timer.start();
+      for (int64_t i = 0; i < o.newTokens; ++i) {
+        logits = model->forward(next, &cache);
+        next = logits.select(1, 0).argmax(-1, true);
+        out.push_back(next);
+      }
+      if (timed) timer.stop();
+      tokens = torch::cat(out, 1);
+      return timed ? timer.seconds() : 0.0;
+    };
+    BenchMetric us{"us_per_token", {}};
+    for (int64_t i = 0; i < o.warmup; ++i) eagerRun(false);
+    for (int64_t i = 0; i < o.repeats; ++i) us.samples.push_back(eagerRun(true) * 1e6 / static_cast<double>(o.newTokens));
+    const auto cpu = tokens.to(torch::kCPU).contiguous().view({-1});
+    eagerTokens.assign(cpu.data_ptr<int64_t>(), cpu.data_ptr<int64_t>() + cpu.numel());
+    eagerMean = summarize(us.samples).mean;
+    r.rows.push_back(timedRow("eager (KV cache)", us));
+  }
   if (!device.is_cuda()) {
-    r.rows.push_back(std::move(eager));
     r.warnings.push_back("cuda graph decode needs a CUDA device: eager only");
     return r;
   }
-  resetPeakMemory(device);
-  GraphDecoder graph(model, capacity);
-  BenchMetric graphUs{"us_per_token", {}};
-  auto graphRun = [&](bool timed) {
-    graph.prefill(prompt);
-    if (timed) timer.start();
-    graph.replay(o.newTokens);
-    if (timed) timer.stop();
-    return timed ? timer.seconds() : 0.0;
-  };
-  for (int64_t i = 0; i < o.warmup; ++i) graphRun(false);
-  for (int64_t i = 0; i < o.repeats; ++i) graphUs.samples.push_back(graphRun(true) * 1e6 / static_cast<double>(o.newTokens));
-  const auto graphTokens = graph.generated();
-  PerfRow g;
-  g.label = "cuda graph (static KV cache)";
-  g.metrics = {graphUs, {"tokens_per_s", {}}};
-  for (double us : graphUs.samples) g.metrics[1].samples.push_back(1e6 / us);
-  const auto mem = probeMemory(device);
-  g.values["mem_peak_mb"] = mem.cudaPeakMb;
-  g.values["device_used_mb"] = nvmlUsedText(mem.nvml);
 
-  // Token-for-token agreement of the two paths over the whole timed sequence.
-  int64_t agree = 0;
-  const auto n = std::min<int64_t>(eagerCpu.numel(), static_cast<int64_t>(graphTokens.size()));
-  while (agree < n && eagerCpu[agree].item<int64_t>() == graphTokens[static_cast<size_t>(agree)]) ++agree;
-  r.rows.push_back(std::move(eager));
-  r.rows.push_back(std::move(g));
-  const double eMean = summarize(eagerUs.samples).mean, gMean = summarize(graphUs.samples).mean;
-  r.summary["graph_speedup_vs_eager"] = eMean / gMean;
-  r.summary["tokens_compared"] = n;
-  r.summary["tokens_identical_prefix"] = agree;
-  if (agree != n)
-    r.warnings.push_back("eager and graph decode diverge at token " + std::to_string(agree) + " of " +
-                         std::to_string(n) + " (fp rounding of near-tied logits of random weights?)");
+  // Each graph path: its own decoder (and static cache) over the same model.
+  std::vector<int64_t> graphTokens, fusedTokens;
+  double graphMean = 0, fusedMean = 0;
+  auto runGraph = [&](const std::string& path, const std::string& label, const GraphDecodeOptions& go) {
+    resetPeakMemory(device);
+    GraphDecoder graph(model, capacity, go);
+    BenchMetric us{"us_per_token", {}};
+    auto run = [&](bool timed) {
+      graph.prefill(prompt);
+      if (timed) timer.start();
+      graph.replay(o.newTokens);
+      if (timed) timer.stop();
+      return timed ? timer.seconds() : 0.0;
+    };
+    for (int64_t i = 0; i < o.warmup; ++i) run(false);
+    for (int64_t i = 0; i < o.repeats; ++i) us.samples.push_back(run(true) * 1e6 / static_cast<double>(o.newTokens));
+    const auto tokens = graph.generated();
+    PerfRow row = timedRow(label, us);
+    const auto mem = probeMemory(device);
+    row.values["mem_peak_mb"] = mem.cudaPeakMb;
+    row.values["device_used_mb"] = nvmlUsedText(mem.nvml);
+    const double mean = summarize(us.samples).mean;
+    if (const int64_t bytes = graph.fusedWeightBytes(); bytes > 0) {
+      row.values["weight_mb_per_token"] = static_cast<double>(bytes) / 1e6;
+      row.values["weight_gb_per_s"] = static_cast<double>(bytes) / (mean * 1e-6) / 1e9;
+    }
+    if (!eagerTokens.empty() && go.fusedOptions.int4 == false) {
+      const int64_t same = identicalPrefix(eagerTokens, tokens);
+      row.values["tokens_identical_to_eager"] = same;
+      if (same != static_cast<int64_t>(tokens.size()))
+        r.warnings.push_back(path + " and eager decode diverge at token " + std::to_string(same) + " of " +
+                             std::to_string(tokens.size()) + " (fp rounding of near-tied logits of random weights?)");
+    }
+    r.rows.push_back(std::move(row));
+    return std::make_pair(tokens, mean);
+  };
+  if (wants(o, "graph")) std::tie(graphTokens, graphMean) = runGraph("graph", "cuda graph (static KV cache)", {});
+  GraphDecodeOptions fused;
+  fused.fused = true;
+  if (wants(o, "fused"))
+    std::tie(fusedTokens, fusedMean) = runGraph("fused", "cuda graph, fused kernels (fp16)", fused);
+  if (wants(o, "fused-nopdl")) {
+    auto f = fused;
+    f.fusedOptions.programmaticLaunch = false;
+    runGraph("fused-nopdl", "cuda graph, fused kernels (fp16), no programmatic launch", f);
+  }
+  const std::string g = "g" + std::to_string(o.int4GroupSize);
+  double int4Mean = 0, int4HeadMean = 0;
+  if (wants(o, "int4")) {
+    auto f = fused;
+    f.fusedOptions.int4 = f.fusedOptions.int4LmHead = true;
+    f.fusedOptions.groupSize = o.int4GroupSize;
+    int4Mean = runGraph("int4", "cuda graph, fused kernels, int4 " + g + " Conv1D + LM head", f).second;
+  }
+  if (wants(o, "int4-fp16-head")) {
+    auto f = fused;
+    f.fusedOptions.int4 = true;
+    f.fusedOptions.groupSize = o.int4GroupSize;
+    int4HeadMean = runGraph("int4-fp16-head", "cuda graph, fused kernels, int4 " + g + " Conv1D, fp16 LM head", f).second;
+  }
+
+  if (eagerMean > 0 && graphMean > 0) r.summary["graph_speedup_vs_eager"] = eagerMean / graphMean;
+  if (graphMean > 0 && fusedMean > 0) r.summary["fused_speedup_vs_graph"] = graphMean / fusedMean;
+  if (fusedMean > 0 && int4Mean > 0) r.summary["int4_tokens_per_s_vs_fused_fp16"] = fusedMean / int4Mean;
+  if (fusedMean > 0 && int4HeadMean > 0) r.summary["int4_fp16_head_tokens_per_s_vs_fused_fp16"] = fusedMean / int4HeadMean;
+  if (!eagerTokens.empty() && !graphTokens.empty()) {
+    r.summary["tokens_compared"] = static_cast<int64_t>(graphTokens.size());
+    r.summary["tokens_identical_prefix"] = identicalPrefix(eagerTokens, graphTokens);
+  }
+  if (!graphTokens.empty() && !fusedTokens.empty())
+    r.summary["fused_tokens_identical_to_graph"] = identicalPrefix(graphTokens, fusedTokens);
   return r;
 }
 

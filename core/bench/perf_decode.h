@@ -2,11 +2,15 @@
 // CUDA, eager (KV cache, one forward per token) against the same step captured in a
 // CUDA graph over a static KV cache. µs per token over `newTokens` decode steps after
 // the prompt's prefill, mean ± std over repeats, each timed with CUDA events after
-// warm-up; the two token sequences are compared. Torch-free header.
+// warm-up; the two token sequences are compared. Further paths (`paths`): the step
+// through the fused kernels of kernels/decode in the same graph, with and without
+// programmatic dependent launch, and with int4 weights (Conv1D only, or the LM head
+// too). Torch-free header.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/bench/perf_env.h"
 #include "core/bench/perf_report.h"
@@ -21,6 +25,9 @@ struct DecodePerfOptions {
   int64_t promptLength = 16, newTokens = 256;
   int64_t warmup = 3, repeats = 10;
   uint64_t seed = 1337;
+  // eager, graph (LibTorch ops), fused, fused-nopdl, int4 (Conv1D + LM head), int4-fp16-head
+  std::vector<std::string> paths{"eager", "graph", "fused", "fused-nopdl", "int4", "int4-fp16-head"};
+  int64_t int4GroupSize = 128;
   std::string command;
 };
 

@@ -46,18 +46,26 @@ struct GraphDecoder::Impl {
   torch::Tensor ids;  // [1, 1] the token the next step reads
   torch::Tensor out;  // [capacity] out[p] = token generated for position p
   torch::Tensor staticPosition;  // held aside while the prefill runs the ordinary path
+  torch::Tensor logits;          // the captured step's logits (graph memory, rewritten by each replay)
+  std::unique_ptr<FusedDecoder> fused;
   at::cuda::CUDAGraph graph;
 
   // One decode step; identical work in warm-up, capture and (through the graph) replay.
   void step() {
-    auto logits = model->forward(ids, &cache);          // reads position, then advances it
+    if (fused) {  // the same four effects in 6 L + 1 kernels
+      fused->step(cache, ids, out);
+      logits = fused->logits();
+      return;
+    }
+    logits = model->forward(ids, &cache);               // reads position, then advances it
     auto next = logits.view({-1}).argmax(0).view({1});  // [1]
     ids.copy_(next.view({1, 1}));
     out.index_copy_(0, cache.position, next);  // the slot this token will occupy
   }
 };
 
-GraphDecoder::GraphDecoder(Gpt2 model, int64_t capacity) : impl_(std::make_unique<Impl>()) {
+GraphDecoder::GraphDecoder(Gpt2 model, int64_t capacity, const GraphDecodeOptions& options)
+    : impl_(std::make_unique<Impl>()) {
   const auto param = model->parameters().front();
   if (!param.is_cuda())
     throw InputError("cuda graph decode", "the model must be on a CUDA device (it is on " + param.device().str() + ")");
@@ -75,6 +83,7 @@ GraphDecoder::GraphDecoder(Gpt2 model, int64_t capacity) : impl_(std::make_uniqu
   m.ids = torch::zeros({1, 1}, torch::TensorOptions().dtype(torch::kLong).device(device));
   m.out = torch::zeros({capacity}, torch::TensorOptions().dtype(torch::kLong).device(device));
   model->useStaticPosition(m.cache);
+  if (options.fused) m.fused = std::make_unique<FusedDecoder>(model, capacity, options.fusedOptions);
   // Warm up on the capture stream first: cuBLAS workspaces and lazily created kernels
   // must exist before capture, and on the stream that will be captured.
   c10::cuda::device_synchronize();
@@ -127,11 +136,18 @@ std::vector<int64_t> GraphDecoder::generated() const {
   return {t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel()};
 }
 
+torch::Tensor GraphDecoder::lastLogits() const {
+  if (!impl_->logits.defined()) return {};
+  return impl_->logits.reshape({-1}).clone();
+}
+
+int64_t GraphDecoder::fusedWeightBytes() const { return impl_->fused ? impl_->fused->weightBytes() : 0; }
+
 #else
 
 struct GraphDecoder::Impl {};
 
-GraphDecoder::GraphDecoder(Gpt2, int64_t) {
+GraphDecoder::GraphDecoder(Gpt2, int64_t, const GraphDecodeOptions&) {
   throw InputError("cuda graph decode", "this build has no CUDA support (LibTorch " + compat::torchVersion() + ")",
                    "build with the cuda preset on a machine with a GPU");
 }
@@ -139,6 +155,8 @@ GraphDecoder::~GraphDecoder() = default;
 void GraphDecoder::prefill(const std::vector<int64_t>&) {}
 void GraphDecoder::replay(int64_t) {}
 std::vector<int64_t> GraphDecoder::generated() const { return {}; }
+torch::Tensor GraphDecoder::lastLogits() const { return {}; }
+int64_t GraphDecoder::fusedWeightBytes() const { return 0; }
 
 #endif
 

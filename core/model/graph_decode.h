@@ -2,22 +2,29 @@
 // over a static KV cache: the position lives on the device (KvCache static mode), the
 // graph also takes the argmax and feeds it back as the next input, so N tokens cost N
 // graph launches and one copy to the host at the end. The prompt is prefilled eagerly.
-// Needs a CUDA build and device; elsewhere construction throws InputError.
-// Not here: sampling other than greedy, batches > 1.
+// The step is either LibTorch's ops (the model's own forward) or the fused kernels of
+// core/model/fused_decode.h (fp16 or int4 weights). Needs a CUDA build and device;
+// elsewhere construction throws InputError. Not here: sampling other than greedy, batches > 1.
 #pragma once
 
 #include <memory>
 #include <vector>
 
+#include "core/model/fused_decode.h"
 #include "core/model/gpt2.h"
 
 namespace wb {
+
+struct GraphDecodeOptions {
+  bool fused = false;  // the step through kernels/decode instead of the model's forward
+  FusedDecodeOptions fusedOptions;
+};
 
 class GraphDecoder {
  public:
   // `model` must be on a CUDA device; its weights' dtype is the decode dtype. Prompt
   // plus new tokens must fit `capacity` (<= n_positions). Captures the graph here.
-  GraphDecoder(Gpt2 model, int64_t capacity);
+  GraphDecoder(Gpt2 model, int64_t capacity, const GraphDecodeOptions& options = {});
   ~GraphDecoder();
   GraphDecoder(const GraphDecoder&) = delete;
   GraphDecoder& operator=(const GraphDecoder&) = delete;
@@ -31,6 +38,10 @@ class GraphDecoder {
   // prefill + replay(newTokens - 1) + generated().
   std::vector<int64_t> greedy(const std::vector<int64_t>& prompt, int64_t newTokens);
   int64_t capacity() const { return capacity_; }
+  // A copy of the logits of the last replayed step ([vocab], the weights' dtype).
+  torch::Tensor lastLogits() const;
+  // Weight bytes one fused step reads (0 for the LibTorch step).
+  int64_t fusedWeightBytes() const;
 
  private:
   struct Impl;

@@ -1,0 +1,330 @@
+// Fused decode step; see fused_decode.h.
+#include "core/model/fused_decode.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/errors.h"
+#include "core/techniques/quantize.h"
+
+#ifdef WB_HAVE_KERNELS
+#include "kernels/decode/decode.h"
+#endif
+
+namespace wb {
+
+namespace {
+constexpr const char* kWhere = "fused decode";
+}
+
+#ifdef WB_HAVE_KERNELS
+
+bool fusedDecodeBuilt() { return true; }
+
+namespace {
+
+// A GEMV weight as the kernels take it: fp16 rows [out, in], or int4 packed rows.
+struct GemvWeight {
+  torch::Tensor rows, packed, scales, zeros;
+  int64_t groupSize = 0;
+  int64_t bytes() const {
+    auto b = [](const torch::Tensor& t) { return t.defined() ? t.numel() * static_cast<int64_t>(t.element_size()) : 0; };
+    return b(rows) + b(packed) + b(scales) + b(zeros);
+  }
+};
+
+// `w` is [in, out] (a Conv1D weight; the LM head passes wte.t()); `name` its parameter.
+GemvWeight prepare(const torch::Tensor& w, bool int4, const FusedDecodeOptions& o, const std::string& name) {
+  GemvWeight g;
+  if (!int4) {
+    g.rows = w.t().contiguous();
+    return g;
+  }
+  QuantizedWeight q;
+  const auto given = std::find_if(o.packed.begin(), o.packed.end(), [&](const QuantizedWeight& p) { return p.name == name; });
+  if (given != o.packed.end()) {
+    q = *given;
+    if (q.spec.bits != 4 || q.in != w.size(0) || q.out != w.size(1))
+      throw InputError(kWhere, name + ": the packed weight is not int4 of this shape");
+  } else {
+    QuantSpec spec;
+    spec.bits = 4;
+    spec.groupSize = o.groupSize;
+    spec.symmetric = o.symmetric;
+    q = quantizeWeight(w, spec, name);  // on the CPU, in fp32
+  }
+  if (q.groupSize != 32 && q.groupSize != 64 && q.groupSize != 128)
+    throw InputError(kWhere, name + ": int4 group size must be 32, 64 or 128");
+  const auto dev = w.device();
+  g.packed = q.packed.to(dev);
+  g.scales = q.scales.to(dev);
+  if (q.zeros.defined()) g.zeros = q.zeros.to(dev);
+  g.groupSize = q.groupSize;
+  return g;
+}
+
+void setWeight(WbDecodeLinearParams& p, const GemvWeight& w) {
+  if (w.rows.defined()) {
+    p.weight = w.rows.data_ptr();
+  } else {
+    p.qweight = w.packed.data_ptr<uint8_t>();
+    p.scales = w.scales.data_ptr();
+    p.zeros = w.zeros.defined() ? w.zeros.data_ptr<uint8_t>() : nullptr;
+    p.groupSize = static_cast<int>(w.groupSize);
+  }
+}
+
+void check(WbStatus s) {
+  if (s != WB_STATUS_OK) throw RunError(kWhere, wbKernelsLastError());
+}
+
+struct Layer {
+  torch::Tensor ln1w, ln1b, ln2w, ln2b, qkvBias, projBias, fcBias, mprojBias;
+  GemvWeight qkv, proj, fc, mproj;
+  float scale = 1.f;
+};
+
+}  // namespace
+
+struct FusedDecoder::Impl {
+  Gpt2 model{nullptr};
+  FusedDecodeOptions options;
+  std::vector<Layer> layers;
+  torch::Tensor lnfW, lnfB, wte, wpe;
+  GemvWeight head;
+  torch::Tensor residual, q, hidden, partO, partMl, logits, argmaxValues, argmaxIndices, argmaxCounter;
+  int64_t capacity = 0, embd = 0, heads = 0, inner = 0, vocab = 0, splits = 0;
+  float eps = 1e-5f;
+  int64_t weightBytes = 0;
+};
+
+FusedDecoder::FusedDecoder(Gpt2 model, int64_t capacity, const FusedDecodeOptions& o)
+    : impl_(std::make_unique<Impl>()) {
+  const auto& c = model->config();
+  const auto param = model->transformer->wte->weight;
+  if (!param.is_cuda() || param.scalar_type() != torch::kHalf)
+    throw InputError(kWhere, "the model must hold fp16 weights on a CUDA device", "decode with --dtype fp16 on cuda");
+  if (c.activation != "gelu_new" && c.activation != "gelu_pytorch_tanh")
+    throw InputError(kWhere, "activation " + c.activation + " (the kernels apply tanh-GELU)");
+  if (capacity < 1 || capacity > c.nPositions) throw InputError(kWhere, "capacity must be in [1, n_positions]");
+  if (c.nEmbd % 32 != 0 || c.innerDim() % 32 != 0) throw InputError(kWhere, "widths must be multiples of 32");
+  torch::NoGradGuard noGrad;
+  auto& m = *impl_;
+  m.model = model;
+  m.options = o;
+  m.capacity = capacity;
+  m.embd = c.nEmbd;
+  m.heads = c.nHead;
+  m.inner = c.innerDim();
+  m.vocab = c.vocabSize;
+  m.eps = static_cast<float>(c.layerNormEpsilon);
+  m.splits = wbDecodeAttentionSplits(static_cast<int>(capacity));
+  auto half = [](const torch::Tensor& t) { return t.detach().to(torch::kHalf).contiguous(); };
+  int64_t index = 0;
+  for (const auto& item : *model->transformer->h) {
+    auto block = item->as<Gpt2Block>();
+    const auto& attn = block->attn;
+    if (attn->headCount() != c.nHead || attn->headDim() != 64)
+      throw InputError(kWhere, "layer " + std::to_string(index) + " has pruned heads or a head dim other than 64");
+    if (attn->c_attn->adapter || attn->c_proj->adapter || block->mlp->c_fc->adapter || block->mlp->c_proj->adapter)
+      throw InputError(kWhere, "adapters (LoRA) are not fused; merge them first");
+    Layer l;
+    l.ln1w = half(block->ln_1->weight);
+    l.ln1b = half(block->ln_1->bias);
+    l.ln2w = half(block->ln_2->weight);
+    l.ln2b = half(block->ln_2->bias);
+    const std::string prefix = "transformer.h." + std::to_string(index) + ".";
+    l.qkv = prepare(attn->c_attn->weight.detach(), o.int4, o, prefix + "attn.c_attn.weight");
+    l.proj = prepare(attn->c_proj->weight.detach(), o.int4, o, prefix + "attn.c_proj.weight");
+    l.fc = prepare(block->mlp->c_fc->weight.detach(), o.int4, o, prefix + "mlp.c_fc.weight");
+    l.mproj = prepare(block->mlp->c_proj->weight.detach(), o.int4, o, prefix + "mlp.c_proj.weight");
+    l.qkvBias = half(attn->c_attn->bias);
+    l.projBias = half(attn->c_proj->bias);
+    l.fcBias = half(block->mlp->c_fc->bias);
+    l.mprojBias = half(block->mlp->c_proj->bias);
+    double scale = c.scaleAttnWeights ? 1.0 / std::sqrt(64.0) : 1.0;
+    if (c.scaleAttnByInverseLayerIdx) scale /= static_cast<double>(index + 1);
+    l.scale = static_cast<float>(scale);
+    for (const auto* w : {&l.qkv, &l.proj, &l.fc, &l.mproj}) m.weightBytes += w->bytes();
+    for (const auto* t : {&l.ln1w, &l.ln1b, &l.ln2w, &l.ln2b, &l.qkvBias, &l.projBias, &l.fcBias, &l.mprojBias})
+      m.weightBytes += t->numel() * 2;
+    m.layers.push_back(std::move(l));
+    ++index;
+  }
+  m.lnfW = half(model->transformer->ln_f->weight);
+  m.lnfB = half(model->transformer->ln_f->bias);
+  m.wte = half(model->transformer->wte->weight);
+  m.wpe = half(model->transformer->wpe->weight);
+  const auto headWeight = c.tieWordEmbeddings ? model->transformer->wte->weight : model->lmHeadWeight;  // [vocab, E]
+  m.head = prepare(headWeight.detach().t(), o.int4LmHead, o,
+                   c.tieWordEmbeddings ? "transformer.wte.weight" : "lm_head.weight");
+  m.weightBytes += m.head.bytes() + 4 * m.embd;
+  const auto dev = param.device();
+  const auto h16 = torch::TensorOptions().dtype(torch::kHalf).device(dev);
+  const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(dev);
+  m.residual = torch::zeros({m.embd}, h16);
+  m.q = torch::zeros({m.embd}, h16);
+  m.hidden = torch::zeros({m.inner}, h16);
+  m.partO = torch::zeros({m.heads, m.splits, 64}, f32);
+  m.partMl = torch::zeros({m.heads, m.splits, 2}, f32);
+  m.logits = torch::zeros({m.vocab}, h16);
+  const int64_t slots = 4096;
+  m.argmaxValues = torch::zeros({slots}, f32);
+  m.argmaxIndices = torch::zeros({slots}, torch::TensorOptions().dtype(torch::kInt32).device(dev));
+  m.argmaxCounter = torch::zeros({1}, torch::TensorOptions().dtype(torch::kInt32).device(dev));
+}
+
+FusedDecoder::~FusedDecoder() = default;
+
+const torch::Tensor& FusedDecoder::logits() const { return impl_->logits; }
+int64_t FusedDecoder::weightBytes() const { return impl_->weightBytes; }
+
+void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) {
+  auto& m = *impl_;
+  if (!cache.staticPosition() || cache.capacity != m.capacity || static_cast<int64_t>(cache.keys.size()) !=
+                                                                     static_cast<int64_t>(m.layers.size()))
+    throw InputError(kWhere, "needs the static-position cache of this model and capacity");
+  if (ids.scalar_type() != torch::kLong || ids.numel() != 1 || out.scalar_type() != torch::kLong ||
+      out.numel() < m.capacity || !out.is_contiguous())
+    throw InputError(kWhere, "ids must be int64 [1, 1] and out int64 [capacity]");
+  const auto dev = m.residual.device();
+  compat::CudaDeviceGuard guard(dev);
+  const auto stream = compat::currentCudaStream(dev);
+  const int pdl = m.options.programmaticLaunch ? 1 : 0;
+  const auto* pos = cache.position.data_ptr<int64_t>();
+  const int e = static_cast<int>(m.embd);
+  for (size_t i = 0; i < m.layers.size(); ++i) {
+    const Layer& l = m.layers[i];
+    const auto& kc = cache.keys[i];
+    const auto& vc = cache.values[i];
+    if (kc.scalar_type() != torch::kHalf || !kc.is_contiguous() || !vc.is_contiguous())
+      throw InputError(kWhere, "the KV cache must be contiguous fp16");
+    // 1. (embedding +) ln_1 + c_attn; q to a buffer, k/v into the cache.
+    WbDecodeLinearParams a{};
+    a.input = i == 0 ? WB_DECODE_IN_EMBED : WB_DECODE_IN_LAYERNORM;
+    a.output = WB_DECODE_OUT_QKV;
+    a.n = 3 * e;
+    a.k = e;
+    a.x = m.residual.data_ptr();
+    a.lnWeight = l.ln1w.data_ptr();
+    a.lnBias = l.ln1b.data_ptr();
+    a.lnEps = m.eps;
+    a.wte = m.wte.data_ptr();
+    a.wpe = m.wpe.data_ptr();
+    a.token = ids.data_ptr<int64_t>();
+    a.residual = m.residual.data_ptr();
+    a.position = pos;
+    setWeight(a, l.qkv);
+    a.bias = l.qkvBias.data_ptr();
+    a.y = m.q.data_ptr();
+    a.kCache = kc.data_ptr();
+    a.vCache = vc.data_ptr();
+    a.capacity = static_cast<int>(m.capacity);
+    a.heads = static_cast<int>(m.heads);
+    a.headDim = 64;
+    a.programmaticLaunch = pdl;
+    check(wbDecodeLinear(&a, stream));
+    // 2. attention of q over slots 0 .. position, in 64-key splits.
+    WbDecodeAttentionParams at{};
+    at.q = m.q.data_ptr();
+    at.kCache = kc.data_ptr();
+    at.vCache = vc.data_ptr();
+    at.position = pos;
+    at.partO = m.partO.data_ptr<float>();
+    at.partMl = m.partMl.data_ptr<float>();
+    at.heads = static_cast<int>(m.heads);
+    at.headDim = 64;
+    at.capacity = static_cast<int>(m.capacity);
+    at.scale = l.scale;
+    at.programmaticLaunch = pdl;
+    check(wbDecodeAttention(&at, stream));
+    // 3. combine the splits + attn.c_proj + residual.
+    WbDecodeLinearParams pr{};
+    pr.input = WB_DECODE_IN_ATTENTION;
+    pr.output = WB_DECODE_OUT_RESIDUAL;
+    pr.n = e;
+    pr.k = e;
+    pr.attnO = m.partO.data_ptr<float>();
+    pr.attnMl = m.partMl.data_ptr<float>();
+    pr.attnSplits = static_cast<int>(m.splits);
+    pr.position = pos;
+    pr.heads = static_cast<int>(m.heads);
+    pr.headDim = 64;
+    setWeight(pr, l.proj);
+    pr.bias = l.projBias.data_ptr();
+    pr.y = m.residual.data_ptr();
+    pr.programmaticLaunch = pdl;
+    check(wbDecodeLinear(&pr, stream));
+    // 4. ln_2 + c_fc + GELU.
+    WbDecodeLinearParams fc{};
+    fc.input = WB_DECODE_IN_LAYERNORM;
+    fc.output = WB_DECODE_OUT_GELU;
+    fc.n = static_cast<int>(m.inner);
+    fc.k = e;
+    fc.x = m.residual.data_ptr();
+    fc.lnWeight = l.ln2w.data_ptr();
+    fc.lnBias = l.ln2b.data_ptr();
+    fc.lnEps = m.eps;
+    setWeight(fc, l.fc);
+    fc.bias = l.fcBias.data_ptr();
+    fc.y = m.hidden.data_ptr();
+    fc.programmaticLaunch = pdl;
+    check(wbDecodeLinear(&fc, stream));
+    // 5. mlp.c_proj + residual.
+    WbDecodeLinearParams mp{};
+    mp.input = WB_DECODE_IN_PLAIN;
+    mp.output = WB_DECODE_OUT_RESIDUAL;
+    mp.n = e;
+    mp.k = static_cast<int>(m.inner);
+    mp.x = m.hidden.data_ptr();
+    setWeight(mp, l.mproj);
+    mp.bias = l.mprojBias.data_ptr();
+    mp.y = m.residual.data_ptr();
+    mp.programmaticLaunch = pdl;
+    check(wbDecodeLinear(&mp, stream));
+  }
+  // ln_f + LM head + argmax; feeds the token back and advances the position.
+  WbDecodeLinearParams h{};
+  h.input = WB_DECODE_IN_LAYERNORM;
+  h.output = WB_DECODE_OUT_ARGMAX;
+  h.n = static_cast<int>(m.vocab);
+  h.k = e;
+  h.x = m.residual.data_ptr();
+  h.lnWeight = m.lnfW.data_ptr();
+  h.lnBias = m.lnfB.data_ptr();
+  h.lnEps = m.eps;
+  setWeight(h, m.head);
+  h.y = m.logits.data_ptr();
+  h.position = pos;
+  h.capacity = static_cast<int>(m.capacity);
+  h.argmaxValues = m.argmaxValues.data_ptr<float>();
+  h.argmaxIndices = m.argmaxIndices.data_ptr<int>();
+  h.argmaxCounter = reinterpret_cast<unsigned*>(m.argmaxCounter.data_ptr<int>());
+  h.argmaxSlots = static_cast<int>(m.argmaxValues.numel());
+  h.nextToken = ids.data_ptr<int64_t>();
+  h.tokens = out.data_ptr<int64_t>();
+  h.programmaticLaunch = pdl;
+  check(wbDecodeLinear(&h, stream));
+  cache.length += 1;  // host-side count; stale under graph replay, as for the torch step
+}
+
+#else
+
+bool fusedDecodeBuilt() { return false; }
+
+struct FusedDecoder::Impl {
+  torch::Tensor logits;
+};
+
+FusedDecoder::FusedDecoder(Gpt2, int64_t, const FusedDecodeOptions&) {
+  throw InputError(kWhere, "built without CUDA kernels (LibTorch " + compat::torchVersion() + ")",
+                   "build against CUDA LibTorch with nvcc (cmake --preset cuda)");
+}
+FusedDecoder::~FusedDecoder() = default;
+void FusedDecoder::step(KvCache&, torch::Tensor&, torch::Tensor&) {}
+const torch::Tensor& FusedDecoder::logits() const { return impl_->logits; }
+int64_t FusedDecoder::weightBytes() const { return 0; }
+
+#endif
+
+}  // namespace wb

@@ -1,0 +1,54 @@
+// One batch-1 GPT-2 decode step through the fused kernels of kernels/decode: per block
+// LayerNorm + c_attn GEMV that writes k/v into the static KV cache, split single-query
+// attention, combine + attn.c_proj + residual, LayerNorm + c_fc + GELU, mlp.c_proj +
+// residual; then ln_f + LM head + argmax, which also feeds the token back and advances
+// the cache's device-side position (6 L + 1 launches, no host synchronisation), so the
+// step captures into a CUDA graph (core/model/graph_decode.h). Weights are prepared
+// once: fp16 rows [out, in] or the int4 layout of core/techniques/quantize.h.
+// Not here: prefill (the ordinary forward fills the cache), sampling, batches > 1.
+#pragma once
+
+#include <memory>
+
+#include "core/model/gpt2.h"
+#include "core/techniques/quantize.h"
+
+namespace wb {
+
+struct FusedDecodeOptions {
+  bool int4 = false;        // Conv1D weights as int4 groups (quantizeWeight), not fp16
+  bool int4LmHead = false;  // the LM head as well (the embedding lookup keeps fp16 wte)
+  int64_t groupSize = 128;  // int4: 32, 64 or 128
+  bool symmetric = true;
+  // int4: already packed weights (quantizeModel's, e.g. from the quantize stage) used by
+  // parameter name; any other weight is quantized here with the spec above.
+  std::vector<QuantizedWeight> packed;
+  bool programmaticLaunch = true;  // overlap each kernel's weight reads with its predecessor
+};
+
+bool fusedDecodeBuilt();
+
+class FusedDecoder {
+ public:
+  // `model`: fp16 weights on CUDA, every layer with all its heads of dim 64, no adapters,
+  // a tanh GELU. `capacity`: the static cache's (the attention split count follows it).
+  FusedDecoder(Gpt2 model, int64_t capacity, const FusedDecodeOptions& options = {});
+  ~FusedDecoder();
+  FusedDecoder(const FusedDecoder&) = delete;
+  FusedDecoder& operator=(const FusedDecoder&) = delete;
+
+  // One token on the current stream: reads ids [1, 1] (int64) and cache.position,
+  // writes this position's k/v, the logits, ids = argmax, out[position + 1] = argmax
+  // (out: int64 [capacity]) and position + 1.
+  void step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out);
+  // The last step's logits, fp16 [vocab] (the buffer itself: copy it before the next step).
+  const torch::Tensor& logits() const;
+  // Bytes of weights one step reads (GEMV weights, scales, biases, LayerNorms).
+  int64_t weightBytes() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace wb

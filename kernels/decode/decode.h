@@ -1,0 +1,94 @@
+/* Fused batch-1 decode kernels for GPT-2 (one new token per step, fp16 activations):
+ * a GEMV over fp16 rows [N, K] or the packed int4 layout of kernels/int4_matmul whose
+ * prologue builds its input vector (plain, LayerNorm, embedding + LayerNorm, or the
+ * combine of split attention partials) and whose epilogue stores, applies tanh-GELU,
+ * adds into the residual, scatters q/k/v into a static KV cache at the device-side
+ * position, or takes the argmax of the logits and advances that position; and a
+ * single-query attention over the cache split into 64-key chunks. Every kernel can be
+ * launched with programmatic dependent launch (sm_90): it reads its constant weights
+ * before waiting for the previous kernel. Not here: batches > 1, sampling, bf16. */
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "kernels/common/wb_kernels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+  WB_DECODE_IN_PLAIN = 0,      /* x as given */
+  WB_DECODE_IN_LAYERNORM = 1,  /* LayerNorm(x) with lnWeight, lnBias, lnEps */
+  WB_DECODE_IN_EMBED = 2,      /* e = wte[*token] + wpe[*position], stored to residual; input LayerNorm(e) */
+  WB_DECODE_IN_ATTENTION = 3   /* the combine of WbDecodeAttentionParams' partials, one head per headDim inputs */
+} WbDecodeInput;
+
+typedef enum {
+  WB_DECODE_OUT_STORE = 0,     /* y[n] = x.W[n] + b[n] */
+  WB_DECODE_OUT_GELU = 1,      /* y[n] = gelu_tanh(x.W[n] + b[n]) */
+  WB_DECODE_OUT_RESIDUAL = 2,  /* y[n] += x.W[n] + b[n] (y is the residual stream, updated in place) */
+  WB_DECODE_OUT_QKV = 3,       /* n < E: y[n] = q; then k and v into kCache/vCache at *position (N = 3E) */
+  WB_DECODE_OUT_ARGMAX = 4     /* y = logits; *nextToken = first argmax, tokens[*position + 1] = it, ++*position */
+} WbDecodeOutput;
+
+typedef struct {
+  WbDecodeInput input;
+  WbDecodeOutput output;
+  int n, k;  /* output rows, input features (K % 32 == 0) */
+  /* input */
+  const void* x;                        /* fp16 [K]: PLAIN, LAYERNORM */
+  const void* lnWeight;                 /* fp16 [K]: LAYERNORM, EMBED */
+  const void* lnBias;                   /* fp16 [K] */
+  float lnEps;
+  const void* wte;                      /* fp16 [vocab, K]: EMBED */
+  const void* wpe;                      /* fp16 [positions, K]: EMBED */
+  const int64_t* token;                 /* [1]: EMBED */
+  void* residual;                       /* fp16 [K]: EMBED writes e here */
+  const float* attnO;                   /* [heads, splits, headDim]: ATTENTION */
+  const float* attnMl;                  /* [heads, splits, 2] (max in log2 units, sum) */
+  int attnSplits;
+  const int64_t* position;              /* the step's position: EMBED, ATTENTION, QKV, ARGMAX */
+  /* weight: exactly one of weight (fp16 rows [N, K], contiguous) or qweight */
+  const void* weight;
+  const uint8_t* qweight;               /* uint8 [N, K/2], low nibble = even input */
+  const void* scales;                   /* fp16 [N, K/groupSize] */
+  const uint8_t* zeros;                 /* uint8 [N, K/groupSize] or NULL (symmetric: codes offset by 8) */
+  int groupSize;                        /* 32, 64 or 128 */
+  const void* bias;                     /* fp16 [N] or NULL */
+  /* output */
+  void* y;                              /* fp16, see WbDecodeOutput */
+  void* kCache;                         /* fp16 [heads, capacity, headDim]: QKV */
+  void* vCache;
+  int capacity, heads, headDim;         /* QKV, ATTENTION (heads * headDim == K), ARGMAX (capacity) */
+  float* argmaxValues;                  /* ARGMAX scratch, argmaxSlots entries each */
+  int* argmaxIndices;
+  unsigned* argmaxCounter;              /* zero before the first launch; the kernel leaves it zero */
+  int argmaxSlots;
+  int64_t* nextToken;                   /* [1] */
+  int64_t* tokens;                      /* [capacity] */
+  int programmaticLaunch;               /* nonzero: launch with programmatic stream serialization */
+} WbDecodeLinearParams;
+
+typedef struct {
+  const void* q;         /* fp16 [heads * headDim] */
+  const void* kCache;    /* fp16 [heads, capacity, headDim] */
+  const void* vCache;
+  const int64_t* position;  /* keys 0 .. *position are visible */
+  float* partO;          /* [heads, splits, headDim], unnormalised */
+  float* partMl;         /* [heads, splits, 2] */
+  int heads, headDim, capacity;
+  float scale;           /* applied to q.k */
+  int programmaticLaunch;
+} WbDecodeAttentionParams;
+
+/* Keys per attention split, and the number of splits a cache of `capacity` needs. */
+int wbDecodeAttentionSplitKeys(void);
+int wbDecodeAttentionSplits(int capacity);
+
+WbStatus wbDecodeLinear(const WbDecodeLinearParams* params, cudaStream_t stream);
+WbStatus wbDecodeAttention(const WbDecodeAttentionParams* params, cudaStream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
