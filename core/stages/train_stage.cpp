@@ -104,6 +104,14 @@ class TrainStage : public Stage {
     const DistEnv dist = readDistEnv();
     const int world = par.pipelineStages * par.dataParallel;
     const bool cuda = ctx.state().device.is_cuda();
+    // The masks hold the model's own tensors on its device: data-parallel replicas are
+    // copies they never reach (the replicas would silently drift apart), and stages
+    // moved to other GPUs no longer match their device.
+    if (ctx.state().pruneMasks && (par.dataParallel > 1 || (cuda && world > 1)))
+      throw ProfileError({}, "/parallel",
+                         "an earlier prune stage's masks cannot be kept through data-parallel or "
+                         "multi-GPU training yet; fine-tune pruned models on one device "
+                         "(parallel.data_parallel 1, one GPU)");
     if (dist.distributed()) {
       if (dist.worldSize != world)
         throw InputError("environment: WORLD_SIZE",

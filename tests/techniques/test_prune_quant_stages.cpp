@@ -116,6 +116,25 @@ class TestPruneQuantStages : public QObject {
     QVERIFY(c.last.count("bench:bench/int8/flash/b1/t8/prefill_ms"));
     QVERIFY(std::filesystem::exists(r.runDir / "metrics.csv"));
   }
+
+  void masksRefuseDataParallelTraining() {
+    // Replicas are copies the masks never reach: refused at /parallel, not silently drifting.
+    nlohmann::json j = profileJson();
+    j["stages"] = nlohmann::json::array({j["stages"][0], j["stages"][1]});
+    j["stages"][0]["iterations"] = 1;
+    j["stages"][0]["finetune_steps"] = 0;
+    j["parallel"] = {{"pipeline_stages", 1}, {"data_parallel", 2}, {"micro_batches", 1}};
+    const Profile p = parseProfile(j, "prune-quant-stages", builtinStages());
+    QTemporaryDir tmp;
+    Collector c;
+    CancelToken cancel;
+    const RunResult r = runProfile(p, tmp.path().toStdString(), &c, cancel);
+    QVERIFY(r.status == RunStatus::Failed);
+    QVERIFY(r.badInput);
+    QVERIFY2(r.message.find("/parallel") != std::string::npos, r.message.c_str());
+    QVERIFY2(r.message.find("prune stage's masks") != std::string::npos, r.message.c_str());
+    QVERIFY(std::filesystem::exists(r.runDir / "prune" / "wanda.json"));  // the prune stage's output kept
+  }
 };
 
 QTEST_APPLESS_MAIN(TestPruneQuantStages)
