@@ -3,6 +3,8 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_ARGS ?=
+# Empty = the preset's RelWithDebInfo; CI passes Check (-O1, no debug info: see CMakeLists.txt).
+BUILD_TYPE ?=
 CTEST_ARGS ?=
 
 .PHONY: all bootstrap configure build test test-all demo clean gpu-build
@@ -13,7 +15,7 @@ bootstrap:
 	@scripts/bootstrap --quiet
 
 $(BUILD)/build.ninja:
-	cmake --preset default -B $(BUILD) $(CMAKE_ARGS)
+	cmake --preset default -B $(BUILD) $(if $(BUILD_TYPE),-DCMAKE_BUILD_TYPE=$(BUILD_TYPE)) $(CMAKE_ARGS)
 
 configure: bootstrap $(BUILD)/build.ninja
 
