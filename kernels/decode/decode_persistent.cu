@@ -1,0 +1,505 @@
+// Persistent decode step; see decode_persistent.h.
+// One block of 16 warps per SM. A GEMV phase splits its N rows into units spread over
+// the blocks first (unit u goes to block u % blocks), each unit a row handled by
+// `slices` consecutive warps that split K and add through shared memory (slices > 1 only
+// when rows are too few to occupy every warp, or a row is too long for four 16-byte loads
+// per lane). Each warp holds two units' weights in registers: both are loaded before the
+// grid barrier that precedes the phase, later units while the earlier ones are summed.
+// Attention runs four (head, split) items per block, one per 128-thread quarter, with
+// named barriers. Activations cross blocks through L2 only (ld.cg): L1 is not coherent.
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cfloat>
+
+#include "kernels/common/status_internal.h"
+#include "kernels/decode/decode.h"
+#include "kernels/decode/decode_device.cuh"
+#include "kernels/decode/decode_persistent.h"
+
+namespace wbk {
+namespace {
+
+constexpr int kThreads = 512, kWarps = kThreads / 32;
+constexpr int kV = 4;      // 16-byte loads per lane per unit
+constexpr int kDepth = 2;  // units in flight per warp
+constexpr int kAttnQuarters = kThreads / 128;
+
+// Slices per row: enough that a slice fits kV loads per lane, then more while the rows
+// would leave half the grid's warps idle. Host and device must agree (setup checks it).
+__host__ __device__ inline int slicesFor(int n, int chunks, int warpsTotal) {
+  int s = 1;
+  while (chunks / s > 32 * kV && s < kWarps) s *= 2;
+  while (s < kWarps && static_cast<int64_t>(n) * s * 2 <= warpsTotal && chunks % (2 * s) == 0 &&
+         chunks / (2 * s) >= 32)
+    s *= 2;
+  return s;
+}
+
+struct Work {
+  int slices, sliceChunks, group, slice, unitStride, iters;
+  __device__ int row(int j) const { return j * unitStride + group * static_cast<int>(gridDim.x) + blockIdx.x; }
+};
+
+__device__ __forceinline__ Work makeWork(int n, int k, bool int4) {
+  const int chunks = k / (int4 ? 32 : 8);
+  Work w;
+  w.slices = slicesFor(n, chunks, static_cast<int>(gridDim.x) * kWarps);
+  w.sliceChunks = chunks / w.slices;
+  const int warp = threadIdx.x >> 5;
+  w.group = warp / w.slices;
+  w.slice = warp % w.slices;
+  w.unitStride = static_cast<int>(gridDim.x) * (kWarps / w.slices);
+  w.iters = (n + w.unitStride - 1) / w.unitStride;
+  return w;
+}
+
+struct Frag {
+  uint4 w[kDepth][kV];
+  __half2 scaleZero[kDepth][kV];  // int4: (scale, 1024 + zero point)
+  float bias[kDepth], res[kDepth];
+};
+
+// Unit j's weights (this lane's chunks of this warp's slice), bias and, for RESIDUAL
+// outputs, the residual element (the caller guarantees nobody writes it meanwhile).
+template <bool kInt4>
+__device__ __forceinline__ void loadUnit(const WbDecodeLinearParams& p, const Work& wk, int j, Frag& f, int d,
+                                         bool wantRes) {
+  const int lane = threadIdx.x & 31, row = wk.row(j), k = p.k;
+  const int groups = kInt4 ? k / p.groupSize : 1, chunksPerGroup = kInt4 ? p.groupSize / 32 : 1;
+#pragma unroll
+  for (int v = 0; v < kV; ++v) {
+    const int cl = lane + 32 * v, c = wk.slice * wk.sliceChunks + cl;
+    f.w[d][v] = make_uint4(0, 0, 0, 0);
+    if (row < p.n && cl < wk.sliceChunks) {
+      if (kInt4) {
+        f.w[d][v] = __ldcs(reinterpret_cast<const uint4*>(p.qweight + static_cast<int64_t>(row) * (k / 2)) + c);
+        const int64_t g = static_cast<int64_t>(row) * groups + c / chunksPerGroup;
+        f.scaleZero[d][v] = __halves2half2(static_cast<const __half*>(p.scales)[g],
+                                           __float2half_rn(1024.f + static_cast<float>(p.zeros ? p.zeros[g] : 8)));
+      } else {
+        f.w[d][v] = __ldcs(reinterpret_cast<const uint4*>(static_cast<const __half*>(p.weight) +
+                                                          static_cast<int64_t>(row) * k) + c);
+      }
+    }
+  }
+  f.bias[d] = f.res[d] = 0.f;
+  if (lane == 0 && wk.slice == 0 && row < p.n) {
+    if (p.bias) f.bias[d] = __half2float(static_cast<const __half*>(p.bias)[row]);
+    if (wantRes) f.res[d] = __half2float(__ldcg(static_cast<const __half*>(p.y) + row));
+  }
+}
+
+// Before the barrier: the phase's first two units and its LayerNorm parameters.
+template <bool kInt4>
+__device__ __forceinline__ void prefetchPhase(const WbDecodeLinearParams& p, const Work& wk, Frag& f, __half* sln,
+                                              bool wantRes, bool norm) {
+  loadUnit<kInt4>(p, wk, 0, f, 0, wantRes);
+  if (wk.iters > 1) loadUnit<kInt4>(p, wk, 1, f, 1, wantRes);
+  if (norm)
+    for (int c = threadIdx.x; c < p.k / 8; c += blockDim.x) {
+      reinterpret_cast<uint4*>(sln)[c] = __ldg(reinterpret_cast<const uint4*>(p.lnWeight) + c);
+      reinterpret_cast<uint4*>(sln + p.k)[c] = __ldg(reinterpret_cast<const uint4*>(p.lnBias) + c);
+    }
+}
+
+struct Scratch {
+  float sum[kWarps];
+  float red[2][kWarps];
+  float bestValue[kWarps];
+  int bestIndex[kWarps];
+  bool lastBlock;
+};
+
+// Sums unit j (held in slot d) and applies the epilogue. Every thread of the block
+// calls it for every j < iters (the slice reduction synchronises the block).
+template <int kOut, bool kInt4>
+__device__ __forceinline__ void sumUnit(const WbDecodeLinearParams& p, const Work& wk, int j, const Frag& f, int d,
+                                        const float* sx, const uint4* sxq, Scratch& s, int64_t pos, float& best,
+                                        int& bestIdx) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, row = wk.row(j);
+  float acc = 0.f;
+#pragma unroll
+  for (int v = 0; v < kV; ++v) {
+    const int cl = lane + 32 * v, c = wk.slice * wk.sliceChunks + cl;
+    if (cl >= wk.sliceChunks) continue;
+    if (kInt4)
+      acc = fmaf(dotInt4Chunk(f.w[d][v], __high2half2(f.scaleZero[d][v]), sxq, p.k / 32, c),
+                 __low2float(f.scaleZero[d][v]), acc);
+    else
+      acc = dotFp16Chunk(f.w[d][v], sx + c * 8, acc);
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+  if (wk.slices > 1) {
+    // Alternate buffers by parity: a warp rewrites red[j & 1] only after the next
+    // unit's __syncthreads, which every reader of this unit has passed.
+    if (lane == 0) s.red[j & 1][warp] = acc;
+    __syncthreads();
+    if (wk.slice == 0 && lane == 0)
+      for (int i = 1; i < wk.slices; ++i) acc += s.red[j & 1][warp + i];
+  }
+  if (lane == 0 && wk.slice == 0 && row < p.n)
+    storeRow<kOut>(p, row, acc + f.bias[d], kOut == WB_DECODE_OUT_RESIDUAL, f.res[d], pos, best, bestIdx);
+}
+
+// After the barrier: stage the input vector, then sum every unit, two in flight.
+template <int kIn, int kOut, bool kInt4>
+__device__ __forceinline__ void runPhase(const WbDecodeLinearParams& p, const Work& wk, Frag& f, float* sx, uint4* sxq,
+                                         const __half* sln, Scratch& s, int64_t pos, float& best, int& bestIdx) {
+  stageInput<kIn, kInt4>(p, sx, sxq, sln, s.sum);
+  constexpr bool kRes = kOut == WB_DECODE_OUT_RESIDUAL;
+  for (int j = 0; j < wk.iters; j += 2) {
+    sumUnit<kOut, kInt4>(p, wk, j, f, 0, sx, sxq, s, pos, best, bestIdx);
+    if (j + 2 < wk.iters) loadUnit<kInt4>(p, wk, j + 2, f, 0, kRes);
+    if (j + 1 < wk.iters) {
+      sumUnit<kOut, kInt4>(p, wk, j + 1, f, 1, sx, sxq, s, pos, best, bestIdx);
+      if (j + 3 < wk.iters) loadUnit<kInt4>(p, wk, j + 3, f, 1, kRes);
+    }
+  }
+}
+
+__device__ __forceinline__ uint32_t loadAcquire(const unsigned* p) {
+  uint32_t v;
+  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+
+// Grid-wide barrier: count arrivals in bar[0]; the last arrival re-arms the count and
+// bumps the generation bar[1] that the others spin on. The generation is read before
+// arriving, which is safe because it cannot move until this block has arrived.
+__device__ __forceinline__ void gridBarrier(unsigned* bar) {
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    const unsigned gen = loadAcquire(bar + 1);
+    __threadfence();
+    if (atomicAdd(bar, 1u) == gridDim.x - 1) {
+      atomicExch(bar, 0u);
+      __threadfence();
+      atomicAdd(bar + 1, 1u);
+    } else {
+      while (loadAcquire(bar + 1) == gen) {
+      }
+    }
+    __threadfence();
+  }
+  __syncthreads();
+}
+
+__device__ __forceinline__ void namedBarrier(int id) {
+  asm volatile("bar.sync %0, 128;" ::"r"(id) : "memory");
+}
+
+struct Step {  // what every phase's parameters share
+  const WbDecodePersistentParams& P;
+  int splits;
+};
+
+__device__ __forceinline__ void setWeight(WbDecodeLinearParams& p, const WbDecodeWeight& w) {
+  p.weight = w.weight;
+  p.qweight = w.qweight;
+  p.scales = w.scales;
+  p.zeros = w.zeros;
+  p.groupSize = w.groupSize;
+  p.bias = w.bias;
+}
+
+__device__ WbDecodeLinearParams qkvParams(const Step& s, int l) {
+  const WbDecodePersistentParams& P = s.P;
+  const WbDecodeLayer& L = P.layers[l];
+  WbDecodeLinearParams p{};
+  p.input = l == 0 ? WB_DECODE_IN_EMBED : WB_DECODE_IN_LAYERNORM;
+  p.output = WB_DECODE_OUT_QKV;
+  p.n = 3 * P.embd;
+  p.k = P.embd;
+  p.x = P.residual;
+  p.lnWeight = L.ln1Weight;
+  p.lnBias = L.ln1Bias;
+  p.lnEps = P.lnEps;
+  p.wte = P.wte;
+  p.wpe = P.wpe;
+  p.token = P.token;
+  p.residual = P.residual;
+  p.position = P.position;
+  setWeight(p, L.qkv);
+  p.y = P.q;
+  p.kCache = L.kCache;
+  p.vCache = L.vCache;
+  p.capacity = P.capacity;
+  p.heads = P.heads;
+  p.headDim = 64;
+  return p;
+}
+
+__device__ WbDecodeLinearParams projParams(const Step& s, int l) {
+  const WbDecodePersistentParams& P = s.P;
+  WbDecodeLinearParams p{};
+  p.input = WB_DECODE_IN_ATTENTION;
+  p.output = WB_DECODE_OUT_RESIDUAL;
+  p.n = p.k = P.embd;
+  p.attnO = P.partO;
+  p.attnMl = P.partMl;
+  p.attnSplits = s.splits;
+  p.position = P.position;
+  p.heads = P.heads;
+  p.headDim = 64;
+  setWeight(p, P.layers[l].proj);
+  p.y = P.residual;
+  return p;
+}
+
+__device__ WbDecodeLinearParams fcParams(const Step& s, int l) {
+  const WbDecodePersistentParams& P = s.P;
+  const WbDecodeLayer& L = P.layers[l];
+  WbDecodeLinearParams p{};
+  p.input = WB_DECODE_IN_LAYERNORM;
+  p.output = WB_DECODE_OUT_GELU;
+  p.n = P.inner;
+  p.k = P.embd;
+  p.x = P.residual;
+  p.lnWeight = L.ln2Weight;
+  p.lnBias = L.ln2Bias;
+  p.lnEps = P.lnEps;
+  setWeight(p, L.fc);
+  p.y = P.hidden;
+  return p;
+}
+
+__device__ WbDecodeLinearParams mprojParams(const Step& s, int l) {
+  const WbDecodePersistentParams& P = s.P;
+  WbDecodeLinearParams p{};
+  p.input = WB_DECODE_IN_PLAIN;
+  p.output = WB_DECODE_OUT_RESIDUAL;
+  p.n = P.embd;
+  p.k = P.inner;
+  p.x = P.hidden;
+  setWeight(p, P.layers[l].mproj);
+  p.y = P.residual;
+  return p;
+}
+
+__device__ WbDecodeLinearParams headParams(const Step& s) {
+  const WbDecodePersistentParams& P = s.P;
+  WbDecodeLinearParams p{};
+  p.input = WB_DECODE_IN_LAYERNORM;
+  p.output = WB_DECODE_OUT_ARGMAX;
+  p.n = P.vocab;
+  p.k = P.embd;
+  p.x = P.residual;
+  p.lnWeight = P.lnfWeight;
+  p.lnBias = P.lnfBias;
+  p.lnEps = P.lnEps;
+  setWeight(p, P.head);
+  p.y = P.logits;
+  p.position = P.position;
+  p.capacity = P.capacity;
+  p.argmaxValues = P.argmaxValues;
+  p.argmaxIndices = P.argmaxIndices;
+  p.argmaxCounter = P.argmaxCounter;
+  p.argmaxSlots = P.argmaxSlots;
+  p.nextToken = P.token;
+  p.tokens = P.tokens;
+  return p;
+}
+
+__device__ WbDecodeAttentionParams attentionParams(const Step& s, int l) {
+  const WbDecodePersistentParams& P = s.P;
+  const WbDecodeLayer& L = P.layers[l];
+  WbDecodeAttentionParams a{};
+  a.q = P.q;
+  a.kCache = L.kCache;
+  a.vCache = L.vCache;
+  a.position = P.position;
+  a.partO = P.partO;
+  a.partMl = P.partMl;
+  a.heads = P.heads;
+  a.headDim = 64;
+  a.capacity = P.capacity;
+  a.scale = L.scale;
+  return a;
+}
+
+// Items (head, split) for splits 0 .. pos / 64, item = split * heads + head, handed to
+// the blocks' quarters so that the first items land on different SMs.
+struct AttentionWork {
+  int items, first, stride;
+};
+__device__ __forceinline__ AttentionWork attentionWork(const WbDecodeAttentionParams& a, int64_t pos, int splits) {
+  AttentionWork w;
+  const int needed = pos >= a.capacity ? 0 : min(static_cast<int>(pos / kSplitKeys) + 1, splits);
+  w.items = needed * a.heads;
+  w.first = static_cast<int>(threadIdx.x / 128) * static_cast<int>(gridDim.x) + blockIdx.x;
+  w.stride = kAttnQuarters * static_cast<int>(gridDim.x);
+  return w;
+}
+
+template <bool kInt4Layers>
+__global__ void __launch_bounds__(kThreads, 1) decodePersistentKernel(const WbDecodePersistentParams P) {
+  extern __shared__ float4 smem[];
+  const int maxK = max(P.embd, P.inner);
+  float* sx = reinterpret_cast<float*>(smem);                   // [maxK]
+  uint4* sxq = reinterpret_cast<uint4*>(sx + maxK);             // [maxK / 8]
+  __half* sln = reinterpret_cast<__half*>(sxq + maxK / 8);      // [2 * embd]
+  __shared__ SplitShared attnShared[kAttnQuarters];
+  __shared__ Scratch scratch;
+
+  const Step step{P, (P.capacity + kSplitKeys - 1) / kSplitKeys};
+  const int64_t pos = __ldcg(P.position);  // advanced only by the last block, after everyone's reads
+  const int quarter = threadIdx.x / 128, tid = threadIdx.x % 128;
+  float best = -FLT_MAX;
+  int bestIdx = 0x7fffffff;
+  Frag f;
+  SplitKeys keys;
+
+  WbDecodeLinearParams p = qkvParams(step, 0);
+  Work wk = makeWork(p.n, p.k, kInt4Layers);
+  prefetchPhase<kInt4Layers>(p, wk, f, sln, false, true);
+  __syncthreads();  // sln
+  for (int l = 0; l < P.nLayer; ++l) {
+    // 1. (embedding +) ln_1 + c_attn: q to a buffer, k/v into the cache.
+    if (l == 0)
+      runPhase<WB_DECODE_IN_EMBED, WB_DECODE_OUT_QKV, kInt4Layers>(p, wk, f, sx, sxq, sln, scratch, pos, best, bestIdx);
+    else
+      runPhase<WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_QKV, kInt4Layers>(p, wk, f, sx, sxq, sln, scratch, pos, best,
+                                                                        bestIdx);
+    // 2. attention over the cache.
+    const WbDecodeAttentionParams a = attentionParams(step, l);
+    const AttentionWork aw = attentionWork(a, pos, step.splits);
+    if (aw.first < aw.items) fetchSplit(a, aw.first % a.heads, aw.first / a.heads, pos, tid, keys);
+    gridBarrier(P.barrier);
+    for (int item = aw.first; item < aw.items; item += aw.stride) {
+      if (item != aw.first) fetchSplit(a, item % a.heads, item / a.heads, pos, tid, keys);
+      attendSplit(a, item % a.heads, item / a.heads, pos, tid, keys, attnShared[quarter],
+                  [quarter] { namedBarrier(quarter + 1); });
+    }
+    // 3. combine + attn.c_proj + residual.
+    p = projParams(step, l);
+    wk = makeWork(p.n, p.k, kInt4Layers);
+    prefetchPhase<kInt4Layers>(p, wk, f, sln, true, false);
+    gridBarrier(P.barrier);
+    runPhase<WB_DECODE_IN_ATTENTION, WB_DECODE_OUT_RESIDUAL, kInt4Layers>(p, wk, f, sx, sxq, sln, scratch, pos, best,
+                                                                           bestIdx);
+    // 4. ln_2 + c_fc + GELU.
+    p = fcParams(step, l);
+    wk = makeWork(p.n, p.k, kInt4Layers);
+    prefetchPhase<kInt4Layers>(p, wk, f, sln, false, true);
+    gridBarrier(P.barrier);
+    runPhase<WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_GELU, kInt4Layers>(p, wk, f, sx, sxq, sln, scratch, pos, best,
+                                                                       bestIdx);
+    // 5. mlp.c_proj + residual.
+    p = mprojParams(step, l);
+    wk = makeWork(p.n, p.k, kInt4Layers);
+    prefetchPhase<kInt4Layers>(p, wk, f, sln, true, false);
+    gridBarrier(P.barrier);
+    runPhase<WB_DECODE_IN_PLAIN, WB_DECODE_OUT_RESIDUAL, kInt4Layers>(p, wk, f, sx, sxq, sln, scratch, pos, best,
+                                                                       bestIdx);
+    if (l + 1 < P.nLayer) {
+      p = qkvParams(step, l + 1);
+      wk = makeWork(p.n, p.k, kInt4Layers);
+      prefetchPhase<kInt4Layers>(p, wk, f, sln, false, true);
+      gridBarrier(P.barrier);
+    }
+  }
+  // ln_f + LM head + argmax; the last block feeds the token back and advances the position.
+  p = headParams(step);
+  if (P.head.qweight) {
+    wk = makeWork(p.n, p.k, true);
+    prefetchPhase<true>(p, wk, f, sln, false, true);
+    gridBarrier(P.barrier);
+    runPhase<WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_ARGMAX, true>(p, wk, f, sx, sxq, sln, scratch, pos, best, bestIdx);
+  } else {
+    wk = makeWork(p.n, p.k, false);
+    prefetchPhase<false>(p, wk, f, sln, false, true);
+    gridBarrier(P.barrier);
+    runPhase<WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_ARGMAX, false>(p, wk, f, sx, sxq, sln, scratch, pos, best,
+                                                                   bestIdx);
+  }
+  argmaxFinish(p, best, bestIdx, scratch.bestValue, scratch.bestIndex, &scratch.lastBlock);
+}
+
+using KernelFn = void (*)(WbDecodePersistentParams);
+
+KernelFn kernelFor(const WbDecodePersistentParams& p) {
+  return p.layersInt4 ? decodePersistentKernel<true> : decodePersistentKernel<false>;
+}
+
+bool goodWeight(const WbDecodeWeight& w, bool int4) {
+  if (int4)
+    return w.qweight && !w.weight && w.scales && (w.groupSize == 32 || w.groupSize == 64 || w.groupSize == 128) &&
+           reinterpret_cast<uintptr_t>(w.qweight) % 16 == 0;
+  return w.weight && !w.qweight && reinterpret_cast<uintptr_t>(w.weight) % 16 == 0;
+}
+
+// Every GEMV's slices must split its row into whole chunks of at most kV per lane.
+bool slicesFit(int n, int k, bool int4, int warpsTotal) {
+  const int chunks = k / (int4 ? 32 : 8);
+  const int s = slicesFor(n, chunks, warpsTotal);
+  return chunks % s == 0 && chunks / s <= 32 * kV;
+}
+
+}  // namespace
+}  // namespace wbk
+
+extern "C" WbStatus wbDecodePersistentSetup(WbDecodePersistentParams* params) {
+  using namespace wbk;
+  if (!params) return fail(WB_STATUS_INVALID_ARGUMENT, "decode persistent: params is NULL");
+  WbDecodePersistentParams& p = *params;
+  if (!p.layers || p.nLayer < 1 || p.embd <= 0 || p.embd % 32 || p.inner <= 0 || p.inner % 32 || p.heads < 1 ||
+      p.heads * 64 != p.embd || p.vocab < 1 || p.capacity < 1)
+    return fail(WB_STATUS_UNSUPPORTED, "decode persistent: shapes (embd %d, inner %d, heads %d) need head dim 64",
+                p.embd, p.inner, p.heads);
+  if (!p.wte || !p.wpe || !p.lnfWeight || !p.lnfBias || !p.token || !p.position || !p.tokens || !p.residual || !p.q ||
+      !p.hidden || !p.logits || !p.partO || !p.partMl || !p.argmaxValues || !p.argmaxIndices || !p.argmaxCounter ||
+      !p.barrier)
+    return fail(WB_STATUS_INVALID_ARGUMENT, "decode persistent: a pointer is NULL");
+  if (!goodWeight(p.head, p.head.qweight != nullptr))
+    return fail(WB_STATUS_INVALID_ARGUMENT, "decode persistent: the LM head weight is not a usable fp16 or int4 weight");
+  int dev = 0, coop = 0, sms = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+    return checkLaunch("decode persistent: device attributes");
+  if (!coop) return fail(WB_STATUS_UNSUPPORTED, "decode persistent: the device has no cooperative launch");
+  const int maxK = std::max(p.embd, p.inner);
+  p.sharedBytes = static_cast<size_t>(maxK) * 4 + static_cast<size_t>(maxK) * 2 + static_cast<size_t>(p.embd) * 4;
+  const KernelFn kernel = kernelFor(p);
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(p.sharedBytes)) !=
+      cudaSuccess)
+    return checkLaunch("decode persistent: cudaFuncSetAttribute");
+  int perSm = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&perSm, kernel, kThreads, p.sharedBytes) != cudaSuccess)
+    return checkLaunch("decode persistent: occupancy");
+  if (perSm < 1) return fail(WB_STATUS_UNSUPPORTED, "decode persistent: the kernel does not fit on an SM");
+  p.blocks = sms;  // one per SM: more would add barrier arrivals, not bandwidth
+  if (p.blocks > p.argmaxSlots)
+    return fail(WB_STATUS_INVALID_ARGUMENT, "decode persistent: %d argmax slots for %d blocks", p.argmaxSlots, p.blocks);
+  const int warpsTotal = p.blocks * kWarps;
+  const bool q = p.layersInt4 != 0;
+  if (!slicesFit(3 * p.embd, p.embd, q, warpsTotal) || !slicesFit(p.embd, p.embd, q, warpsTotal) ||
+      !slicesFit(p.inner, p.embd, q, warpsTotal) || !slicesFit(p.embd, p.inner, q, warpsTotal) ||
+      !slicesFit(p.vocab, p.embd, p.head.qweight != nullptr, warpsTotal))
+    return fail(WB_STATUS_UNSUPPORTED, "decode persistent: widths %d / %d do not split into this grid's rows", p.embd,
+                p.inner);
+  return WB_STATUS_OK;
+}
+
+extern "C" WbStatus wbDecodePersistent(const WbDecodePersistentParams* params, cudaStream_t stream) {
+  using namespace wbk;
+  if (!params || params->blocks < 1) return fail(WB_STATUS_INVALID_ARGUMENT, "decode persistent: call setup first");
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(params->blocks);
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = params->sharedBytes;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeCooperative;  // every block resident at once: the barriers need it
+  attr[0].val.cooperative = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  void* args[] = {const_cast<WbDecodePersistentParams*>(params)};
+  const cudaError_t err = cudaLaunchKernelExC(&cfg, reinterpret_cast<const void*>(kernelFor(*params)), args);
+  if (err != cudaSuccess) {
+    (void)cudaGetLastError();  // a refused launch is not sticky: leave no error for the next caller
+    return fail(WB_STATUS_CUDA_ERROR, "decode persistent launch: %s", cudaGetErrorString(err));
+  }
+  return checkLaunch("decode persistent launch");
+}
