@@ -187,8 +187,8 @@ bool FusedDecoder::Impl::stepPersistent(KvCache& cache, torch::Tensor& ids, torc
     p.argmaxIndices = argmaxIndices.data_ptr<int>();
     p.argmaxCounter = reinterpret_cast<unsigned*>(argmaxCounter.data_ptr<int>());
     p.argmaxSlots = static_cast<int>(argmaxValues.numel());
-    barrier = torch::zeros({2}, torch::TensorOptions().dtype(torch::kInt32).device(residual.device()));
-    p.barrier = reinterpret_cast<unsigned*>(barrier.data_ptr<int>());
+    barrier = torch::zeros({2}, torch::TensorOptions().dtype(torch::kLong).device(residual.device()));
+    p.barrier = reinterpret_cast<unsigned long long*>(barrier.data_ptr<int64_t>());
     // Unsupported here (no cooperative launch, shapes): the per-phase kernels instead.
     persistentOn = wbDecodePersistentSetup(&p) == WB_STATUS_OK && wbDecodePersistent(&p, stream) == WB_STATUS_OK;
     return persistentOn;

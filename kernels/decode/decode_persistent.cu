@@ -1,11 +1,13 @@
 // Persistent decode step; see decode_persistent.h.
-// One block of 16 warps per SM. A GEMV phase splits its N rows into units spread over
-// the blocks first (unit u goes to block u % blocks), each unit a row handled by
-// `slices` consecutive warps that split K and add through shared memory (slices > 1 only
-// when rows are too few to occupy every warp, or a row is too long for four 16-byte loads
-// per lane). Each warp holds two units' weights in registers: both are loaded before the
-// grid barrier that precedes the phase, later units while the earlier ones are summed.
-// Attention runs four (head, split) items per block, one per 128-thread quarter, with
+// One block of 12 warps per SM (168 registers a thread, no spills). A GEMV phase hands
+// its rows out as units spread over the blocks first (unit u goes to block u % blocks);
+// a unit is a row summed by `slices` consecutive warps that split K and add through
+// shared memory (slices > 1 only when rows are too few to occupy the warps, or a row is
+// too long for four 16-byte loads per lane). Each warp holds two units' weights in
+// registers. The next phase's first two units are loaded as soon as a slot's last unit
+// here is summed (warp 0: between arriving at the barrier and waiting), and the GEMV
+// after that is asked of L2 while waiting, so the loads after a barrier hit L2.
+// Attention runs three (head, split) items per block, one per 128-thread group, with
 // named barriers. Activations cross blocks through L2 only (ld.cg): L1 is not coherent.
 #include <cuda_fp16.h>
 
@@ -20,17 +22,18 @@
 namespace wbk {
 namespace {
 
-constexpr int kThreads = 512, kWarps = kThreads / 32;
+constexpr int kThreads = 384, kWarps = kThreads / 32;  // 168 registers a thread: no spills
 constexpr int kV = 4;      // 16-byte loads per lane per unit
 constexpr int kDepth = 2;  // units in flight per warp
 constexpr int kAttnQuarters = kThreads / 128;
 
 // Slices per row: enough that a slice fits kV loads per lane, then more while the rows
 // would leave half the grid's warps idle. Host and device must agree (setup checks it).
+// A slice count always divides the block's warps, so a row's slices share one block.
 __host__ __device__ inline int slicesFor(int n, int chunks, int warpsTotal) {
   int s = 1;
-  while (chunks / s > 32 * kV && s < kWarps) s *= 2;
-  while (s < kWarps && static_cast<int64_t>(n) * s * 2 <= warpsTotal && chunks % (2 * s) == 0 &&
+  while (chunks / s > 32 * kV && kWarps % (2 * s) == 0) s *= 2;
+  while (kWarps % (2 * s) == 0 && static_cast<int64_t>(n) * s * 2 <= warpsTotal && chunks % (2 * s) == 0 &&
          chunks / (2 * s) >= 32)
     s *= 2;
   return s;
@@ -90,17 +93,36 @@ __device__ __forceinline__ void loadUnit(const WbDecodeLinearParams& p, const Wo
   }
 }
 
-// Before the barrier: the phase's first two units and its LayerNorm parameters.
+// A phase's first two units (slots 0 and 1).
 template <bool kInt4>
-__device__ __forceinline__ void prefetchPhase(const WbDecodeLinearParams& p, const Work& wk, Frag& f, __half* sln,
-                                              bool wantRes, bool norm) {
+__device__ __forceinline__ void loadFirstUnits(const WbDecodeLinearParams& p, const Work& wk, Frag& f, bool wantRes) {
   loadUnit<kInt4>(p, wk, 0, f, 0, wantRes);
   if (wk.iters > 1) loadUnit<kInt4>(p, wk, 1, f, 1, wantRes);
-  if (norm)
-    for (int c = threadIdx.x; c < p.k / 8; c += blockDim.x) {
-      reinterpret_cast<uint4*>(sln)[c] = __ldg(reinterpret_cast<const uint4*>(p.lnWeight) + c);
-      reinterpret_cast<uint4*>(sln + p.k)[c] = __ldg(reinterpret_cast<const uint4*>(p.lnBias) + c);
-    }
+}
+
+// The LayerNorm parameters of a LAYERNORM / EMBED phase into shared memory.
+__device__ __forceinline__ void stageNorm(const WbDecodeLinearParams& p, __half* sln) {
+  if (p.input != WB_DECODE_IN_LAYERNORM && p.input != WB_DECODE_IN_EMBED) return;
+  for (int c = threadIdx.x; c < p.k / 8; c += blockDim.x) {
+    reinterpret_cast<uint4*>(sln)[c] = __ldg(reinterpret_cast<const uint4*>(p.lnWeight) + c);
+    reinterpret_cast<uint4*>(sln + p.k)[c] = __ldg(reinterpret_cast<const uint4*>(p.lnBias) + c);
+  }
+}
+
+// Asks L2 to fetch weight row `row` (and its int4 scales / zeros): no registers, no
+// completion to wait for (the bulk-copy prefetch is asynchronous).
+__device__ __forceinline__ void prefetchRowL2(const WbDecodeLinearParams& p, int row, bool int4) {
+  if (row >= p.n) return;
+  const uint32_t bytes = int4 ? p.k / 2 : p.k * 2;
+  const char* base = int4 ? reinterpret_cast<const char*>(p.qweight) : static_cast<const char*>(p.weight);
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(base + static_cast<int64_t>(row) * bytes),
+               "r"(bytes)
+               : "memory");
+  if (int4) {
+    const int64_t g = static_cast<int64_t>(row) * (p.k / p.groupSize);
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const __half*>(p.scales) + g) : "memory");
+    if (p.zeros) asm volatile("prefetch.global.L2 [%0];" ::"l"(p.zeros + g) : "memory");
+  }
 }
 
 struct Scratch {
@@ -143,48 +165,68 @@ __device__ __forceinline__ void sumUnit(const WbDecodeLinearParams& p, const Wor
     storeRow<kOut>(p, row, acc + f.bias[d], kOut == WB_DECODE_OUT_RESIDUAL, f.res[d], pos, best, bestIdx);
 }
 
-// After the barrier: stage the input vector, then sum every unit, two in flight.
+// After the barrier: stage the input vector, then sum every unit, two in flight. With
+// `next` (same weight format), warps other than warp 0 load the next phase's first two
+// units into each slot as soon as its last unit here is summed: the next phase's fetch
+// then overlaps this phase's tail and the barrier. Warp 0 holds the barrier's fence,
+// which would wait for its outstanding loads, so it loads after arriving (afterArrive).
 template <int kIn, int kOut, bool kInt4>
 __device__ __forceinline__ void runPhase(const WbDecodeLinearParams& p, const Work& wk, Frag& f, float* sx, uint4* sxq,
-                                         const __half* sln, Scratch& s, int64_t pos, float& best, int& bestIdx) {
-  stageInput<kIn, kInt4>(p, sx, sxq, sln, s.sum);
+                                         const __half* sln, Scratch& s, int64_t pos, float& best, int& bestIdx,
+                                         const WbDecodeLinearParams& pn, const Work& wkn, bool next, bool nextRes) {
   constexpr bool kRes = kOut == WB_DECODE_OUT_RESIDUAL;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const bool early = next && warp != 0;
+  if (early && wk.iters == 1 && wkn.iters > 1) loadUnit<kInt4>(pn, wkn, 1, f, 1, nextRes);  // slot 1 unused here
+  stageInput<kIn, kInt4>(p, sx, sxq, sln, s.sum);
+  const bool stream = wk.iters > 4 && lane == 0 && wk.slice == 0 && warp != 0;  // the LM head: L2 runs ahead
   for (int j = 0; j < wk.iters; j += 2) {
+    if (stream) {
+      if (j + 4 < wk.iters) prefetchRowL2(p, wk.row(j + 4), kInt4);
+      if (j + 5 < wk.iters) prefetchRowL2(p, wk.row(j + 5), kInt4);
+    }
     sumUnit<kOut, kInt4>(p, wk, j, f, 0, sx, sxq, s, pos, best, bestIdx);
-    if (j + 2 < wk.iters) loadUnit<kInt4>(p, wk, j + 2, f, 0, kRes);
+    if (j + 2 < wk.iters)
+      loadUnit<kInt4>(p, wk, j + 2, f, 0, kRes);
+    else if (early)
+      loadUnit<kInt4>(pn, wkn, 0, f, 0, nextRes);
     if (j + 1 < wk.iters) {
       sumUnit<kOut, kInt4>(p, wk, j + 1, f, 1, sx, sxq, s, pos, best, bestIdx);
-      if (j + 3 < wk.iters) loadUnit<kInt4>(p, wk, j + 3, f, 1, kRes);
+      if (j + 3 < wk.iters)
+        loadUnit<kInt4>(p, wk, j + 3, f, 1, kRes);
+      else if (early && wkn.iters > 1)
+        loadUnit<kInt4>(pn, wkn, 1, f, 1, nextRes);
     }
   }
 }
 
-__device__ __forceinline__ uint32_t loadAcquire(const unsigned* p) {
-  uint32_t v;
-  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-  return v;
-}
+// Grid-wide barrier in two halves, so that a block can issue its next phase's loads
+// between arriving and waiting. bar[0] counts arrivals and only grows: barrier i of a
+// launch is passed when it reaches base + (i + 1) * blocks, where base (bar[1]) is what
+// the previous launch left it at; the last block of each launch records the new base.
+// Thread 0 arrives with a release add: it must have no loads in flight then (the
+// release waits for them), which is why warp 0 loads its next weights after arriving.
+struct GridBarrier {
+  unsigned long long* bar;
+  unsigned long long target;  // thread 0's: the count that ends the current barrier
 
-// Grid-wide barrier: count arrivals in bar[0]; the last arrival re-arms the count and
-// bumps the generation bar[1] that the others spin on. The generation is read before
-// arriving, which is safe because it cannot move until this block has arrived.
-__device__ __forceinline__ void gridBarrier(unsigned* bar) {
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    const unsigned gen = loadAcquire(bar + 1);
-    __threadfence();
-    if (atomicAdd(bar, 1u) == gridDim.x - 1) {
-      atomicExch(bar, 0u);
-      __threadfence();
-      atomicAdd(bar + 1, 1u);
-    } else {
-      while (loadAcquire(bar + 1) == gen) {
-      }
+  __device__ void arrive() {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      target += gridDim.x;
+      asm volatile("red.release.gpu.global.add.u64 [%0], 1;" ::"l"(bar) : "memory");
     }
-    __threadfence();
   }
-  __syncthreads();
-}
+  __device__ void wait() const {
+    if (threadIdx.x == 0) {
+      unsigned long long seen;
+      do {
+        asm volatile("ld.acquire.gpu.global.u64 %0, [%1];" : "=l"(seen) : "l"(bar) : "memory");
+      } while (seen < target);
+    }
+    __syncthreads();
+  }
+};
 
 __device__ __forceinline__ void namedBarrier(int id) {
   asm volatile("bar.sync %0, 128;" ::"r"(id) : "memory");
@@ -333,88 +375,146 @@ __device__ __forceinline__ AttentionWork attentionWork(const WbDecodeAttentionPa
   return w;
 }
 
+// GEMV g of the step: 4 l + (0 c_attn, 1 attn.c_proj, 2 c_fc, 3 mlp.c_proj); 4 L the LM head.
+__device__ WbDecodeLinearParams gemvParams(const Step& s, int g) {
+  if (g >= 4 * s.P.nLayer) return headParams(s);
+  switch (g % 4) {
+    case 0: return qkvParams(s, g / 4);
+    case 1: return projParams(s, g / 4);
+    case 2: return fcParams(s, g / 4);
+    default: return mprojParams(s, g / 4);
+  }
+}
+__device__ __forceinline__ bool gemvInt4(const Step& s, int g) {
+  return g >= 4 * s.P.nLayer ? s.P.head.qweight != nullptr : s.P.layersInt4 != 0;
+}
+__device__ __forceinline__ bool gemvResidual(int g) { return g % 4 == 1 || g % 4 == 3; }
+
+// While waiting at a barrier, threads 32.. ask L2 for this block's rows of GEMV g (two
+// phases ahead of the one about to run), at most maxIters units per warp (the LM head
+// is larger than L2). The register loads of that phase then hit L2.
+__device__ void prefetchGemvL2(const Step& s, int g, int maxIters) {
+  if (g > 4 * s.P.nLayer || threadIdx.x < 32) return;
+  const WbDecodeLinearParams p = gemvParams(s, g);
+  const bool q = gemvInt4(s, g);
+  const int slices = slicesFor(p.n, p.k / (q ? 32 : 8), static_cast<int>(gridDim.x) * kWarps);
+  const int groups = kWarps / slices, unitStride = static_cast<int>(gridDim.x) * groups;
+  const int iters = min((p.n + unitStride - 1) / unitStride, maxIters);
+  for (int i = static_cast<int>(threadIdx.x) - 32; i < iters * groups; i += static_cast<int>(blockDim.x) - 32)
+    prefetchRowL2(p, (i / groups) * unitStride + (i % groups) * static_cast<int>(gridDim.x) + blockIdx.x, q);
+}
+
+// Between barrier.arrive() and wait(): GEMV g's first units where runPhase did not load
+// them (warp 0 always; everyone when the formats differ or there was no GEMV before),
+// its LayerNorm parameters, and (prefetchNext) the L2 prefetch of GEMV g + 1.
+__device__ __forceinline__ void afterArrive(const Step& s, int g, const WbDecodeLinearParams& p, const Work& wk,
+                                            Frag& f, __half* sln, bool loadedEarly, bool prefetchNext) {
+  if ((threadIdx.x >> 5) == 0 || !loadedEarly) {
+    if (gemvInt4(s, g))
+      loadFirstUnits<true>(p, wk, f, gemvResidual(g));
+    else
+      loadFirstUnits<false>(p, wk, f, gemvResidual(g));
+  }
+  stageNorm(p, sln);
+  if (prefetchNext) prefetchGemvL2(s, g + 1, 4);
+}
+
 template <bool kInt4Layers>
 __global__ void __launch_bounds__(kThreads, 1) decodePersistentKernel(const WbDecodePersistentParams P) {
   extern __shared__ float4 smem[];
   const int maxK = max(P.embd, P.inner);
-  float* sx = reinterpret_cast<float*>(smem);                   // [maxK]
-  uint4* sxq = reinterpret_cast<uint4*>(sx + maxK);             // [maxK / 8]
-  __half* sln = reinterpret_cast<__half*>(sxq + maxK / 8);      // [2 * embd]
+  float* sx = reinterpret_cast<float*>(smem);               // [maxK]
+  uint4* sxq = reinterpret_cast<uint4*>(sx + maxK);         // [maxK / 8]
+  __half* sln = reinterpret_cast<__half*>(sxq + maxK / 8);  // [2 * embd]
   __shared__ SplitShared attnShared[kAttnQuarters];
   __shared__ Scratch scratch;
 
   const Step step{P, (P.capacity + kSplitKeys - 1) / kSplitKeys};
   const int64_t pos = __ldcg(P.position);  // advanced only by the last block, after everyone's reads
+  GridBarrier barrier{P.barrier, __ldcg(P.barrier + 1)};
   const int quarter = threadIdx.x / 128, tid = threadIdx.x % 128;
+  const int head = 4 * P.nLayer;
   float best = -FLT_MAX;
   int bestIdx = 0x7fffffff;
   Frag f;
   SplitKeys keys;
 
-  WbDecodeLinearParams p = qkvParams(step, 0);
+  WbDecodeLinearParams p = gemvParams(step, 0);
   Work wk = makeWork(p.n, p.k, kInt4Layers);
-  prefetchPhase<kInt4Layers>(p, wk, f, sln, false, true);
-  __syncthreads();  // sln
-  for (int l = 0; l < P.nLayer; ++l) {
+  afterArrive(step, 0, p, wk, f, sln, false, true);  // GEMV 0's units and LayerNorm; GEMV 1 to L2
+  __syncthreads();
+  // Each GEMV phase g: after it ends, GEMV g + 2 goes to L2 (and g + 1 to registers).
+  // The next phase's parameters are rebuilt after runPhase rather than kept across it.
+  for (int l = 0, g = 0; l < P.nLayer; ++l, g += 4) {
     // 1. (embedding +) ln_1 + c_attn: q to a buffer, k/v into the cache.
     if (l == 0)
-      runPhase<WB_DECODE_IN_EMBED, WB_DECODE_OUT_QKV, kInt4Layers>(p, wk, f, sx, sxq, sln, scratch, pos, best, bestIdx);
+      runPhase<WB_DECODE_IN_EMBED, WB_DECODE_OUT_QKV, kInt4Layers>(p, wk, f, sx, sxq, sln, scratch, pos, best, bestIdx,
+                                                                   p, wk, false, false);
     else
       runPhase<WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_QKV, kInt4Layers>(p, wk, f, sx, sxq, sln, scratch, pos, best,
-                                                                        bestIdx);
-    // 2. attention over the cache.
+                                                                       bestIdx, p, wk, false, false);
+    // 2. attention over the cache; the keys of earlier steps load while waiting.
     const WbDecodeAttentionParams a = attentionParams(step, l);
     const AttentionWork aw = attentionWork(a, pos, step.splits);
+    barrier.arrive();
     if (aw.first < aw.items) fetchSplit(a, aw.first % a.heads, aw.first / a.heads, pos, tid, keys);
-    gridBarrier(P.barrier);
+    prefetchGemvL2(step, g + 2, 4);
+    barrier.wait();
     for (int item = aw.first; item < aw.items; item += aw.stride) {
       if (item != aw.first) fetchSplit(a, item % a.heads, item / a.heads, pos, tid, keys);
       attendSplit(a, item % a.heads, item / a.heads, pos, tid, keys, attnShared[quarter],
                   [quarter] { namedBarrier(quarter + 1); });
     }
     // 3. combine + attn.c_proj + residual.
-    p = projParams(step, l);
+    p = gemvParams(step, g + 1);
     wk = makeWork(p.n, p.k, kInt4Layers);
-    prefetchPhase<kInt4Layers>(p, wk, f, sln, true, false);
-    gridBarrier(P.barrier);
-    runPhase<WB_DECODE_IN_ATTENTION, WB_DECODE_OUT_RESIDUAL, kInt4Layers>(p, wk, f, sx, sxq, sln, scratch, pos, best,
-                                                                           bestIdx);
-    // 4. ln_2 + c_fc + GELU.
-    p = fcParams(step, l);
-    wk = makeWork(p.n, p.k, kInt4Layers);
-    prefetchPhase<kInt4Layers>(p, wk, f, sln, false, true);
-    gridBarrier(P.barrier);
-    runPhase<WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_GELU, kInt4Layers>(p, wk, f, sx, sxq, sln, scratch, pos, best,
-                                                                       bestIdx);
-    // 5. mlp.c_proj + residual.
-    p = mprojParams(step, l);
-    wk = makeWork(p.n, p.k, kInt4Layers);
-    prefetchPhase<kInt4Layers>(p, wk, f, sln, true, false);
-    gridBarrier(P.barrier);
-    runPhase<WB_DECODE_IN_PLAIN, WB_DECODE_OUT_RESIDUAL, kInt4Layers>(p, wk, f, sx, sxq, sln, scratch, pos, best,
-                                                                       bestIdx);
-    if (l + 1 < P.nLayer) {
-      p = qkvParams(step, l + 1);
-      wk = makeWork(p.n, p.k, kInt4Layers);
-      prefetchPhase<kInt4Layers>(p, wk, f, sln, false, true);
-      gridBarrier(P.barrier);
+    barrier.arrive();
+    afterArrive(step, g + 1, p, wk, f, sln, false, false);
+    barrier.wait();
+    {
+      const WbDecodeLinearParams pn = gemvParams(step, g + 2);
+      runPhase<WB_DECODE_IN_ATTENTION, WB_DECODE_OUT_RESIDUAL, kInt4Layers>(
+          p, wk, f, sx, sxq, sln, scratch, pos, best, bestIdx, pn, makeWork(pn.n, pn.k, kInt4Layers), true, false);
     }
+    // 4. ln_2 + c_fc + GELU.
+    p = gemvParams(step, g + 2);
+    wk = makeWork(p.n, p.k, kInt4Layers);
+    barrier.arrive();
+    afterArrive(step, g + 2, p, wk, f, sln, true, true);
+    barrier.wait();
+    {
+      const WbDecodeLinearParams pn = gemvParams(step, g + 3);
+      runPhase<WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_GELU, kInt4Layers>(
+          p, wk, f, sx, sxq, sln, scratch, pos, best, bestIdx, pn, makeWork(pn.n, pn.k, kInt4Layers), true, true);
+    }
+    // 5. mlp.c_proj + residual; then the next layer's c_attn (or the LM head).
+    p = gemvParams(step, g + 3);
+    wk = makeWork(p.n, p.k, kInt4Layers);
+    barrier.arrive();
+    afterArrive(step, g + 3, p, wk, f, sln, true, true);
+    barrier.wait();
+    const bool nextInt4 = gemvInt4(step, g + 4), sameFormat = nextInt4 == kInt4Layers;
+    {
+      const WbDecodeLinearParams pn = gemvParams(step, g + 4);
+      runPhase<WB_DECODE_IN_PLAIN, WB_DECODE_OUT_RESIDUAL, kInt4Layers>(
+          p, wk, f, sx, sxq, sln, scratch, pos, best, bestIdx, pn, makeWork(pn.n, pn.k, nextInt4), sameFormat, false);
+    }
+    p = gemvParams(step, g + 4);
+    wk = makeWork(p.n, p.k, nextInt4);
+    barrier.arrive();
+    afterArrive(step, g + 4, p, wk, f, sln, sameFormat, true);
+    barrier.wait();
   }
   // ln_f + LM head + argmax; the last block feeds the token back and advances the position.
-  p = headParams(step);
-  if (P.head.qweight) {
-    wk = makeWork(p.n, p.k, true);
-    prefetchPhase<true>(p, wk, f, sln, false, true);
-    gridBarrier(P.barrier);
-    runPhase<WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_ARGMAX, true>(p, wk, f, sx, sxq, sln, scratch, pos, best, bestIdx);
-  } else {
-    wk = makeWork(p.n, p.k, false);
-    prefetchPhase<false>(p, wk, f, sln, false, true);
-    gridBarrier(P.barrier);
-    runPhase<WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_ARGMAX, false>(p, wk, f, sx, sxq, sln, scratch, pos, best,
-                                                                   bestIdx);
-  }
+  if (gemvInt4(step, head))
+    runPhase<WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_ARGMAX, true>(p, wk, f, sx, sxq, sln, scratch, pos, best, bestIdx,
+                                                                 p, wk, false, false);
+  else
+    runPhase<WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_ARGMAX, false>(p, wk, f, sx, sxq, sln, scratch, pos, best, bestIdx,
+                                                                  p, wk, false, false);
   argmaxFinish(p, best, bestIdx, scratch.bestValue, scratch.bestIndex, &scratch.lastBlock);
+  // Every block has passed every barrier (it posted its argmax candidate after them).
+  if (threadIdx.x == 0 && scratch.lastBlock) P.barrier[1] = barrier.target;
 }
 
 using KernelFn = void (*)(WbDecodePersistentParams);

@@ -2,11 +2,11 @@
  * kernel: every block loops over all layers' phases (LayerNorm + c_attn with the KV-cache
  * write, split attention, combine + attn.c_proj + residual, LayerNorm + c_fc + GELU,
  * mlp.c_proj + residual; then ln_f + LM head + argmax that feeds the token back), with a
- * grid-wide barrier between phases. Before each barrier a block fetches the next phase's
- * weights (its first two rows per warp, into registers), LayerNorm parameters, bias and
- * residual elements, so the barrier wait overlaps those reads. Same arithmetic and
- * rounding as the per-phase kernels of decode.h; fp16 or int4 layer weights, fp16 or
- * int4 LM head. Needs cooperative launch (sm_90 here) and head dim 64. Not here:
+ * grid-wide barrier between phases. A block fetches the next phase's weights (its first
+ * two rows per warp, into registers), LayerNorm parameters, bias and residual elements
+ * while finishing a phase and waiting at the barrier, and has L2 fetch the phase after
+ * that. Same arithmetic and rounding as the per-phase kernels of decode.h; fp16 or int4
+ * layer weights, fp16 or int4 LM head. Needs cooperative launch (sm_90 here) and head dim 64. Not here:
  * batches > 1, sampling, bf16, pruned heads. */
 #pragma once
 
@@ -64,7 +64,7 @@ typedef struct {
   int* argmaxIndices;
   unsigned* argmaxCounter;  /* zero before the first launch; the kernel leaves it zero */
   int argmaxSlots;
-  unsigned* barrier;        /* [2] zero before the first launch; the kernel leaves [0] zero */
+  unsigned long long* barrier; /* [2] zero before the first launch; the kernels keep them */
   int blocks;               /* set by wbDecodePersistentSetup */
   size_t sharedBytes;       /* set by wbDecodePersistentSetup */
 } WbDecodePersistentParams;
