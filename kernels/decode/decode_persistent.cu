@@ -419,102 +419,102 @@ __device__ __forceinline__ void afterArrive(const Step& s, int g, const WbDecode
   if (prefetchNext) prefetchGemvL2(s, g + 1, 4);
 }
 
+// What a block carries from phase to phase.
+struct BlockState {
+  float* sx;     // [maxK] the staged input vector (fp16 weights)
+  uint4* sxq;    // [maxK / 8] the same for int4 weights
+  __half* sln;   // [2 * embd] LayerNorm weight and bias
+  Scratch& scratch;
+  int64_t pos;
+  GridBarrier barrier;
+  Frag f;
+  float best = -FLT_MAX;  // the LM head's running argmax
+  int bestIdx = 0x7fffffff;
+};
+
+// GEMV phase g (its first units already in registers), then GEMV g + 1 readied across the
+// barrier: its first units (loaded during g's tail where the formats agree), LayerNorm
+// parameters, and GEMV g + 2 asked of L2.
+template <int kIn, int kOut, bool kInt4>
+__device__ __forceinline__ void gemvThenNext(const Step& step, int g, WbDecodeLinearParams& p, Work& wk,
+                                             BlockState& b) {
+  const bool nextInt4 = gemvInt4(step, g + 1), sameFormat = nextInt4 == kInt4;
+  {
+    const WbDecodeLinearParams pn = gemvParams(step, g + 1);
+    runPhase<kIn, kOut, kInt4>(p, wk, b.f, b.sx, b.sxq, b.sln, b.scratch, b.pos, b.best, b.bestIdx, pn,
+                               makeWork(pn.n, pn.k, nextInt4), sameFormat, gemvResidual(g + 1));
+  }
+  p = gemvParams(step, g + 1);
+  wk = makeWork(p.n, p.k, nextInt4);
+  b.barrier.arrive();
+  afterArrive(step, g + 1, p, wk, b.f, b.sln, sameFormat, true);
+  b.barrier.wait();
+}
+
 template <bool kInt4Layers>
 __global__ void __launch_bounds__(kThreads, 1) decodePersistentKernel(const WbDecodePersistentParams P) {
   extern __shared__ float4 smem[];
   const int maxK = max(P.embd, P.inner);
-  float* sx = reinterpret_cast<float*>(smem);               // [maxK]
-  uint4* sxq = reinterpret_cast<uint4*>(sx + maxK);         // [maxK / 8]
-  __half* sln = reinterpret_cast<__half*>(sxq + maxK / 8);  // [2 * embd]
   __shared__ SplitShared attnShared[kAttnQuarters];
   __shared__ Scratch scratch;
-
+  BlockState b{reinterpret_cast<float*>(smem), reinterpret_cast<uint4*>(reinterpret_cast<float*>(smem) + maxK),
+               reinterpret_cast<__half*>(reinterpret_cast<uint4*>(reinterpret_cast<float*>(smem) + maxK) + maxK / 8),
+               scratch,
+               __ldcg(P.position),  // advanced only by the last block, after everyone's reads
+               GridBarrier{P.barrier, __ldcg(P.barrier + 1)}};
   const Step step{P, (P.capacity + kSplitKeys - 1) / kSplitKeys};
-  const int64_t pos = __ldcg(P.position);  // advanced only by the last block, after everyone's reads
-  GridBarrier barrier{P.barrier, __ldcg(P.barrier + 1)};
   const int quarter = threadIdx.x / 128, tid = threadIdx.x % 128;
   const int head = 4 * P.nLayer;
-  float best = -FLT_MAX;
-  int bestIdx = 0x7fffffff;
-  Frag f;
   SplitKeys keys;
 
   WbDecodeLinearParams p = gemvParams(step, 0);
   Work wk = makeWork(p.n, p.k, kInt4Layers);
-  afterArrive(step, 0, p, wk, f, sln, false, true);  // GEMV 0's units and LayerNorm; GEMV 1 to L2
+  afterArrive(step, 0, p, wk, b.f, b.sln, false, true);  // GEMV 0's units and LayerNorm; GEMV 1 to L2
   __syncthreads();
   // Each GEMV phase g: after it ends, GEMV g + 2 goes to L2 (and g + 1 to registers).
   // The next phase's parameters are rebuilt after runPhase rather than kept across it.
   for (int l = 0, g = 0; l < P.nLayer; ++l, g += 4) {
     // 1. (embedding +) ln_1 + c_attn: q to a buffer, k/v into the cache.
     if (l == 0)
-      runPhase<WB_DECODE_IN_EMBED, WB_DECODE_OUT_QKV, kInt4Layers>(p, wk, f, sx, sxq, sln, scratch, pos, best, bestIdx,
-                                                                   p, wk, false, false);
+      runPhase<WB_DECODE_IN_EMBED, WB_DECODE_OUT_QKV, kInt4Layers>(p, wk, b.f, b.sx, b.sxq, b.sln, scratch, b.pos,
+                                                                   b.best, b.bestIdx, p, wk, false, false);
     else
-      runPhase<WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_QKV, kInt4Layers>(p, wk, f, sx, sxq, sln, scratch, pos, best,
-                                                                       bestIdx, p, wk, false, false);
+      runPhase<WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_QKV, kInt4Layers>(p, wk, b.f, b.sx, b.sxq, b.sln, scratch, b.pos,
+                                                                       b.best, b.bestIdx, p, wk, false, false);
     // 2. attention over the cache; the keys of earlier steps load while waiting.
     const WbDecodeAttentionParams a = attentionParams(step, l);
-    const AttentionWork aw = attentionWork(a, pos, step.splits);
-    barrier.arrive();
-    if (aw.first < aw.items) fetchSplit(a, aw.first % a.heads, aw.first / a.heads, pos, tid, keys);
+    const AttentionWork aw = attentionWork(a, b.pos, step.splits);
+    b.barrier.arrive();
+    if (aw.first < aw.items) fetchSplit(a, aw.first % a.heads, aw.first / a.heads, b.pos, tid, keys);
     prefetchGemvL2(step, g + 2, 4);
-    barrier.wait();
+    b.barrier.wait();
     for (int item = aw.first; item < aw.items; item += aw.stride) {
-      if (item != aw.first) fetchSplit(a, item % a.heads, item / a.heads, pos, tid, keys);
-      attendSplit(a, item % a.heads, item / a.heads, pos, tid, keys, attnShared[quarter],
+      if (item != aw.first) fetchSplit(a, item % a.heads, item / a.heads, b.pos, tid, keys);
+      attendSplit(a, item % a.heads, item / a.heads, b.pos, tid, keys, attnShared[quarter],
                   [quarter] { namedBarrier(quarter + 1); });
     }
-    // 3. combine + attn.c_proj + residual.
+    // 3. combine + attn.c_proj + residual (its units load after the attention).
     p = gemvParams(step, g + 1);
     wk = makeWork(p.n, p.k, kInt4Layers);
-    barrier.arrive();
-    afterArrive(step, g + 1, p, wk, f, sln, false, false);
-    barrier.wait();
-    {
-      const WbDecodeLinearParams pn = gemvParams(step, g + 2);
-      runPhase<WB_DECODE_IN_ATTENTION, WB_DECODE_OUT_RESIDUAL, kInt4Layers>(
-          p, wk, f, sx, sxq, sln, scratch, pos, best, bestIdx, pn, makeWork(pn.n, pn.k, kInt4Layers), true, false);
-    }
+    b.barrier.arrive();
+    afterArrive(step, g + 1, p, wk, b.f, b.sln, false, false);
+    b.barrier.wait();
+    gemvThenNext<WB_DECODE_IN_ATTENTION, WB_DECODE_OUT_RESIDUAL, kInt4Layers>(step, g + 1, p, wk, b);
     // 4. ln_2 + c_fc + GELU.
-    p = gemvParams(step, g + 2);
-    wk = makeWork(p.n, p.k, kInt4Layers);
-    barrier.arrive();
-    afterArrive(step, g + 2, p, wk, f, sln, true, true);
-    barrier.wait();
-    {
-      const WbDecodeLinearParams pn = gemvParams(step, g + 3);
-      runPhase<WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_GELU, kInt4Layers>(
-          p, wk, f, sx, sxq, sln, scratch, pos, best, bestIdx, pn, makeWork(pn.n, pn.k, kInt4Layers), true, true);
-    }
-    // 5. mlp.c_proj + residual; then the next layer's c_attn (or the LM head).
-    p = gemvParams(step, g + 3);
-    wk = makeWork(p.n, p.k, kInt4Layers);
-    barrier.arrive();
-    afterArrive(step, g + 3, p, wk, f, sln, true, true);
-    barrier.wait();
-    const bool nextInt4 = gemvInt4(step, g + 4), sameFormat = nextInt4 == kInt4Layers;
-    {
-      const WbDecodeLinearParams pn = gemvParams(step, g + 4);
-      runPhase<WB_DECODE_IN_PLAIN, WB_DECODE_OUT_RESIDUAL, kInt4Layers>(
-          p, wk, f, sx, sxq, sln, scratch, pos, best, bestIdx, pn, makeWork(pn.n, pn.k, nextInt4), sameFormat, false);
-    }
-    p = gemvParams(step, g + 4);
-    wk = makeWork(p.n, p.k, nextInt4);
-    barrier.arrive();
-    afterArrive(step, g + 4, p, wk, f, sln, sameFormat, true);
-    barrier.wait();
+    gemvThenNext<WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_GELU, kInt4Layers>(step, g + 2, p, wk, b);
+    // 5. mlp.c_proj + residual; then the next layer's c_attn (or the LM head) is readied.
+    gemvThenNext<WB_DECODE_IN_PLAIN, WB_DECODE_OUT_RESIDUAL, kInt4Layers>(step, g + 3, p, wk, b);
   }
   // ln_f + LM head + argmax; the last block feeds the token back and advances the position.
   if (gemvInt4(step, head))
-    runPhase<WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_ARGMAX, true>(p, wk, f, sx, sxq, sln, scratch, pos, best, bestIdx,
-                                                                 p, wk, false, false);
+    runPhase<WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_ARGMAX, true>(p, wk, b.f, b.sx, b.sxq, b.sln, scratch, b.pos, b.best,
+                                                                 b.bestIdx, p, wk, false, false);
   else
-    runPhase<WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_ARGMAX, false>(p, wk, f, sx, sxq, sln, scratch, pos, best, bestIdx,
-                                                                  p, wk, false, false);
-  argmaxFinish(p, best, bestIdx, scratch.bestValue, scratch.bestIndex, &scratch.lastBlock);
+    runPhase<WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_ARGMAX, false>(p, wk, b.f, b.sx, b.sxq, b.sln, scratch, b.pos,
+                                                                  b.best, b.bestIdx, p, wk, false, false);
+  argmaxFinish(p, b.best, b.bestIdx, scratch.bestValue, scratch.bestIndex, &scratch.lastBlock);
   // Every block has passed every barrier (it posted its argmax candidate after them).
-  if (threadIdx.x == 0 && scratch.lastBlock) P.barrier[1] = barrier.target;
+  if (threadIdx.x == 0 && scratch.lastBlock) P.barrier[1] = b.barrier.target;
 }
 
 using KernelFn = void (*)(WbDecodePersistentParams);
