@@ -9,6 +9,7 @@
 
 #ifdef WB_HAVE_KERNELS
 #include "kernels/decode/decode.h"
+#include "kernels/decode/decode_persistent.h"
 #endif
 
 namespace wb {
@@ -96,7 +97,105 @@ struct FusedDecoder::Impl {
   int64_t capacity = 0, embd = 0, heads = 0, inner = 0, vocab = 0, splits = 0;
   float eps = 1e-5f;
   int64_t weightBytes = 0;
+  // The persistent step: its parameters, the device copy of the layer table (rebuilt
+  // when the caches it points at change) and the grid barrier's counters.
+  bool persistentTried = false, persistentOn = false;
+  WbDecodePersistentParams persistent{};
+  torch::Tensor layerTable, barrier;
+  std::vector<const void*> tableCaches;
+
+  bool stepPersistent(KvCache& cache, torch::Tensor& ids, torch::Tensor& out, cudaStream_t stream);
 };
+
+namespace {
+
+WbDecodeWeight decodeWeight(const GemvWeight& w, const torch::Tensor& bias) {
+  WbDecodeWeight d{};
+  if (w.rows.defined()) {
+    d.weight = w.rows.data_ptr();
+  } else {
+    d.qweight = w.packed.data_ptr<uint8_t>();
+    d.scales = w.scales.data_ptr();
+    d.zeros = w.zeros.defined() ? w.zeros.data_ptr<uint8_t>() : nullptr;
+    d.groupSize = static_cast<int>(w.groupSize);
+  }
+  d.bias = bias.defined() ? bias.data_ptr() : nullptr;
+  return d;
+}
+
+}  // namespace
+
+// Returns false when the persistent kernel cannot run here (the caller then launches
+// the per-phase kernels); the first call decides, before any graph capture.
+bool FusedDecoder::Impl::stepPersistent(KvCache& cache, torch::Tensor& ids, torch::Tensor& out, cudaStream_t stream) {
+  auto& p = persistent;
+  std::vector<const void*> caches;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    caches.push_back(cache.keys[i].data_ptr());
+    caches.push_back(cache.values[i].data_ptr());
+  }
+  if (caches != tableCaches) {
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(stream, &capturing) != cudaSuccess || capturing != cudaStreamCaptureStatusNone)
+      throw RunError(kWhere, "the KV cache moved while a graph was being captured", "warm up with this cache first");
+    std::vector<WbDecodeLayer> table(layers.size());
+    for (size_t i = 0; i < layers.size(); ++i) {
+      const Layer& l = layers[i];
+      WbDecodeLayer& t = table[i];
+      t.ln1Weight = l.ln1w.data_ptr();
+      t.ln1Bias = l.ln1b.data_ptr();
+      t.ln2Weight = l.ln2w.data_ptr();
+      t.ln2Bias = l.ln2b.data_ptr();
+      t.qkv = decodeWeight(l.qkv, l.qkvBias);
+      t.proj = decodeWeight(l.proj, l.projBias);
+      t.fc = decodeWeight(l.fc, l.fcBias);
+      t.mproj = decodeWeight(l.mproj, l.mprojBias);
+      t.kCache = cache.keys[i].data_ptr();
+      t.vCache = cache.values[i].data_ptr();
+      t.scale = l.scale;
+    }
+    const auto bytes = static_cast<int64_t>(table.size() * sizeof(WbDecodeLayer));
+    layerTable = torch::from_blob(table.data(), {bytes}, torch::kUInt8).to(residual.device());  // synchronous
+    tableCaches = caches;
+  }
+  p.layers = reinterpret_cast<const WbDecodeLayer*>(layerTable.data_ptr<uint8_t>());
+  p.token = ids.data_ptr<int64_t>();
+  p.position = cache.position.data_ptr<int64_t>();
+  p.tokens = out.data_ptr<int64_t>();
+  if (!persistentTried) {
+    persistentTried = true;
+    p.nLayer = static_cast<int>(layers.size());
+    p.embd = static_cast<int>(embd);
+    p.inner = static_cast<int>(inner);
+    p.heads = static_cast<int>(heads);
+    p.vocab = static_cast<int>(vocab);
+    p.capacity = static_cast<int>(capacity);
+    p.layersInt4 = options.int4 ? 1 : 0;
+    p.lnEps = eps;
+    p.wte = wte.data_ptr();
+    p.wpe = wpe.data_ptr();
+    p.lnfWeight = lnfW.data_ptr();
+    p.lnfBias = lnfB.data_ptr();
+    p.head = decodeWeight(head, torch::Tensor());
+    p.residual = residual.data_ptr();
+    p.q = q.data_ptr();
+    p.hidden = hidden.data_ptr();
+    p.logits = logits.data_ptr();
+    p.partO = partO.data_ptr<float>();
+    p.partMl = partMl.data_ptr<float>();
+    p.argmaxValues = argmaxValues.data_ptr<float>();
+    p.argmaxIndices = argmaxIndices.data_ptr<int>();
+    p.argmaxCounter = reinterpret_cast<unsigned*>(argmaxCounter.data_ptr<int>());
+    p.argmaxSlots = static_cast<int>(argmaxValues.numel());
+    barrier = torch::zeros({2}, torch::TensorOptions().dtype(torch::kLong).device(residual.device()));
+    p.barrier = reinterpret_cast<unsigned long long*>(barrier.data_ptr<int64_t>());
+    // Unsupported here (no cooperative launch, shapes): the per-phase kernels instead.
+    persistentOn = wbDecodePersistentSetup(&p) == WB_STATUS_OK && wbDecodePersistent(&p, stream) == WB_STATUS_OK;
+    return persistentOn;
+  }
+  check(wbDecodePersistent(&p, stream));
+  return true;
+}
 
 FusedDecoder::FusedDecoder(Gpt2 model, int64_t capacity, const FusedDecodeOptions& o)
     : impl_(std::make_unique<Impl>()) {
@@ -178,6 +277,7 @@ FusedDecoder::~FusedDecoder() = default;
 
 const torch::Tensor& FusedDecoder::logits() const { return impl_->logits; }
 int64_t FusedDecoder::weightBytes() const { return impl_->weightBytes; }
+bool FusedDecoder::persistentActive() const { return impl_->persistentOn; }
 
 void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) {
   auto& m = *impl_;
@@ -190,6 +290,14 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
   const auto dev = m.residual.device();
   compat::CudaDeviceGuard guard(dev);
   const auto stream = compat::currentCudaStream(dev);
+  for (size_t i = 0; i < m.layers.size(); ++i)
+    if (cache.keys[i].scalar_type() != torch::kHalf || !cache.keys[i].is_contiguous() ||
+        !cache.values[i].is_contiguous())
+      throw InputError(kWhere, "the KV cache must be contiguous fp16");
+  if (m.options.persistent && (m.persistentOn || !m.persistentTried) && m.stepPersistent(cache, ids, out, stream)) {
+    cache.length += 1;
+    return;
+  }
   const int pdl = m.options.programmaticLaunch ? 1 : 0;
   const auto* pos = cache.position.data_ptr<int64_t>();
   const int e = static_cast<int>(m.embd);
@@ -197,8 +305,6 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
     const Layer& l = m.layers[i];
     const auto& kc = cache.keys[i];
     const auto& vc = cache.values[i];
-    if (kc.scalar_type() != torch::kHalf || !kc.is_contiguous() || !vc.is_contiguous())
-      throw InputError(kWhere, "the KV cache must be contiguous fp16");
     // 1. (embedding +) ln_1 + c_attn; q to a buffer, k/v into the cache.
     WbDecodeLinearParams a{};
     a.input = i == 0 ? WB_DECODE_IN_EMBED : WB_DECODE_IN_LAYERNORM;
@@ -324,6 +430,7 @@ FusedDecoder::~FusedDecoder() = default;
 void FusedDecoder::step(KvCache&, torch::Tensor&, torch::Tensor&) {}
 const torch::Tensor& FusedDecoder::logits() const { return impl_->logits; }
 int64_t FusedDecoder::weightBytes() const { return 0; }
+bool FusedDecoder::persistentActive() const { return false; }
 
 #endif
 
