@@ -75,6 +75,30 @@ void setWeight(WbDecodeLinearParams& p, const GemvWeight& w) {
   }
 }
 
+// The fields every GEMV launch of the step sets; each phase then adds its own input
+// (LayerNorm, embedding, attention combine) and output (KV cache, argmax) fields.
+WbDecodeLinearParams linearParams(WbDecodeInput in, WbDecodeOutput out, int64_t n, int64_t k, const GemvWeight& w,
+                                  const torch::Tensor& bias, void* y, int programmaticLaunch) {
+  WbDecodeLinearParams p{};
+  p.input = in;
+  p.output = out;
+  p.n = static_cast<int>(n);
+  p.k = static_cast<int>(k);
+  setWeight(p, w);
+  p.bias = bias.defined() ? bias.data_ptr() : nullptr;
+  p.y = y;
+  p.programmaticLaunch = programmaticLaunch;
+  return p;
+}
+
+void setLayerNorm(WbDecodeLinearParams& p, const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b,
+                  float eps) {
+  p.x = x.data_ptr();
+  p.lnWeight = w.data_ptr();
+  p.lnBias = b.data_ptr();
+  p.lnEps = eps;
+}
+
 void check(WbStatus s) {
   if (s != WB_STATUS_OK) throw RunError(kWhere, wbKernelsLastError());
 }
@@ -306,29 +330,19 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
     const auto& kc = cache.keys[i];
     const auto& vc = cache.values[i];
     // 1. (embedding +) ln_1 + c_attn; q to a buffer, k/v into the cache.
-    WbDecodeLinearParams a{};
-    a.input = i == 0 ? WB_DECODE_IN_EMBED : WB_DECODE_IN_LAYERNORM;
-    a.output = WB_DECODE_OUT_QKV;
-    a.n = 3 * e;
-    a.k = e;
-    a.x = m.residual.data_ptr();
-    a.lnWeight = l.ln1w.data_ptr();
-    a.lnBias = l.ln1b.data_ptr();
-    a.lnEps = m.eps;
+    WbDecodeLinearParams a = linearParams(i == 0 ? WB_DECODE_IN_EMBED : WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_QKV,
+                                          3 * e, e, l.qkv, l.qkvBias, m.q.data_ptr(), pdl);
+    setLayerNorm(a, m.residual, l.ln1w, l.ln1b, m.eps);
     a.wte = m.wte.data_ptr();
     a.wpe = m.wpe.data_ptr();
     a.token = ids.data_ptr<int64_t>();
     a.residual = m.residual.data_ptr();
     a.position = pos;
-    setWeight(a, l.qkv);
-    a.bias = l.qkvBias.data_ptr();
-    a.y = m.q.data_ptr();
     a.kCache = kc.data_ptr();
     a.vCache = vc.data_ptr();
     a.capacity = static_cast<int>(m.capacity);
     a.heads = static_cast<int>(m.heads);
     a.headDim = 64;
-    a.programmaticLaunch = pdl;
     check(wbDecodeLinear(&a, stream));
     // 2. attention of q over slots 0 .. position, in 64-key splits.
     WbDecodeAttentionParams at{};
@@ -345,62 +359,30 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
     at.programmaticLaunch = pdl;
     check(wbDecodeAttention(&at, stream));
     // 3. combine the splits + attn.c_proj + residual.
-    WbDecodeLinearParams pr{};
-    pr.input = WB_DECODE_IN_ATTENTION;
-    pr.output = WB_DECODE_OUT_RESIDUAL;
-    pr.n = e;
-    pr.k = e;
+    WbDecodeLinearParams pr = linearParams(WB_DECODE_IN_ATTENTION, WB_DECODE_OUT_RESIDUAL, e, e, l.proj, l.projBias,
+                                           m.residual.data_ptr(), pdl);
     pr.attnO = m.partO.data_ptr<float>();
     pr.attnMl = m.partMl.data_ptr<float>();
     pr.attnSplits = static_cast<int>(m.splits);
     pr.position = pos;
     pr.heads = static_cast<int>(m.heads);
     pr.headDim = 64;
-    setWeight(pr, l.proj);
-    pr.bias = l.projBias.data_ptr();
-    pr.y = m.residual.data_ptr();
-    pr.programmaticLaunch = pdl;
     check(wbDecodeLinear(&pr, stream));
     // 4. ln_2 + c_fc + GELU.
-    WbDecodeLinearParams fc{};
-    fc.input = WB_DECODE_IN_LAYERNORM;
-    fc.output = WB_DECODE_OUT_GELU;
-    fc.n = static_cast<int>(m.inner);
-    fc.k = e;
-    fc.x = m.residual.data_ptr();
-    fc.lnWeight = l.ln2w.data_ptr();
-    fc.lnBias = l.ln2b.data_ptr();
-    fc.lnEps = m.eps;
-    setWeight(fc, l.fc);
-    fc.bias = l.fcBias.data_ptr();
-    fc.y = m.hidden.data_ptr();
-    fc.programmaticLaunch = pdl;
+    WbDecodeLinearParams fc = linearParams(WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_GELU, m.inner, e, l.fc, l.fcBias,
+                                           m.hidden.data_ptr(), pdl);
+    setLayerNorm(fc, m.residual, l.ln2w, l.ln2b, m.eps);
     check(wbDecodeLinear(&fc, stream));
     // 5. mlp.c_proj + residual.
-    WbDecodeLinearParams mp{};
-    mp.input = WB_DECODE_IN_PLAIN;
-    mp.output = WB_DECODE_OUT_RESIDUAL;
-    mp.n = e;
-    mp.k = static_cast<int>(m.inner);
+    WbDecodeLinearParams mp = linearParams(WB_DECODE_IN_PLAIN, WB_DECODE_OUT_RESIDUAL, e, m.inner, l.mproj,
+                                           l.mprojBias, m.residual.data_ptr(), pdl);
     mp.x = m.hidden.data_ptr();
-    setWeight(mp, l.mproj);
-    mp.bias = l.mprojBias.data_ptr();
-    mp.y = m.residual.data_ptr();
-    mp.programmaticLaunch = pdl;
     check(wbDecodeLinear(&mp, stream));
   }
   // ln_f + LM head + argmax; feeds the token back and advances the position.
-  WbDecodeLinearParams h{};
-  h.input = WB_DECODE_IN_LAYERNORM;
-  h.output = WB_DECODE_OUT_ARGMAX;
-  h.n = static_cast<int>(m.vocab);
-  h.k = e;
-  h.x = m.residual.data_ptr();
-  h.lnWeight = m.lnfW.data_ptr();
-  h.lnBias = m.lnfB.data_ptr();
-  h.lnEps = m.eps;
-  setWeight(h, m.head);
-  h.y = m.logits.data_ptr();
+  WbDecodeLinearParams h =
+      linearParams(WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_ARGMAX, m.vocab, e, m.head, {}, m.logits.data_ptr(), pdl);
+  setLayerNorm(h, m.residual, m.lnfW, m.lnfB, m.eps);
   h.position = pos;
   h.capacity = static_cast<int>(m.capacity);
   h.argmaxValues = m.argmaxValues.data_ptr<float>();
@@ -409,7 +391,6 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
   h.argmaxSlots = static_cast<int>(m.argmaxValues.numel());
   h.nextToken = ids.data_ptr<int64_t>();
   h.tokens = out.data_ptr<int64_t>();
-  h.programmaticLaunch = pdl;
   check(wbDecodeLinear(&h, stream));
   cache.length += 1;  // host-side count; stale under graph replay, as for the torch step
 }
