@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "app/bench/commands.h"
+#include "app/bench/crash_report.h"
 #include "app/bench/progress_printer.h"
 #include "core/parallel/dist_env.h"
 #include "core/run/runner.h"
@@ -58,6 +59,9 @@ void addProfileCommands(CLI::App& app, int& exitCode) {
     // writes the run directory and prints; the others keep theirs in a temporary
     // folder that is removed after a clean finish (kept, and named, on failure).
     const DistEnv dist = readDistEnv();
+    // A crash in a library's thread (NCCL, the store client) otherwise leaves only
+    // "exitcode -11" in torchrun's log.
+    installCrashReport(dist.distributed() ? "gpt2-bench rank " + std::to_string(dist.rank) : "gpt2-bench");
     auto root = runsDir.empty() ? defaultRunsRoot() : std::filesystem::path(runsDir);
     bool secondary = false;
     if (dist.distributed()) {

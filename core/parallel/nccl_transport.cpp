@@ -275,13 +275,18 @@ class NcclReducer : public GradientReducer {
     Comm* dp = b_.comm(rank_, "dp." + std::to_string(b_.layout().stageOf(rank_)));
     if (!dp) throw RunError("nccl", "rank " + std::to_string(rank_) + " has no data-parallel communicator");
     torch::NoGradGuard noGrad;
-    auto compute = c10::cuda::getCurrentCUDAStream(device_.index());
+    // The stream that produced the gradients: the worker's compute stream, or inside
+    // backward the one the autograd engine runs the accumulation on (the same stream).
+    c10::cuda::CUDAGuard onDevice(device_);
+    auto producer = c10::cuda::getCurrentCUDAStream(device_.index());
     at::cuda::CUDAEvent ready(cudaEventDisableTiming);
-    ready.record(compute);
+    ready.record(producer);
     ready.block(stream_);
     {
       // Flatten, reduce and scatter back on the side stream; allocations made here
-      // belong to it, so the allocator keeps them until its work is done.
+      // belong to it, so the allocator keeps them until its work is done. The gradients
+      // themselves live on (they are the parameters' .grad) until finish() has ordered
+      // the compute stream after this work.
       c10::cuda::CUDAStreamGuard onSide(stream_);
       std::vector<torch::Tensor> flat;
       flat.reserve(bucket.size());
@@ -298,10 +303,17 @@ class NcclReducer : public GradientReducer {
         offset += g.numel();
       }
     }
-    // Whatever the compute stream does next (clip, AdamW) sees the mean.
+    started_ = true;
+  }
+
+  void finish() override {
+    if (!started_) return;
+    started_ = false;
+    // Whatever the compute stream does next (clip, AdamW) sees the means; the side
+    // stream runs its buckets in order, so waiting for its current end suffices.
     at::cuda::CUDAEvent done(cudaEventDisableTiming);
     done.record(stream_);
-    done.block(compute);
+    done.block(c10::cuda::getCurrentCUDAStream(device_.index()));
   }
 
   void abort(const std::string& reason) override { b_.abort(reason); }
@@ -311,6 +323,7 @@ class NcclReducer : public GradientReducer {
   int rank_;
   torch::Device device_;
   c10::cuda::CUDAStream stream_;
+  std::atomic<bool> started_{false};  // set by whichever thread started a bucket
 };
 
 NcclBackend::NcclBackend(const RankLayout& layout, std::shared_ptr<Rendezvous> rendezvous, std::chrono::seconds timeout,

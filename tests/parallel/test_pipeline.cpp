@@ -381,6 +381,7 @@ class TestPipeline : public QObject {
           for (size_t i : bucket) grads.push_back(params[i].grad());
           reducer->allReduceMean(grads);
         }
+        reducer->finish();
       });
     for (auto& t : threads) t.join();
     const auto g0 = gradsOf(replicas[0]), g1 = gradsOf(replicas[1]);
