@@ -4,10 +4,12 @@
 #include "app/bench/crash_report.h"
 
 #include <dirent.h>
+#include <dlfcn.h>
 #include <execinfo.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/syscall.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -17,6 +19,7 @@ namespace wb::cli {
 namespace {
 
 char gLabel[64] = "";
+const char* volatile gPhase = nullptr;
 char gAltStack[64 * 1024];
 
 void put(const char* s) {
@@ -64,7 +67,7 @@ void putThreadName(long tid) {
   put(name);
 }
 
-extern "C" void onFatalSignal(int sig, siginfo_t* info, void*) {
+extern "C" void onFatalSignal(int sig, siginfo_t* info, void* ctx) {
   const long tid = ::syscall(SYS_gettid);
   put("\n");
   put(gLabel);
@@ -80,7 +83,42 @@ extern "C" void onFatalSignal(int sig, siginfo_t* info, void*) {
   putThreadName(tid);
   put("\" (main thread ");
   putNumber(static_cast<unsigned long long>(::getpid()));
-  put(")\nbacktrace:\n");
+  put(")\n");
+  if (const char* phase = gPhase) {
+    put("while: ");
+    put(phase);
+    put("\n");
+  }
+#if defined(__x86_64__)
+  // A jump through a null pointer leaves pc = 0 and the unwinder stuck; the caller's
+  // return address is then the word on top of the stack.
+  if (ctx) {
+    const auto* uc = static_cast<const ucontext_t*>(ctx);
+    const auto pc = static_cast<unsigned long long>(uc->uc_mcontext.gregs[REG_RIP]);
+    const auto sp = static_cast<unsigned long long>(uc->uc_mcontext.gregs[REG_RSP]);
+    put("pc ");
+    putNumber(pc, 16);
+    if (pc < 4096 && sp) {
+      const auto ret = *reinterpret_cast<const unsigned long long*>(sp);
+      put(", return address on the stack ");
+      putNumber(ret, 16);
+      Dl_info where{};
+      if (dladdr(reinterpret_cast<void*>(ret), &where) && where.dli_fname) {
+        put(" in ");
+        put(where.dli_fname);
+        put(" +");
+        putNumber(ret - reinterpret_cast<unsigned long long>(where.dli_fbase), 16);
+        if (where.dli_sname) {
+          put(" (");
+          put(where.dli_sname);
+          put(")");
+        }
+      }
+    }
+    put("\n");
+  }
+#endif
+  put("backtrace:\n");
   void* frames[64];
   const int depth = backtrace(frames, 64);
   backtrace_symbols_fd(frames, depth, 2);
@@ -105,6 +143,8 @@ extern "C" void onFatalSignal(int sig, siginfo_t* info, void*) {
 }
 
 }  // namespace
+
+void setCrashPhase(const char* phase) { gPhase = phase; }
 
 void installCrashReport(const std::string& label) {
   static bool installed = false;

@@ -12,5 +12,8 @@ namespace wb::cli {
 
 // Installs the handlers once per process; `label` starts every line ("rank 1").
 void installCrashReport(const std::string& label);
+// What the process is doing now, named in a report ("removing the temporary run
+// directory"); a string literal (the pointer is kept), nullptr for nothing.
+void setCrashPhase(const char* phase);
 
 }  // namespace wb::cli

@@ -81,17 +81,22 @@ void addProfileCommands(CLI::App& app, int& exitCode) {
               << toString(result.status) << ": " << result.runDir.string() << "\n";
     if (!result.message.empty()) std::cerr << result.message << "\n";
     if (secondary && result.status == RunStatus::Finished) {
+      setCrashPhase("removing the rank's temporary run directory");
       std::error_code ec;
       std::filesystem::remove_all(root, ec);
     }
     if (dist.distributed()) {
       // Every file is closed and flushed by now. Ranks of a torchrun job leave without
-      // static destructors: on the 2 x H100 machine (NCCL 2.28.9, LibTorch 2.11) the
-      // process-exit teardown after finished NCCL runs crashed rank 1 (SIGSEGV) although
-      // its communicators were finalized and destroyed (docs/PERF.md, issue 8).
+      // static destructors, and flush only the two streams they write: on the 2 x H100
+      // machine (NCCL 2.28.9, LibTorch 2.11) rank 1 died of SIGSEGV (a jump to address
+      // 0 on the main thread, no NCCL thread left) after its run had finished, both
+      // through exit() and through fflush(NULL) + _exit() (docs/PERF.md, issue 8).
+      setCrashPhase("flushing stdout and stderr");
       std::cout.flush();
       std::cerr.flush();
-      std::fflush(nullptr);
+      std::fflush(stdout);
+      std::fflush(stderr);
+      setCrashPhase("leaving through _exit");
       const int code = result.status == RunStatus::Finished    ? kOk
                        : result.status == RunStatus::Cancelled ? kInterrupted
                        : result.badInput                       ? kBadInput
