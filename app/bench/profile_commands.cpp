@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <ftw.h>
 #include <iostream>
 #include <unistd.h>
 
@@ -17,6 +18,15 @@ namespace wb::cli {
 namespace {
 
 CancelToken* gCancel = nullptr;
+
+// Deletes a directory tree with POSIX calls. Not std::filesystem::remove_all: PyTorch
+// 2.11's libtorch.so exports its own copy of remove_all(path, error_code&), which wins
+// symbol lookup and jumps to address 0 (SIGSEGV on the 2 x H100 machine, issue 8).
+void removeTree(const std::filesystem::path& root) {
+  ::nftw(
+      root.c_str(), [](const char* path, const struct stat*, int, struct FTW*) { return ::remove(path); }, 16,
+      FTW_DEPTH | FTW_PHYS);
+}
 
 extern "C" void onInterrupt(int) {
   // A second Ctrl-C falls back to the default action (terminate at once).
@@ -82,15 +92,13 @@ void addProfileCommands(CLI::App& app, int& exitCode) {
     if (!result.message.empty()) std::cerr << result.message << "\n";
     if (secondary && result.status == RunStatus::Finished) {
       setCrashPhase("removing the rank's temporary run directory");
-      std::error_code ec;
-      std::filesystem::remove_all(root, ec);
+      removeTree(root);
     }
     if (dist.distributed()) {
-      // Every file is closed and flushed by now. Ranks of a torchrun job leave without
-      // static destructors, and flush only the two streams they write: on the 2 x H100
-      // machine (NCCL 2.28.9, LibTorch 2.11) rank 1 died of SIGSEGV (a jump to address
-      // 0 on the main thread, no NCCL thread left) after its run had finished, both
-      // through exit() and through fflush(NULL) + _exit() (docs/PERF.md, issue 8).
+      // Every file is closed and flushed by now; ranks of a torchrun job leave without
+      // static destructors (nothing left to run; the communicators and the store are
+      // gone with the run). Rank 1's SIGSEGV after finished runs was remove_all above
+      // (see removeTree), not NCCL (docs/PERF.md, issue 8).
       setCrashPhase("flushing stdout and stderr");
       std::cout.flush();
       std::cerr.flush();
