@@ -4,8 +4,8 @@
 // 1e-5 * max |b| per tensor (fp32). Several AdamW steps track Trainer's loss curve
 // (1e-4 relative per step). Cancel and stage errors end every worker within a second.
 // Plus the transport and the in-process all-reduce on their own; data parallelism
-// (alone and x pipeline) against one device; the TCPStore rendezvous; the error a
-// CPU profile gets under torchrun.
+// (alone and x pipeline) against one device, its all-reduce started from inside the
+// backward; the TCPStore rendezvous; the error a CPU profile gets under torchrun.
 #include "core/io/token_file.h"
 #include "core/parallel/dist_env.h"
 #include "core/parallel/in_process_transport.h"
