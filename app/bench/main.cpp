@@ -3,12 +3,14 @@
 #include <iostream>
 
 #include "app/bench/commands.h"
+#include "app/bench/crash_report.h"
 #include "app/bench/perf_commands.h"
 #include "core/allocator_tuning.h"
 #include "core/errors.h"
 
 int main(int argc, char** argv) {
   wb::tuneAllocatorForTensors(argv);
+  wb::cli::installCrashReport("gpt2-bench");  // `run` renames it per rank under torchrun
   CLI::App app{"gpt2-bench: run, validate and benchmark GPT-2 workbench profiles"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "gpt2-bench 0.1.0");

@@ -4,10 +4,12 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <ftw.h>
 #include <iostream>
 #include <unistd.h>
 
 #include "app/bench/commands.h"
+#include "app/bench/crash_report.h"
 #include "app/bench/progress_printer.h"
 #include "core/parallel/dist_env.h"
 #include "core/run/runner.h"
@@ -16,6 +18,15 @@ namespace wb::cli {
 namespace {
 
 CancelToken* gCancel = nullptr;
+
+// Deletes a directory tree with POSIX calls. Not std::filesystem::remove_all: PyTorch
+// 2.11's libtorch.so exports its own copy of remove_all(path, error_code&), which wins
+// symbol lookup and jumps to address 0 (SIGSEGV on the 2 x H100 machine, issue 8).
+void removeTree(const std::filesystem::path& root) {
+  ::nftw(
+      root.c_str(), [](const char* path, const struct stat*, int, struct FTW*) { return ::remove(path); }, 16,
+      FTW_DEPTH | FTW_PHYS);
+}
 
 extern "C" void onInterrupt(int) {
   // A second Ctrl-C falls back to the default action (terminate at once).
@@ -58,6 +69,9 @@ void addProfileCommands(CLI::App& app, int& exitCode) {
     // writes the run directory and prints; the others keep theirs in a temporary
     // folder that is removed after a clean finish (kept, and named, on failure).
     const DistEnv dist = readDistEnv();
+    // A crash in a library's thread (NCCL, the store client) otherwise leaves only
+    // "exitcode -11" in torchrun's log.
+    installCrashReport(dist.distributed() ? "gpt2-bench rank " + std::to_string(dist.rank) : "gpt2-bench");
     auto root = runsDir.empty() ? defaultRunsRoot() : std::filesystem::path(runsDir);
     bool secondary = false;
     if (dist.distributed()) {
@@ -77,17 +91,20 @@ void addProfileCommands(CLI::App& app, int& exitCode) {
               << toString(result.status) << ": " << result.runDir.string() << "\n";
     if (!result.message.empty()) std::cerr << result.message << "\n";
     if (secondary && result.status == RunStatus::Finished) {
-      std::error_code ec;
-      std::filesystem::remove_all(root, ec);
+      setCrashPhase("removing the rank's temporary run directory");
+      removeTree(root);
     }
     if (dist.distributed()) {
-      // Every file is closed and flushed by now. Ranks of a torchrun job leave without
-      // static destructors: on the 2 x H100 machine (NCCL 2.28.9, LibTorch 2.11) the
-      // process-exit teardown after finished NCCL runs crashed rank 1 (SIGSEGV) although
-      // its communicators were finalized and destroyed (docs/PERF.md, issue 8).
+      // Every file is closed and flushed by now; ranks of a torchrun job leave without
+      // static destructors (nothing left to run; the communicators and the store are
+      // gone with the run). Rank 1's SIGSEGV after finished runs was remove_all above
+      // (see removeTree), not NCCL (docs/PERF.md, issue 8).
+      setCrashPhase("flushing stdout and stderr");
       std::cout.flush();
       std::cerr.flush();
-      std::fflush(nullptr);
+      std::fflush(stdout);
+      std::fflush(stderr);
+      setCrashPhase("leaving through _exit");
       const int code = result.status == RunStatus::Finished    ? kOk
                        : result.status == RunStatus::Cancelled ? kInterrupted
                        : result.badInput                       ? kBadInput

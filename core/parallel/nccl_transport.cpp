@@ -51,18 +51,38 @@ struct AbortState {
   }
 };
 
+// One communicator as this rank sees it.
+struct Comm {
+  std::string key;
+  std::vector<int> members;  // world ranks, index = rank in the communicator
+  ncclComm_t handle = nullptr;
+  // Held around every NCCL call on this communicator. NCCL communicators are not
+  // thread-safe, and with the gradient all-reduce started from autograd's thread one
+  // communicator is used from two threads: the rank's own calls and the others'
+  // aborted() polls. ncclCommGetAsyncError completes a non-blocking call's pending
+  // group job, so two threads polling one communicator at once crashed a one-process
+  // 2-GPU run (SIGSEGV in a worker thread, 2 x H100, NCCL 2.28.9). Shared by copies.
+  std::shared_ptr<std::mutex> use = std::make_shared<std::mutex>();
+  int indexOf(int worldRank) const {
+    for (size_t i = 0; i < members.size(); ++i)
+      if (members[i] == worldRank) return static_cast<int>(i);
+    return -1;
+  }
+};
+
 // A non-blocking communicator's call may return ncclInProgress: poll its state until
 // it settles, giving up at once when the backend is aborted (the poll is host-side
 // enqueueing; device-side waits are the SpanClock's and end with ncclCommAbort).
 // Runs one NCCL call unless the backend is aborted (TransportAborted then).
 template <typename Fn>
-ncclResult_t guarded(AbortState& abort, Fn&& fn) {
+ncclResult_t guarded(AbortState& abort, Comm& comm, Fn&& fn) {
   std::shared_lock lock(abort.calls);
   if (abort.aborted) throw TransportAborted(abort.why());
+  std::lock_guard one(*comm.use);
   return fn();
 }
 
-void settle(ncclComm_t comm, ncclResult_t r, AbortState& abort, const std::string& what,
+void settle(Comm& comm, ncclResult_t r, AbortState& abort, const std::string& what,
             std::chrono::seconds timeout) {
   const auto deadline = Clock::now() + timeout;
   while (r == ncclInProgress) {
@@ -71,31 +91,20 @@ void settle(ncclComm_t comm, ncclResult_t r, AbortState& abort, const std::strin
                      "a rank is missing or stuck; check every rank's log");
     std::this_thread::sleep_for(std::chrono::microseconds(20));
     ncclResult_t state = ncclSuccess;
-    if (guarded(abort, [&] { return ncclCommGetAsyncError(comm, &state); }) != ncclSuccess) break;
+    if (guarded(abort, comm, [&] { return ncclCommGetAsyncError(comm.handle, &state); }) != ncclSuccess) break;
     r = state;
   }
   if (r != ncclSuccess) {
     if (abort.aborted) throw TransportAborted(abort.why());
     std::string last;
-    if (comm) {
+    if (comm.handle) {
       std::shared_lock lock(abort.calls);
-      if (!abort.aborted) last = ncclGetLastError(comm);
+      std::lock_guard one(*comm.use);
+      if (!abort.aborted) last = ncclGetLastError(comm.handle);
     }
     throw RunError("nccl", what + ": " + ncclGetErrorString(r) + (last.empty() ? "" : " (" + last + ")"));
   }
 }
-
-// One communicator as this rank sees it.
-struct Comm {
-  std::string key;
-  std::vector<int> members;  // world ranks, index = rank in the communicator
-  ncclComm_t handle = nullptr;
-  int indexOf(int worldRank) const {
-    for (size_t i = 0; i < members.size(); ++i)
-      if (members[i] == worldRank) return static_cast<int>(i);
-    return -1;
-  }
-};
 
 // Every communicator of a layout, in one global order (every rank initialises the ones
 // it belongs to in this order).
@@ -175,7 +184,7 @@ class NcclEndpoint : public Transport {
     ready.block(sendStream_);
     // The caching allocator must not reuse t's memory before the send has read it.
     c10::cuda::CUDACachingAllocator::recordStream(t.storage().data_ptr(), sendStream_);
-    settle(comm->handle, guarded(b_.abortState(), [&] {
+    settle(*comm, guarded(b_.abortState(), *comm, [&] {
              return ncclSend(t.data_ptr(), static_cast<size_t>(t.numel()), ncclType(t.scalar_type()), peerIndex,
                              comm->handle, sendStream_.stream());
            }),
@@ -186,7 +195,7 @@ class NcclEndpoint : public Transport {
     auto [comm, peerIndex] = route(peer, tag);
     torch::Tensor out = torch::empty(expect.shape, torch::TensorOptions().dtype(expect.dtype).device(device_));
     auto compute = c10::cuda::getCurrentCUDAStream(device_.index());
-    settle(comm->handle, guarded(b_.abortState(), [&] {
+    settle(*comm, guarded(b_.abortState(), *comm, [&] {
              return ncclRecv(out.data_ptr(), static_cast<size_t>(out.numel()), ncclType(expect.dtype), peerIndex,
                              comm->handle, compute.stream());
            }),
@@ -203,14 +212,14 @@ class NcclEndpoint : public Transport {
     const auto type = ncclType(t.scalar_type());
     const auto n = static_cast<size_t>(t.numel());
     // Grouped, so the two ranks' send+recv pairs cannot wait on each other.
-    const ncclResult_t r = guarded(b_.abortState(), [&] {
+    const ncclResult_t r = guarded(b_.abortState(), *comm, [&] {
       ncclGroupStart();
       ncclResult_t one = ncclSend(t.data_ptr(), n, type, peerIndex, comm->handle, stream);
       if (one == ncclSuccess || one == ncclInProgress) one = ncclRecv(out.data_ptr(), n, type, peerIndex, comm->handle, stream);
       const ncclResult_t end = ncclGroupEnd();
       return one == ncclSuccess || one == ncclInProgress ? end : one;
     });
-    settle(comm->handle, r, b_.abortState(),
+    settle(*comm, r, b_.abortState(),
            "exchange with rank " + std::to_string(peer), b_.timeout());
     return out;
   }
@@ -220,7 +229,7 @@ class NcclEndpoint : public Transport {
     checkDevice(t);
     if (!t.is_contiguous()) throw RunError("nccl", "allReduceSum needs a contiguous tensor");
     auto stream = c10::cuda::getCurrentCUDAStream(device_.index()).stream();
-    settle(world->handle, guarded(b_.abortState(), [&] {
+    settle(*world, guarded(b_.abortState(), *world, [&] {
              return ncclAllReduce(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()),
                                   ncclType(t.scalar_type()), ncclSum, world->handle, stream);
            }),
@@ -275,19 +284,24 @@ class NcclReducer : public GradientReducer {
     Comm* dp = b_.comm(rank_, "dp." + std::to_string(b_.layout().stageOf(rank_)));
     if (!dp) throw RunError("nccl", "rank " + std::to_string(rank_) + " has no data-parallel communicator");
     torch::NoGradGuard noGrad;
-    auto compute = c10::cuda::getCurrentCUDAStream(device_.index());
+    // The stream that produced the gradients: the worker's compute stream, or inside
+    // backward the one the autograd engine runs the accumulation on (the same stream).
+    c10::cuda::CUDAGuard onDevice(device_);
+    auto producer = c10::cuda::getCurrentCUDAStream(device_.index());
     at::cuda::CUDAEvent ready(cudaEventDisableTiming);
-    ready.record(compute);
+    ready.record(producer);
     ready.block(stream_);
     {
       // Flatten, reduce and scatter back on the side stream; allocations made here
-      // belong to it, so the allocator keeps them until its work is done.
+      // belong to it, so the allocator keeps them until its work is done. The gradients
+      // themselves live on (they are the parameters' .grad) until finish() has ordered
+      // the compute stream after this work.
       c10::cuda::CUDAStreamGuard onSide(stream_);
       std::vector<torch::Tensor> flat;
       flat.reserve(bucket.size());
       for (const auto& g : bucket) flat.push_back(g.reshape({-1}));
       torch::Tensor buffer = torch::cat(flat);
-      settle(dp->handle, guarded(b_.abortState(), [&] {
+      settle(*dp, guarded(b_.abortState(), *dp, [&] {
                return ncclAllReduce(buffer.data_ptr(), buffer.data_ptr(), static_cast<size_t>(buffer.numel()),
                                     ncclType(buffer.scalar_type()), ncclAvg, dp->handle, stream_.stream());
              }),
@@ -298,10 +312,17 @@ class NcclReducer : public GradientReducer {
         offset += g.numel();
       }
     }
-    // Whatever the compute stream does next (clip, AdamW) sees the mean.
+    started_ = true;
+  }
+
+  void finish() override {
+    if (!started_) return;
+    started_ = false;
+    // Whatever the compute stream does next (clip, AdamW) sees the means; the side
+    // stream runs its buckets in order, so waiting for its current end suffices.
     at::cuda::CUDAEvent done(cudaEventDisableTiming);
     done.record(stream_);
-    done.block(compute);
+    done.block(c10::cuda::getCurrentCUDAStream(device_.index()));
   }
 
   void abort(const std::string& reason) override { b_.abort(reason); }
@@ -311,6 +332,7 @@ class NcclReducer : public GradientReducer {
   int rank_;
   torch::Device device_;
   c10::cuda::CUDAStream stream_;
+  std::atomic<bool> started_{false};  // set by whichever thread started a bucket
 };
 
 NcclBackend::NcclBackend(const RankLayout& layout, std::shared_ptr<Rendezvous> rendezvous, std::chrono::seconds timeout,
@@ -381,7 +403,7 @@ void NcclBackend::initRank(int rank) {
       c.handle = handle;
       comms_[rank].push_back(c);  // kept even if init fails, so abort() reaches it
     }
-    settle(handle, r, abort_, "creating communicator " + c.key + " (rank " + std::to_string(rank) + ")", timeout_);
+    settle(c, r, abort_, "creating communicator " + c.key + " (rank " + std::to_string(rank) + ")", timeout_);
   }
 }
 
@@ -401,7 +423,7 @@ NcclBackend::~NcclBackend() {
       c10::cuda::CUDAGuard guard(layout_.devices.at(static_cast<size_t>(rank)));
       for (auto& c : list) pending.emplace_back(&c, ncclCommFinalize(c.handle));
     }
-    for (auto& [c, r] : pending) settle(c->handle, r, abort_, "finalize " + c->key, std::chrono::seconds(30));
+    for (auto& [c, r] : pending) settle(*c, r, abort_, "finalize " + c->key, std::chrono::seconds(30));
     for (auto& [rank, list] : comms_)
       for (auto& c : list) ncclCommDestroy(c.handle);
     // No process leaves before every rank has destroyed its communicators: a peer's
@@ -459,8 +481,9 @@ bool NcclBackend::aborted() const {
     for (const auto& [rank, list] : comms_)
       for (const auto& c : list) {
         ncclResult_t r = ncclSuccess;
-        if (failure.empty() && c.handle && ncclCommGetAsyncError(c.handle, &r) == ncclSuccess &&
-            r != ncclSuccess && r != ncclInProgress)
+        if (!failure.empty() || !c.handle) continue;
+        std::lock_guard one(*c.use);
+        if (ncclCommGetAsyncError(c.handle, &r) == ncclSuccess && r != ncclSuccess && r != ncclInProgress)
           failure = "communicator " + c.key + ": " + ncclGetErrorString(r);
       }
   }

@@ -10,6 +10,10 @@
 #include <mutex>
 #include <thread>
 
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/variable.h>
+
 #include "core/errors.h"
 #include "core/nvtx.h"
 #include "core/parallel/in_process_transport.h"
@@ -31,7 +35,113 @@ struct PendingSpan {
   size_t begin, end;
 };
 
+// Calls `fn` after autograd has accumulated a parameter's gradient (a post hook on the
+// parameter's AccumulateGrad node; works alike on LibTorch 1.13 and 2.x).
+class AccumulatedHook : public torch::autograd::FunctionPostHook {
+ public:
+  explicit AccumulatedHook(std::function<void()> fn) : fn_(std::move(fn)) {}
+  torch::autograd::variable_list operator()(const torch::autograd::variable_list& outputs,
+                                            const torch::autograd::variable_list& /*inputs*/) override {
+    fn_();
+    return outputs;
+  }
+
+ private:
+  std::function<void()> fn_;
+};
+
 }  // namespace
+
+// One rank's data-parallel gradient buckets, reduced while the last micro-batch's
+// backward still runs: armed before that backward, every parameter whose gradient
+// has been accumulated counts down its bucket, and buckets start in bucket order
+// (the same order on every replica, which NCCL needs) as soon as all of theirs are
+// in. finish() starts whatever is left (parameters without a gradient get zeros) and
+// orders the compute stream after the reductions. The buckets are those of
+// bucketize() over the stage's parameters, so the values equal the unoverlapped
+// reduction's bit for bit.
+class GradBuckets {
+ public:
+  explicit GradBuckets(const std::vector<std::pair<std::string, torch::Tensor>>& params, int64_t bucketBytes) {
+    for (const auto& [name, p] : params) params_.push_back(p);
+    buckets_ = bucketize(params_, bucketBytes);
+    bucketOf_.assign(params_.size(), 0);
+    for (size_t k = 0; k < buckets_.size(); ++k)
+      for (size_t i : buckets_[k]) bucketOf_[i] = k;
+    pending_.assign(buckets_.size(), 0);
+    hooks_.resize(params_.size());
+    attach();
+  }
+  ~GradBuckets() {
+    for (auto& [acc, key] : hooks_)
+      if (acc) acc->del_post_hook(key);
+  }
+  GradBuckets(const GradBuckets&) = delete;
+  GradBuckets& operator=(const GradBuckets&) = delete;
+
+  void arm(GradientReducer& reducer) {
+    std::lock_guard lock(mutex_);
+    attach();
+    reducer_ = &reducer;
+    for (size_t k = 0; k < buckets_.size(); ++k) pending_[k] = buckets_[k].size();
+    next_ = 0;
+    armed_ = true;
+  }
+  void disarm() {
+    std::lock_guard lock(mutex_);
+    armed_ = false;
+  }
+  // Starts the buckets not started yet, then orders the compute stream after all.
+  void finish() {
+    std::lock_guard lock(mutex_);
+    if (!armed_) return;
+    armed_ = false;  // also when a reduction below throws (abort)
+    while (next_ < buckets_.size()) start(next_++);
+    reducer_->finish();
+  }
+
+ private:
+  // Puts the hook on each parameter's current AccumulateGrad node. The node is kept
+  // alive here (the parameter holds it weakly), so it stays the one every later graph
+  // accumulates through; moving a parameter to another device (set_data, e.g. to
+  // evaluate a spread model on one GPU) makes LibTorch start a new one, which then
+  // gets the hook on the next arm().
+  void attach() {
+    for (size_t i = 0; i < params_.size(); ++i) {
+      auto acc = torch::autograd::impl::grad_accumulator(params_[i]);
+      auto& [held, key] = hooks_[i];
+      if (acc == held) continue;
+      if (held) held->del_post_hook(key);
+      held = acc;
+      if (acc) key = acc->add_post_hook(std::make_unique<AccumulatedHook>([this, i] { accumulated(i); }));
+    }
+  }
+  void accumulated(size_t i) {
+    std::lock_guard lock(mutex_);
+    if (!armed_) return;
+    size_t& left = pending_[bucketOf_[i]];
+    if (left > 0) --left;
+    while (next_ < buckets_.size() && pending_[next_] == 0) start(next_++);
+  }
+  void start(size_t k) {
+    std::vector<torch::Tensor> grads;
+    grads.reserve(buckets_[k].size());
+    for (size_t i : buckets_[k]) {
+      torch::Tensor& p = params_[i];
+      if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+      grads.push_back(p.grad());
+    }
+    reducer_->allReduceMean(grads);
+  }
+  std::vector<torch::Tensor> params_;
+  std::vector<std::vector<size_t>> buckets_;
+  std::vector<size_t> bucketOf_, pending_;
+  std::vector<std::pair<std::shared_ptr<torch::autograd::Node>, uintptr_t>> hooks_;
+  std::mutex mutex_;  // hooks run on the autograd engine's thread for the device
+  GradientReducer* reducer_ = nullptr;
+  size_t next_ = 0;
+  bool armed_ = false;
+};
 
 struct PipelineEngine::Rank {
   int rank = 0, stage = 0, replica = 0;
@@ -40,6 +150,8 @@ struct PipelineEngine::Rank {
   std::unique_ptr<PipelineStage> st;
   std::unique_ptr<AdamW> opt;
   std::vector<Instruction> program;
+  size_t lastBackward = 0;              // index in program of the last Backward
+  std::unique_ptr<GradBuckets> grads;  // data parallel only
 };
 
 PartitionCosts partitionCosts(Gpt2Impl& model) {
@@ -157,6 +269,9 @@ PipelineEngine::PipelineEngine(Gpt2 model, PipelineOptions o)
                                              rk->device, o_.checkpoint);
     rk->opt = std::make_unique<AdamW>(rk->st->parameters(), o_.adamw);
     rk->program = buildSchedule(o_.schedule, o_.stages, o_.microBatches, rk->stage);
+    for (size_t i = 0; i < rk->program.size(); ++i)
+      if (rk->program[i].op == OpKind::Backward) rk->lastBackward = i;
+    if (o_.dataParallel > 1) rk->grads = std::make_unique<GradBuckets>(rk->st->parameters(), o_.bucketBytes);
     ranks_.push_back(std::move(rk));
   }
 }
@@ -206,6 +321,7 @@ void PipelineEngine::onEveryRank(const std::function<void(Rank&, CommBackend&)>&
   CommBackend& comm = backend();
   const int n = static_cast<int>(ranks_.size());
   std::mutex mutex;
+  std::condition_variable finished;
   int running = n;
   std::exception_ptr firstError;  // the cause, never a TransportAborted that followed it
   std::exception_ptr anyError;
@@ -236,17 +352,22 @@ void PipelineEngine::onEveryRank(const std::function<void(Rank&, CommBackend&)>&
       }
       std::lock_guard lock(mutex);
       --running;
+      finished.notify_all();
     });
   }
   // Workers poll the token between instructions; aborting the backend wakes the ones
-  // blocked in a receive (or waiting on the device) at once.
-  for (;;) {
-    {
-      std::lock_guard lock(mutex);
-      if (running == 0) break;
+  // blocked in a receive (or waiting on the device) at once. The last worker wakes us
+  // (no polling delay added to every call: a step makes several of them).
+  {
+    std::unique_lock lock(mutex);
+    while (running > 0) {
+      if (cancel.cancelled()) {
+        lock.unlock();
+        comm.abort("cancelled");
+        lock.lock();
+      }
+      finished.wait_for(lock, std::chrono::milliseconds(2), [&] { return running == 0; });
     }
-    if (cancel.cancelled()) comm.abort("cancelled");
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   for (auto& w : workers) w.join();
   if (cancel.cancelled() || firstError || anyError) {
@@ -278,7 +399,10 @@ PassResult PipelineEngine::forwardBackward(const torch::Tensor& x, const torch::
   r.timelines.resize(static_cast<size_t>(n));
   std::vector<double> rankLoss(ranks_.size(), 0.0), rankReduce(ranks_.size(), 0.0);
   std::vector<StageTimeline> rankSpans(ranks_.size());
-  for (auto& rk : ranks_) rk->st->resetPeak();
+  for (auto& rk : ranks_) {
+    rk->st->resetPeak();
+    if (rk->grads) rk->grads->disarm();  // a failed pass may have left it armed
+  }
   // Start from idle devices (the previous step's optimizer may still be queued), so
   // every rank's first event is the same host moment.
   if (ranks_.front()->device.is_cuda())
@@ -304,10 +428,15 @@ PassResult PipelineEngine::forwardBackward(const torch::Tensor& x, const torch::
         if (st.last()) ys = y.narrow(0, rk.replica * perReplica, perReplica).to(st.device()).split(rows, 0);
         torch::Tensor lossSum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(st.device()));
         std::map<int64_t, torch::Tensor> inbox, outbox;  // received / to send, by micro-batch
-        for (const Instruction& in : rk.program) {
+        const bool overlap = reduce && d > 1 && rk.grads;
+        for (size_t pc = 0; pc < rk.program.size(); ++pc) {
+          const Instruction& in = rk.program[pc];
           cancel.throwIfCancelled();
           if (comm.aborted()) throw TransportAborted("another rank failed");
           if (o_.beforeInstruction) o_.beforeInstruction(rk.stage, in);
+          // The last backward of the step's last pass: gradients are final as it
+          // accumulates them, so their buckets are reduced while it runs.
+          if (overlap && pc == rk.lastBackward) rk.grads->arm(comm.reducer(rk.rank));
           const size_t begin = clock.mark();
           const int64_t mb = in.microBatch;
           SpanKind kind = SpanKind::Comm;
@@ -360,25 +489,18 @@ PassResult PipelineEngine::forwardBackward(const torch::Tensor& x, const torch::
         }
         if (st.live() != 0 || !inbox.empty() || !outbox.empty())
           throw RunError("pipeline", "stage " + std::to_string(rk.stage) + " ended its schedule holding micro-batches");
-        // Mean over replicas of each replica's loss (only last stages contribute).
-        torch::Tensor loss = st.last() ? lossSum / static_cast<double>(d) : torch::zeros_like(lossSum);
-        ep.allReduceSum(loss);
+        // What is left of the gradient all-reduce after backward (the exposed part):
+        // the buckets not started yet, and the compute stream waiting for all.
         const size_t reduceBegin = clock.mark();
-        if (reduce && d > 1) {
+        if (overlap) {
           NvtxRange range(nvtx::kCommunication);
-          std::vector<torch::Tensor> params;
-          for (const auto& [name, p] : st.parameters()) {
-            if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-            params.push_back(p);
-          }
-          GradientReducer& reducer = comm.reducer(rk.rank);
-          for (const auto& bucket : bucketize(params, o_.bucketBytes)) {
-            std::vector<torch::Tensor> grads;
-            for (size_t i : bucket) grads.push_back(params[i].grad());
-            reducer.allReduceMean(grads);
-          }
+          rk.grads->finish();
         }
         const size_t reduceEnd = clock.mark();
+        // Mean over replicas of each replica's loss (only last stages contribute); after
+        // the gradient reduction, so every rank issues its collectives in one order.
+        torch::Tensor loss = st.last() ? lossSum / static_cast<double>(d) : torch::zeros_like(lossSum);
+        ep.allReduceSum(loss);
         clock.waitIdle([&] {
           if (comm.aborted()) throw TransportAborted("aborted while waiting for the device");
           cancel.throwIfCancelled();
@@ -466,11 +588,14 @@ double PipelineEngine::clipGradNorm(double maxNorm, const CancelToken& cancel) {
         torch::Tensor sq = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(rk.device));
         if (rk.replica == 0 && !grads.empty()) sq = compat::totalNorm(grads).to(torch::kFloat64).square();
         comm.endpoint(rk.rank).allReduceSum(sq);
-        const double norm = std::sqrt(sq.item<double>());
-        norms[rk.slot] = norm;
-        const double coef = maxNorm / (norm + 1e-6);
-        if (coef < 1.0)
-          for (auto& g : all) g.mul_(coef);
+        // clip_grad_norm_'s rule kept on the device (as Trainer): the norm is read back
+        // after the scaling is queued, so the device does not idle while the host waits.
+        const torch::Tensor norm = sq.sqrt();
+        if (std::isfinite(maxNorm)) {
+          const torch::Tensor coef = (maxNorm / (norm + 1e-6)).clamp_max(1.0).to(torch::kFloat32);
+          compat::scaleAll(all, coef);
+        }
+        norms[rk.slot] = norm.item<double>();
       },
       cancel);
   return norms.front();

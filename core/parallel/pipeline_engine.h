@@ -1,8 +1,10 @@
 // Runs a Gpt2 as a pipeline x data-parallel grid: partitions it into stages, keeps one
 // replica of the model per data-parallel rank, and per pass runs every local rank's
 // schedule (schedule.h) on its own worker thread, micro-batches flowing through the
-// CommBackend's Transport. Then: gradient mean over replicas (bucketed), tied-gradient
-// sync, global-norm clipping and one AdamW per rank. Cancel or any rank's error
+// CommBackend's Transport. Then: gradient mean over replicas (bucketed, each bucket
+// started from autograd hooks as the last backward finishes its gradients, so it
+// overlaps the rest of the backward), tied-gradient sync, global-norm clipping and one
+// AdamW per rank. Cancel or any rank's error
 // aborts the backend so every worker wakes and ends; the pass then throws Cancelled
 // or that first error. The backend is in-process (threads) unless a CommFactory is
 // given (NCCL: nccl_transport.h); under torchrun this process drives one rank only.

@@ -69,16 +69,24 @@ class Transport {
   virtual void abort(const std::string& reason) = 0;
 };
 
-// Gradient all-reduce among data-parallel replicas of one stage. The trainer calls it
-// with buckets of gradients in backward order (bucketize()), so an implementation can
-// start a bucket's reduction while backward still runs (overlap, NCCL on a side
-// stream); the in-process one reduces when every replica has handed in its bucket.
+// Gradient all-reduce among data-parallel replicas of one stage. The engine calls it
+// with buckets of gradients in backward order (bucketize()), each as soon as the last
+// micro-batch's backward has accumulated every gradient of the bucket (from autograd
+// hooks, while the backward of earlier layers still runs), and finish() once backward
+// is over. NCCL reduces on a side stream, so the reduction overlaps the backward; the
+// in-process one reduces when every replica has handed in its bucket.
 class GradientReducer {
  public:
   virtual ~GradientReducer() = default;
   virtual int replicas() const = 0;
-  // Replaces each tensor by the mean over replicas (same shapes on every replica).
+  // Starts replacing each tensor by the mean over replicas (same shapes on every
+  // replica, buckets in the same order). The result is visible to the compute stream
+  // after finish(); until then the caller must not touch the tensors. May be called
+  // from the autograd engine's thread (inside backward).
   virtual void allReduceMean(std::vector<torch::Tensor>& bucket) = 0;
+  // Orders this rank's compute stream after every reduction started so far (NCCL: an
+  // event wait, no host sync; in-process: nothing, reductions are synchronous).
+  virtual void finish() {}
   virtual void abort(const std::string& reason) = 0;
 };
 
