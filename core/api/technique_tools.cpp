@@ -20,8 +20,6 @@
 namespace wb {
 namespace {
 
-constexpr double kMb = 1024.0 * 1024.0;
-
 torch::Device deviceFrom(const DeviceChoice& d) {
   if (d.threads > 0) torch::set_num_threads(d.threads);
   DeviceSpec spec;
@@ -214,18 +212,18 @@ nlohmann::json benchTrainingStep(const TrainBenchRequest& r) {
       {"step_time_s", samplesJson(stepTimes)},
       {"tokens_per_s", samplesJson(tokensPerS)},
       {"memory_mb",
-       {{"weights", static_cast<double>(mem.weights) / kMb},
-        {"gradients", static_cast<double>(mem.gradients) / kMb},
-        {"optimizer_state", static_cast<double>(mem.optimizerState) / kMb},
-        {"optimizer_state_measured", static_cast<double>(trainer.optimizer().stateBytes()) / kMb},
-        {"activations", static_cast<double>(*activations) / kMb}}}};
+       {{"weights", static_cast<double>(mem.weights) / kBytesPerMb},
+        {"gradients", static_cast<double>(mem.gradients) / kBytesPerMb},
+        {"optimizer_state", static_cast<double>(mem.optimizerState) / kBytesPerMb},
+        {"optimizer_state_measured", static_cast<double>(trainer.optimizer().stateBytes()) / kBytesPerMb},
+        {"activations", static_cast<double>(*activations) / kBytesPerMb}}}};
   if (device.is_cuda()) out["peak_mb"] = {{"cuda_allocated", peakCudaMb}};
   else out["peak_mb"] = {{"process_rss", peakRssMb}};
   if (teacher) {
     out["teacher"] = r.teacher;
     out["teacher_layers"] = teacher->config().nLayer;
     out["teacher_params"] = teacher->parameterCount();
-    out["memory_mb"]["teacher_weights"] = static_cast<double>(teacher->parameterBytes()) / kMb;
+    out["memory_mb"]["teacher_weights"] = static_cast<double>(teacher->parameterBytes()) / kBytesPerMb;
   }
   if (lora) out["lora"] = {{"rank", r.loraRank}, {"targets", r.loraTargets}};
   return out;

@@ -12,6 +12,9 @@
 
 namespace wb {
 
+// "MB" in every series and report of this project is 2^20 bytes.
+inline constexpr double kBytesPerMb = 1024.0 * 1024.0;
+
 struct MemorySnapshot {
   double rssMb = 0.0;
   double cudaAllocatedMb = 0.0, cudaReservedMb = 0.0, cudaPeakMb = 0.0;

@@ -10,7 +10,7 @@
 namespace wb {
 
 namespace {
-constexpr const char* kWhere = "flash attention (CUDA)";
+constexpr const char* kFlashWhere = "flash attention (CUDA)";
 constexpr const char* kNoKernels = "built without CUDA kernels";
 constexpr const char* kNoKernelsHint = "build against CUDA LibTorch with nvcc (cmake --preset cuda)";
 }  // namespace
@@ -69,7 +69,7 @@ torch::Tensor emptyBthd(const torch::Tensor& like, int64_t t) {
 
 void check(WbStatus s) {
   if (s != WB_STATUS_OK)
-    throw RunError(kWhere, wbKernelsLastError(),
+    throw RunError(kFlashWhere, wbKernelsLastError(),
                    s == WB_STATUS_UNSUPPORTED ? "use the math or sdpa backend for this shape" : "");
 }
 
@@ -78,7 +78,7 @@ void check(WbStatus s) {
 FlashForwardResult flashAttentionForward(const torch::Tensor& qIn, const torch::Tensor& kIn, const torch::Tensor& vIn,
                                          double scale, bool causal, int variant) {
   std::string why;
-  if (!flashKernelSupports(qIn, kIn, vIn, causal, &why)) throw InputError(kWhere, why);
+  if (!flashKernelSupports(qIn, kIn, vIn, causal, &why)) throw InputError(kFlashWhere, why);
   compat::CudaDeviceGuard guard(qIn.device());
   const auto q = kernelReady(qIn), k = kernelReady(kIn), v = kernelReady(vIn);
   FlashForwardResult r;
@@ -111,13 +111,13 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> flashAttentionBackward(
     const torch::Tensor& doutIn, const torch::Tensor& qIn, const torch::Tensor& kIn, const torch::Tensor& vIn,
     const torch::Tensor& outIn, const torch::Tensor& lse, double scale, bool causal, int variant) {
   std::string why;
-  if (!flashKernelSupports(qIn, kIn, vIn, causal, &why)) throw InputError(kWhere, why);
+  if (!flashKernelSupports(qIn, kIn, vIn, causal, &why)) throw InputError(kFlashWhere, why);
   if (doutIn.sizes() != qIn.sizes() || outIn.sizes() != qIn.sizes() || doutIn.scalar_type() != qIn.scalar_type() ||
       outIn.scalar_type() != qIn.scalar_type())
-    throw InputError(kWhere, "dout and out must match q in shape and dtype");
+    throw InputError(kFlashWhere, "dout and out must match q in shape and dtype");
   if (lse.scalar_type() != torch::kFloat32 || !lse.is_contiguous() || lse.dim() != 3 || lse.size(0) != qIn.size(0) ||
       lse.size(1) != qIn.size(1) || lse.size(2) != qIn.size(2))
-    throw InputError(kWhere, "lse must be contiguous fp32 [B, H, Tq] from the forward");
+    throw InputError(kFlashWhere, "lse must be contiguous fp32 [B, H, Tq] from the forward");
   compat::CudaDeviceGuard guard(qIn.device());
   const auto q = kernelReady(qIn), k = kernelReady(kIn), v = kernelReady(vIn);
   const auto out = kernelReady(outIn), dout = kernelReady(doutIn);
@@ -195,7 +195,7 @@ int flashBackwardVariants() { return 0; }
 
 FlashForwardResult flashAttentionForward(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&, double, bool,
                                          int) {
-  throw RunError(kWhere, kNoKernels, kNoKernelsHint);
+  throw RunError(kFlashWhere, kNoKernels, kNoKernelsHint);
 }
 std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> flashAttentionBackward(const torch::Tensor&,
                                                                                const torch::Tensor&,
@@ -203,10 +203,10 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> flashAttentionBackward(c
                                                                                const torch::Tensor&,
                                                                                const torch::Tensor&,
                                                                                const torch::Tensor&, double, bool, int) {
-  throw RunError(kWhere, kNoKernels, kNoKernelsHint);
+  throw RunError(kFlashWhere, kNoKernels, kNoKernelsHint);
 }
 torch::Tensor flashAttentionCuda(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&, double, bool) {
-  throw RunError(kWhere, kNoKernels, kNoKernelsHint);
+  throw RunError(kFlashWhere, kNoKernels, kNoKernelsHint);
 }
 
 #endif

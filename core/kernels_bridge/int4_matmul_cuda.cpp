@@ -10,7 +10,7 @@
 namespace wb {
 
 namespace {
-constexpr const char* kWhere = "int4 matmul (CUDA)";
+constexpr const char* kInt4Where = "int4 matmul (CUDA)";
 }
 
 #ifdef WB_HAVE_KERNELS
@@ -20,33 +20,33 @@ bool int4KernelBuilt() { return true; }
 torch::Tensor int4MatmulCuda(const torch::Tensor& xIn, const torch::Tensor& packed, const torch::Tensor& scales,
                              const torch::Tensor& zeros, const torch::Tensor& bias, int64_t groupSize,
                              Int4Kernel kernel) {
-  if (!xIn.is_cuda()) throw InputError(kWhere, "x must be on a CUDA device");
+  if (!xIn.is_cuda()) throw InputError(kInt4Where, "x must be on a CUDA device");
   const auto dt = xIn.scalar_type();
-  if (dt != torch::kHalf && dt != torch::kBFloat16) throw InputError(kWhere, "x must be float16 or bfloat16");
+  if (dt != torch::kHalf && dt != torch::kBFloat16) throw InputError(kInt4Where, "x must be float16 or bfloat16");
   const auto dev = xIn.device();
   auto onDevice = [&](const torch::Tensor& t, const char* name) {
-    if (t.device() != dev) throw InputError(kWhere, std::string(name) + " is not on x's device");
+    if (t.device() != dev) throw InputError(kInt4Where, std::string(name) + " is not on x's device");
   };
   onDevice(packed, "qweight");
   onDevice(scales, "scales");
   if (packed.scalar_type() != torch::kUInt8 || packed.dim() != 2 || !packed.is_contiguous())
-    throw InputError(kWhere, "qweight must be contiguous uint8 [N, K/2]");
+    throw InputError(kInt4Where, "qweight must be contiguous uint8 [N, K/2]");
   const int64_t n = packed.size(0), k = 2 * packed.size(1);
   if (xIn.size(-1) != k)
-    throw InputError(kWhere, "x has " + std::to_string(xIn.size(-1)) + " features, the weight " + std::to_string(k));
-  if (groupSize <= 0 || k % groupSize != 0) throw InputError(kWhere, "group size must divide K");
+    throw InputError(kInt4Where, "x has " + std::to_string(xIn.size(-1)) + " features, the weight " + std::to_string(k));
+  if (groupSize <= 0 || k % groupSize != 0) throw InputError(kInt4Where, "group size must divide K");
   if (scales.scalar_type() != torch::kHalf || !scales.is_contiguous() || scales.dim() != 2 || scales.size(0) != n ||
       scales.size(1) != k / groupSize)
-    throw InputError(kWhere, "scales must be contiguous fp16 [N, K/group]");
+    throw InputError(kInt4Where, "scales must be contiguous fp16 [N, K/group]");
   if (zeros.defined()) {
     onDevice(zeros, "zeros");
     if (zeros.scalar_type() != torch::kUInt8 || !zeros.is_contiguous() || zeros.sizes() != scales.sizes())
-      throw InputError(kWhere, "zeros must be contiguous uint8 [N, K/group]");
+      throw InputError(kInt4Where, "zeros must be contiguous uint8 [N, K/group]");
   }
   torch::Tensor b;
   if (bias.defined()) {
     onDevice(bias, "bias");
-    if (bias.numel() != n) throw InputError(kWhere, "bias must have N elements");
+    if (bias.numel() != n) throw InputError(kInt4Where, "bias must have N elements");
     b = bias.to(dt).contiguous();
   }
   compat::CudaDeviceGuard guard(dev);
@@ -72,7 +72,7 @@ torch::Tensor int4MatmulCuda(const torch::Tensor& xIn, const torch::Tensor& pack
   const WbStatus s = kernel == Int4Kernel::Gemv   ? wbInt4Gemv(&p, stream)
                      : kernel == Int4Kernel::Gemm ? wbInt4Gemm(&p, stream)
                                                   : wbInt4Matmul(&p, stream);
-  if (s != WB_STATUS_OK) throw RunError(kWhere, wbKernelsLastError());
+  if (s != WB_STATUS_OK) throw RunError(kInt4Where, wbKernelsLastError());
   auto sizes = xIn.sizes().vec();
   sizes.back() = n;
   return y.view(sizes);
@@ -84,7 +84,7 @@ bool int4KernelBuilt() { return false; }
 
 torch::Tensor int4MatmulCuda(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
                              const torch::Tensor&, int64_t, Int4Kernel) {
-  throw RunError(kWhere, "built without CUDA kernels", "build against CUDA LibTorch with nvcc (cmake --preset cuda)");
+  throw RunError(kInt4Where, "built without CUDA kernels", "build against CUDA LibTorch with nvcc (cmake --preset cuda)");
 }
 
 #endif

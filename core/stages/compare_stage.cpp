@@ -11,6 +11,7 @@
 #include "core/bench/bench_report.h"
 #include "core/bench/compare_report.h"
 #include "core/bench/evaluator.h"
+#include "core/bench/memory_probe.h"
 #include "core/bench/stats.h"
 #include "core/errors.h"
 #include "core/io/atomic_file.h"
@@ -22,8 +23,6 @@
 
 namespace wb {
 namespace {
-
-constexpr double kMb = 1024.0 * 1024.0;
 
 struct Entry {
   std::string key, role;
@@ -112,7 +111,7 @@ class CompareStage : public Stage {
       r.perplexity = ev.perplexity;
       r.valTokens = ev.tokens;
       r.latencySeconds = timeForward(m, meta.batch, meta.seqLen, meta.warmup, meta.repeats, ctx.profile().seed);
-      r.peakMb = (static_cast<double>(r.bytes) + static_cast<double>(forwardPeakBytes(m, meta))) / kMb;
+      r.peakMb = (static_cast<double>(r.bytes) + static_cast<double>(forwardPeakBytes(m, meta))) / kBytesPerMb;
       rows.push_back(r);
 
       const std::string prefix = "compare/" + e.key + "/";
@@ -121,7 +120,7 @@ class CompareStage : public Stage {
       ctx.sample(prefix + "val_loss", i, r.valLoss);
       ctx.sample(prefix + "perplexity", i, r.perplexity);
       ctx.sample(prefix + "params", i, static_cast<double>(r.params));
-      ctx.sample(prefix + "mb", i, static_cast<double>(r.bytes) / kMb);
+      ctx.sample(prefix + "mb", i, static_cast<double>(r.bytes) / kBytesPerMb);
       ctx.sample(prefix + "latency_ms", i, lat.mean * 1e3);
       ctx.sample(prefix + "latency_ms_std", i, lat.std * 1e3);
       ctx.sample(prefix + "tokens_per_s", i, tps.mean);

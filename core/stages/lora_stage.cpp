@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/bench/alloc_tracker.h"
+#include "core/bench/memory_probe.h"
 #include "core/errors.h"
 #include "core/io/hf_checkpoint.h"
 #include "core/run/run_state.h"
@@ -16,8 +17,6 @@
 
 namespace wb {
 namespace {
-
-constexpr double kMb = 1024.0 * 1024.0;
 
 class LoraStage : public Stage {
  public:
@@ -57,13 +56,13 @@ class LoraStage : public Stage {
     ctx.sample("lora/trainable_params", 0, static_cast<double>(trainableCount));
     ctx.sample("lora/total_params", 0, static_cast<double>(total));
     ctx.sample("lora/trainable_percent", 0, 100.0 * static_cast<double>(trainableCount) / static_cast<double>(total));
-    ctx.sample("mem/weights_mb", 0, static_cast<double>(mem.weights) / kMb);
-    ctx.sample("mem/gradients_mb", 0, static_cast<double>(mem.gradients) / kMb);
-    ctx.sample("mem/optimizer_state_mb", 0, static_cast<double>(mem.optimizerState) / kMb);
+    ctx.sample("mem/weights_mb", 0, static_cast<double>(mem.weights) / kBytesPerMb);
+    ctx.sample("mem/gradients_mb", 0, static_cast<double>(mem.gradients) / kBytesPerMb);
+    ctx.sample("mem/optimizer_state_mb", 0, static_cast<double>(mem.optimizerState) / kBytesPerMb);
     ctx.log(std::string(full ? "full fine-tune" : "LoRA") + ": " + std::to_string(trainableCount) + " of " +
-            std::to_string(total) + " parameters train; weights " + std::to_string(mem.weights / kMb) +
-            " MB, gradients " + std::to_string(mem.gradients / kMb) + " MB, optimizer state " +
-            std::to_string(mem.optimizerState / kMb) + " MB");
+            std::to_string(total) + " parameters train; weights " + std::to_string(mem.weights / kBytesPerMb) +
+            " MB, gradients " + std::to_string(mem.gradients / kBytesPerMb) + " MB, optimizer state " +
+            std::to_string(mem.optimizerState / kBytesPerMb) + " MB");
 
     // The first forward's retained allocations: what autograd keeps for backward plus
     // the logits, measured where the loop runs (no extra pass).
@@ -82,13 +81,13 @@ class LoraStage : public Stage {
     sink.progress = [&](int64_t step, int64_t n, double tps) { ctx.progress(step, n, tps, "tok/s"); };
     trainer.run(sink, ctx.cancel());
     // Measured after the first step created the moments; equals mem.optimizerState.
-    ctx.sample("mem/optimizer_state_measured_mb", 0, static_cast<double>(trainer.optimizer().stateBytes()) / kMb);
-    ctx.sample("mem/activations_mb", 0, static_cast<double>(*activations) / kMb);
+    ctx.sample("mem/optimizer_state_measured_mb", 0, static_cast<double>(trainer.optimizer().stateBytes()) / kBytesPerMb);
+    ctx.sample("mem/activations_mb", 0, static_cast<double>(*activations) / kBytesPerMb);
     ctx.log(std::string("memory breakdown (") + (full ? "full fine-tune" : "LoRA") + ", batch " +
             std::to_string(o.batchSize) + " x " + std::to_string(o.seqLen) + "): weights " +
-            std::to_string(mem.weights / kMb) + " MB, gradients " + std::to_string(mem.gradients / kMb) +
-            " MB, optimizer state " + std::to_string(mem.optimizerState / kMb) + " MB, activations " +
-            std::to_string(static_cast<double>(*activations) / kMb) + " MB (kept for backward, logits included)");
+            std::to_string(mem.weights / kBytesPerMb) + " MB, gradients " + std::to_string(mem.gradients / kBytesPerMb) +
+            " MB, optimizer state " + std::to_string(mem.optimizerState / kBytesPerMb) + " MB, activations " +
+            std::to_string(static_cast<double>(*activations) / kBytesPerMb) + " MB (kept for backward, logits included)");
 
     if (lora) {
       if (ctx.flag("save_adapter")) {
