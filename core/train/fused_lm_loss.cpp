@@ -59,11 +59,14 @@ class FusedLmHeadLossFunction : public torch::autograd::Function<FusedLmHeadLoss
       // Scaling the [rows, d] factors instead of g saves a pass over [rows, vocab].
       if (needHidden) dh.narrow(0, r0, rows).copy_(torch::mm(g, w) * sc);
       if (needWeight) {
-        const auto hs = (hc * sc).to(cd);
+        // Masked but not yet divided by the count: h / count would leave fp16's normal
+        // range (count ~ 16K rows), and so would the partial sums; divided once below.
+        const auto hs = (hc * vc.unsqueeze(1)).to(cd);
         if (cd == dw.scalar_type()) dw.addmm_(g.t(), hs);
         else dw.add_(torch::mm(g.t(), hs));
       }
     }
+    if (dw.defined()) dw.div_(count.clamp_min(1.0));
     if (dh.defined()) dh = dh.view(hidden.sizes());
     // Neither an input nor an output, and never modified: plain saved data (which, unlike
     // save_for_backward, takes an undefined tensor for a gradient that is not needed).
