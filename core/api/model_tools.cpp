@@ -5,6 +5,7 @@
 
 #include "core/bench/evaluator.h"
 #include "core/bench/stats.h"
+#include "core/bench/stats_json.h"
 #include "core/io/hf_checkpoint.h"
 #include "core/io/model_catalog.h"
 #include "core/io/safetensors_torch.h"
@@ -74,12 +75,11 @@ EvalReport evaluateModel(const EvalRequest& r) {
 }
 
 nlohmann::json GenerateReport::toJson() const {
-  const auto decode = summarize(decodeSeconds);
   return {{"prompt_ids", promptIds},
           {"ids", ids},
           {"text", text},
           {"prefill_s", prefillSeconds},
-          {"decode_s_per_token", {{"n", decode.n}, {"mean", decode.mean}, {"std", decode.std}}}};
+          {"decode_s_per_token", samplesJson(decodeSeconds)}};
 }
 
 GenerateReport generateFromModel(const GenerateRequest& r) {

@@ -7,6 +7,7 @@
 #include "core/bench/bench_report.h"
 #include "core/bench/memory_probe.h"
 #include "core/bench/stats.h"
+#include "core/bench/stats_json.h"
 #include "core/errors.h"
 #include "core/io/model_catalog.h"
 #include "core/io/safetensors_torch.h"
@@ -55,11 +56,6 @@ Gpt2 buildModel(const std::string& spec, uint64_t seed, const std::string& where
   }
   torch::manual_seed(seed);
   return Gpt2(c);
-}
-
-nlohmann::json statsJson(const std::vector<double>& v) {
-  const StatsSummary s = summarize(v);
-  return {{"n", s.n}, {"mean", s.mean}, {"std", s.std}, {"min", s.min}, {"max", s.max}, {"samples", v}};
 }
 
 }  // namespace
@@ -215,8 +211,8 @@ nlohmann::json benchTrainingStep(const TrainBenchRequest& r) {
       {"commit", buildCommit()},
       {"timestamp", utcTimestamp()},
       {"warmup", r.warmup},
-      {"step_time_s", statsJson(stepTimes)},
-      {"tokens_per_s", statsJson(tokensPerS)},
+      {"step_time_s", samplesJson(stepTimes)},
+      {"tokens_per_s", samplesJson(tokensPerS)},
       {"memory_mb",
        {{"weights", static_cast<double>(mem.weights) / kMb},
         {"gradients", static_cast<double>(mem.gradients) / kMb},

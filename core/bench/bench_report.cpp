@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/bench/stats.h"
+#include "core/bench/stats_json.h"
 
 #ifndef WB_GIT_COMMIT
 #define WB_GIT_COMMIT "unknown"
@@ -122,9 +123,7 @@ nlohmann::json benchJson(const BenchMeta& meta, const std::vector<BenchPoint>& p
   for (const auto& p : points) {
     nlohmann::json metrics = nlohmann::json::object();
     for (const auto& m : p.metrics) {
-      const auto s = summarize(m.samples);
-      metrics[m.name] = {{"n", s.n},     {"mean", s.mean}, {"std", s.std},
-                         {"min", s.min}, {"max", s.max},   {"samples", m.samples}};
+      metrics[m.name] = samplesJson(m.samples);
     }
     j["points"].push_back({{"batch", p.batch},
                            {"seq_len", p.seqLen},

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "core/bench/stats.h"
+#include "core/bench/stats_json.h"
 
 namespace wb {
 namespace {
@@ -12,12 +13,6 @@ namespace {
 std::string meanStd(const std::vector<double>& samples, double factor, int digits) {
   if (samples.empty()) return "–";
   return formatMeanStd(summarize(samples), digits, factor);
-}
-
-nlohmann::json statsJson(const std::vector<double>& samples) {
-  const StatsSummary s = summarize(samples);
-  return {{"n", s.n},     {"mean", s.mean}, {"std", s.std},
-          {"min", s.min}, {"max", s.max},   {"samples", samples}};
 }
 
 }  // namespace
@@ -73,8 +68,8 @@ nlohmann::json compareJson(const CompareMeta& meta, const std::vector<CompareRow
                            {"val_loss", r.valLoss},
                            {"perplexity", r.perplexity},
                            {"val_tokens", r.valTokens},
-                           {"latency_s", statsJson(r.latencySeconds)},
-                           {"tokens_per_s", statsJson(throughputSamples(meta, r))},
+                           {"latency_s", samplesJson(r.latencySeconds)},
+                           {"tokens_per_s", samplesJson(throughputSamples(meta, r))},
                            {"peak_mb", r.peakMb}});
   return j;
 }

@@ -41,11 +41,13 @@ int64_t identicalPrefix(const std::vector<int64_t>& a, const std::vector<int64_t
 PerfResult runDecodePerf(const DecodePerfOptions& o) {
   if (o.repeats < 2 || o.newTokens < 2 || o.promptLength < 1)
     throw InputError("perf decode", "needs repeats >= 2, new tokens >= 2 and a prompt of >= 1 token");
-  static const std::vector<std::string> known{"eager", "graph", "fused", "fused-nopdl", "int4", "int4-fp16-head"};
+  static const std::vector<std::string> known{"eager", "graph", "fused", "fused-nopdl", "int4", "int4-fp16-head",
+                                              "persistent", "int4-persistent", "int4-fp16-head-persistent"};
   for (const auto& p : o.paths)
     if (std::find(known.begin(), known.end(), p) == known.end())
       throw InputError("perf decode", "unknown path '" + p + "'",
-                       "eager, graph, fused, fused-nopdl, int4, int4-fp16-head");
+                       "eager, graph, fused, fused-nopdl, int4, int4-fp16-head, persistent, int4-persistent, "
+                       "int4-fp16-head-persistent");
   const auto device = parsePerfDevice(o.device);
   const auto dtype = parseDtype(o.dtype, "--dtype");
   const Gpt2Config cfg = o.model.config();
@@ -130,6 +132,11 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
     row.values["mem_peak_mb"] = mem.cudaPeakMb;
     row.values["device_used_mb"] = nvmlUsedText(mem.nvml);
     const double mean = summarize(us.samples).mean;
+    if (go.fusedOptions.persistent) {
+      row.values["persistent_active"] = graph.fusedPersistent() ? 1 : 0;
+      if (!graph.fusedPersistent())
+        r.warnings.push_back(path + ": the persistent kernel could not run here; the per-phase kernels were timed");
+    }
     if (const int64_t bytes = graph.fusedWeightBytes(); bytes > 0) {
       row.values["weight_mb_per_token"] = static_cast<double>(bytes) / 1e6;
       row.values["weight_gb_per_s"] = static_cast<double>(bytes) / (mean * 1e-6) / 1e9;
@@ -168,6 +175,35 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
     f.fusedOptions.groupSize = o.int4GroupSize;
     int4HeadMean = runGraph("int4-fp16-head", "cuda graph, fused kernels, int4 " + g + " Conv1D, fp16 LM head", f).second;
   }
+
+  // The persistent kernel: fp16, int4 with the LM head, int4 with an fp16 LM head.
+  double persistentMean = 0, int4PersistentMean = 0, int4HeadPersistentMean = 0;
+  auto persistent = fused;
+  persistent.fusedOptions.persistent = true;
+  if (wants(o, "persistent"))
+    persistentMean = runGraph("persistent", "cuda graph, one persistent kernel (fp16)", persistent).second;
+  if (wants(o, "int4-persistent")) {
+    auto f = persistent;
+    f.fusedOptions.int4 = f.fusedOptions.int4LmHead = true;
+    f.fusedOptions.groupSize = o.int4GroupSize;
+    int4PersistentMean =
+        runGraph("int4-persistent", "cuda graph, one persistent kernel, int4 " + g + " Conv1D + LM head", f).second;
+  }
+  if (wants(o, "int4-fp16-head-persistent")) {
+    auto f = persistent;
+    f.fusedOptions.int4 = true;
+    f.fusedOptions.groupSize = o.int4GroupSize;
+    int4HeadPersistentMean =
+        runGraph("int4-fp16-head-persistent", "cuda graph, one persistent kernel, int4 " + g + " Conv1D, fp16 LM head", f)
+            .second;
+  }
+  if (fusedMean > 0 && persistentMean > 0) r.summary["persistent_speedup_vs_fused"] = fusedMean / persistentMean;
+  if (persistentMean > 0 && int4PersistentMean > 0)
+    r.summary["int4_persistent_tokens_per_s_vs_persistent_fp16"] = persistentMean / int4PersistentMean;
+  if (persistentMean > 0 && int4HeadPersistentMean > 0)
+    r.summary["int4_fp16_head_persistent_tokens_per_s_vs_persistent_fp16"] = persistentMean / int4HeadPersistentMean;
+  if (fusedMean > 0 && int4PersistentMean > 0)
+    r.summary["int4_persistent_tokens_per_s_vs_fused_fp16"] = fusedMean / int4PersistentMean;
 
   if (eagerMean > 0 && graphMean > 0) r.summary["graph_speedup_vs_eager"] = eagerMean / graphMean;
   if (graphMean > 0 && fusedMean > 0) r.summary["fused_speedup_vs_graph"] = graphMean / fusedMean;

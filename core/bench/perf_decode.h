@@ -5,7 +5,8 @@
 // warm-up; the two token sequences are compared. Further paths (`paths`): the step
 // through the fused kernels of kernels/decode in the same graph, with and without
 // programmatic dependent launch, and with int4 weights (Conv1D only, or the LM head
-// too). Torch-free header.
+// too), and the same three as one persistent cooperative kernel per token. Torch-free
+// header.
 #pragma once
 
 #include <cstdint>
@@ -25,8 +26,10 @@ struct DecodePerfOptions {
   int64_t promptLength = 16, newTokens = 256;
   int64_t warmup = 3, repeats = 10;
   uint64_t seed = 1337;
-  // eager, graph (LibTorch ops), fused, fused-nopdl, int4 (Conv1D + LM head), int4-fp16-head
-  std::vector<std::string> paths{"eager", "graph", "fused", "fused-nopdl", "int4", "int4-fp16-head"};
+  // eager, graph (LibTorch ops), fused, fused-nopdl, int4 (Conv1D + LM head), int4-fp16-head,
+  // and the persistent kernel: persistent (fp16), int4-persistent, int4-fp16-head-persistent
+  std::vector<std::string> paths{"eager",          "graph",      "fused",          "fused-nopdl",
+                                 "int4",           "int4-fp16-head", "persistent", "int4-persistent"};
   int64_t int4GroupSize = 128;
   std::string command;
 };

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/bench/stats.h"
+#include "core/bench/stats_json.h"
 #include "core/io/atomic_file.h"
 
 namespace wb {
@@ -33,9 +34,7 @@ nlohmann::json perfJson(const PerfResult& r) {
   for (const auto& row : r.rows) {
     nlohmann::json metrics = nlohmann::json::object();
     for (const auto& m : row.metrics) {
-      const auto s = summarize(m.samples);
-      metrics[m.name] = {{"n", s.n},     {"mean", s.mean}, {"std", s.std},        {"min", s.min},
-                         {"max", s.max}, {"p50", s.p50},   {"samples", m.samples}};
+      metrics[m.name] = samplesJson(m.samples);
     }
     rows.push_back({{"label", row.label}, {"metrics", metrics}, {"values", row.values}});
   }

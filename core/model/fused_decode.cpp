@@ -9,6 +9,7 @@
 
 #ifdef WB_HAVE_KERNELS
 #include "kernels/decode/decode.h"
+#include "kernels/decode/decode_persistent.h"
 #endif
 
 namespace wb {
@@ -74,6 +75,30 @@ void setWeight(WbDecodeLinearParams& p, const GemvWeight& w) {
   }
 }
 
+// The fields every GEMV launch of the step sets; each phase then adds its own input
+// (LayerNorm, embedding, attention combine) and output (KV cache, argmax) fields.
+WbDecodeLinearParams linearParams(WbDecodeInput in, WbDecodeOutput out, int64_t n, int64_t k, const GemvWeight& w,
+                                  const torch::Tensor& bias, void* y, int programmaticLaunch) {
+  WbDecodeLinearParams p{};
+  p.input = in;
+  p.output = out;
+  p.n = static_cast<int>(n);
+  p.k = static_cast<int>(k);
+  setWeight(p, w);
+  p.bias = bias.defined() ? bias.data_ptr() : nullptr;
+  p.y = y;
+  p.programmaticLaunch = programmaticLaunch;
+  return p;
+}
+
+void setLayerNorm(WbDecodeLinearParams& p, const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b,
+                  float eps) {
+  p.x = x.data_ptr();
+  p.lnWeight = w.data_ptr();
+  p.lnBias = b.data_ptr();
+  p.lnEps = eps;
+}
+
 void check(WbStatus s) {
   if (s != WB_STATUS_OK) throw RunError(kWhere, wbKernelsLastError());
 }
@@ -96,7 +121,105 @@ struct FusedDecoder::Impl {
   int64_t capacity = 0, embd = 0, heads = 0, inner = 0, vocab = 0, splits = 0;
   float eps = 1e-5f;
   int64_t weightBytes = 0;
+  // The persistent step: its parameters, the device copy of the layer table (rebuilt
+  // when the caches it points at change) and the grid barrier's counters.
+  bool persistentTried = false, persistentOn = false;
+  WbDecodePersistentParams persistent{};
+  torch::Tensor layerTable, barrier;
+  std::vector<const void*> tableCaches;
+
+  bool stepPersistent(KvCache& cache, torch::Tensor& ids, torch::Tensor& out, cudaStream_t stream);
 };
+
+namespace {
+
+WbDecodeWeight decodeWeight(const GemvWeight& w, const torch::Tensor& bias) {
+  WbDecodeWeight d{};
+  if (w.rows.defined()) {
+    d.weight = w.rows.data_ptr();
+  } else {
+    d.qweight = w.packed.data_ptr<uint8_t>();
+    d.scales = w.scales.data_ptr();
+    d.zeros = w.zeros.defined() ? w.zeros.data_ptr<uint8_t>() : nullptr;
+    d.groupSize = static_cast<int>(w.groupSize);
+  }
+  d.bias = bias.defined() ? bias.data_ptr() : nullptr;
+  return d;
+}
+
+}  // namespace
+
+// Returns false when the persistent kernel cannot run here (the caller then launches
+// the per-phase kernels); the first call decides, before any graph capture.
+bool FusedDecoder::Impl::stepPersistent(KvCache& cache, torch::Tensor& ids, torch::Tensor& out, cudaStream_t stream) {
+  auto& p = persistent;
+  std::vector<const void*> caches;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    caches.push_back(cache.keys[i].data_ptr());
+    caches.push_back(cache.values[i].data_ptr());
+  }
+  if (caches != tableCaches) {
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(stream, &capturing) != cudaSuccess || capturing != cudaStreamCaptureStatusNone)
+      throw RunError(kWhere, "the KV cache moved while a graph was being captured", "warm up with this cache first");
+    std::vector<WbDecodeLayer> table(layers.size());
+    for (size_t i = 0; i < layers.size(); ++i) {
+      const Layer& l = layers[i];
+      WbDecodeLayer& t = table[i];
+      t.ln1Weight = l.ln1w.data_ptr();
+      t.ln1Bias = l.ln1b.data_ptr();
+      t.ln2Weight = l.ln2w.data_ptr();
+      t.ln2Bias = l.ln2b.data_ptr();
+      t.qkv = decodeWeight(l.qkv, l.qkvBias);
+      t.proj = decodeWeight(l.proj, l.projBias);
+      t.fc = decodeWeight(l.fc, l.fcBias);
+      t.mproj = decodeWeight(l.mproj, l.mprojBias);
+      t.kCache = cache.keys[i].data_ptr();
+      t.vCache = cache.values[i].data_ptr();
+      t.scale = l.scale;
+    }
+    const auto bytes = static_cast<int64_t>(table.size() * sizeof(WbDecodeLayer));
+    layerTable = torch::from_blob(table.data(), {bytes}, torch::kUInt8).to(residual.device());  // synchronous
+    tableCaches = caches;
+  }
+  p.layers = reinterpret_cast<const WbDecodeLayer*>(layerTable.data_ptr<uint8_t>());
+  p.token = ids.data_ptr<int64_t>();
+  p.position = cache.position.data_ptr<int64_t>();
+  p.tokens = out.data_ptr<int64_t>();
+  if (!persistentTried) {
+    persistentTried = true;
+    p.nLayer = static_cast<int>(layers.size());
+    p.embd = static_cast<int>(embd);
+    p.inner = static_cast<int>(inner);
+    p.heads = static_cast<int>(heads);
+    p.vocab = static_cast<int>(vocab);
+    p.capacity = static_cast<int>(capacity);
+    p.layersInt4 = options.int4 ? 1 : 0;
+    p.lnEps = eps;
+    p.wte = wte.data_ptr();
+    p.wpe = wpe.data_ptr();
+    p.lnfWeight = lnfW.data_ptr();
+    p.lnfBias = lnfB.data_ptr();
+    p.head = decodeWeight(head, torch::Tensor());
+    p.residual = residual.data_ptr();
+    p.q = q.data_ptr();
+    p.hidden = hidden.data_ptr();
+    p.logits = logits.data_ptr();
+    p.partO = partO.data_ptr<float>();
+    p.partMl = partMl.data_ptr<float>();
+    p.argmaxValues = argmaxValues.data_ptr<float>();
+    p.argmaxIndices = argmaxIndices.data_ptr<int>();
+    p.argmaxCounter = reinterpret_cast<unsigned*>(argmaxCounter.data_ptr<int>());
+    p.argmaxSlots = static_cast<int>(argmaxValues.numel());
+    barrier = torch::zeros({2}, torch::TensorOptions().dtype(torch::kLong).device(residual.device()));
+    p.barrier = reinterpret_cast<unsigned long long*>(barrier.data_ptr<int64_t>());
+    // Unsupported here (no cooperative launch, shapes): the per-phase kernels instead.
+    persistentOn = wbDecodePersistentSetup(&p) == WB_STATUS_OK && wbDecodePersistent(&p, stream) == WB_STATUS_OK;
+    return persistentOn;
+  }
+  check(wbDecodePersistent(&p, stream));
+  return true;
+}
 
 FusedDecoder::FusedDecoder(Gpt2 model, int64_t capacity, const FusedDecodeOptions& o)
     : impl_(std::make_unique<Impl>()) {
@@ -178,6 +301,7 @@ FusedDecoder::~FusedDecoder() = default;
 
 const torch::Tensor& FusedDecoder::logits() const { return impl_->logits; }
 int64_t FusedDecoder::weightBytes() const { return impl_->weightBytes; }
+bool FusedDecoder::persistentActive() const { return impl_->persistentOn; }
 
 void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) {
   auto& m = *impl_;
@@ -190,6 +314,14 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
   const auto dev = m.residual.device();
   compat::CudaDeviceGuard guard(dev);
   const auto stream = compat::currentCudaStream(dev);
+  for (size_t i = 0; i < m.layers.size(); ++i)
+    if (cache.keys[i].scalar_type() != torch::kHalf || !cache.keys[i].is_contiguous() ||
+        !cache.values[i].is_contiguous())
+      throw InputError(kWhere, "the KV cache must be contiguous fp16");
+  if (m.options.persistent && (m.persistentOn || !m.persistentTried) && m.stepPersistent(cache, ids, out, stream)) {
+    cache.length += 1;
+    return;
+  }
   const int pdl = m.options.programmaticLaunch ? 1 : 0;
   const auto* pos = cache.position.data_ptr<int64_t>();
   const int e = static_cast<int>(m.embd);
@@ -197,32 +329,20 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
     const Layer& l = m.layers[i];
     const auto& kc = cache.keys[i];
     const auto& vc = cache.values[i];
-    if (kc.scalar_type() != torch::kHalf || !kc.is_contiguous() || !vc.is_contiguous())
-      throw InputError(kWhere, "the KV cache must be contiguous fp16");
     // 1. (embedding +) ln_1 + c_attn; q to a buffer, k/v into the cache.
-    WbDecodeLinearParams a{};
-    a.input = i == 0 ? WB_DECODE_IN_EMBED : WB_DECODE_IN_LAYERNORM;
-    a.output = WB_DECODE_OUT_QKV;
-    a.n = 3 * e;
-    a.k = e;
-    a.x = m.residual.data_ptr();
-    a.lnWeight = l.ln1w.data_ptr();
-    a.lnBias = l.ln1b.data_ptr();
-    a.lnEps = m.eps;
+    WbDecodeLinearParams a = linearParams(i == 0 ? WB_DECODE_IN_EMBED : WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_QKV,
+                                          3 * e, e, l.qkv, l.qkvBias, m.q.data_ptr(), pdl);
+    setLayerNorm(a, m.residual, l.ln1w, l.ln1b, m.eps);
     a.wte = m.wte.data_ptr();
     a.wpe = m.wpe.data_ptr();
     a.token = ids.data_ptr<int64_t>();
     a.residual = m.residual.data_ptr();
     a.position = pos;
-    setWeight(a, l.qkv);
-    a.bias = l.qkvBias.data_ptr();
-    a.y = m.q.data_ptr();
     a.kCache = kc.data_ptr();
     a.vCache = vc.data_ptr();
     a.capacity = static_cast<int>(m.capacity);
     a.heads = static_cast<int>(m.heads);
     a.headDim = 64;
-    a.programmaticLaunch = pdl;
     check(wbDecodeLinear(&a, stream));
     // 2. attention of q over slots 0 .. position, in 64-key splits.
     WbDecodeAttentionParams at{};
@@ -239,62 +359,30 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
     at.programmaticLaunch = pdl;
     check(wbDecodeAttention(&at, stream));
     // 3. combine the splits + attn.c_proj + residual.
-    WbDecodeLinearParams pr{};
-    pr.input = WB_DECODE_IN_ATTENTION;
-    pr.output = WB_DECODE_OUT_RESIDUAL;
-    pr.n = e;
-    pr.k = e;
+    WbDecodeLinearParams pr = linearParams(WB_DECODE_IN_ATTENTION, WB_DECODE_OUT_RESIDUAL, e, e, l.proj, l.projBias,
+                                           m.residual.data_ptr(), pdl);
     pr.attnO = m.partO.data_ptr<float>();
     pr.attnMl = m.partMl.data_ptr<float>();
     pr.attnSplits = static_cast<int>(m.splits);
     pr.position = pos;
     pr.heads = static_cast<int>(m.heads);
     pr.headDim = 64;
-    setWeight(pr, l.proj);
-    pr.bias = l.projBias.data_ptr();
-    pr.y = m.residual.data_ptr();
-    pr.programmaticLaunch = pdl;
     check(wbDecodeLinear(&pr, stream));
     // 4. ln_2 + c_fc + GELU.
-    WbDecodeLinearParams fc{};
-    fc.input = WB_DECODE_IN_LAYERNORM;
-    fc.output = WB_DECODE_OUT_GELU;
-    fc.n = static_cast<int>(m.inner);
-    fc.k = e;
-    fc.x = m.residual.data_ptr();
-    fc.lnWeight = l.ln2w.data_ptr();
-    fc.lnBias = l.ln2b.data_ptr();
-    fc.lnEps = m.eps;
-    setWeight(fc, l.fc);
-    fc.bias = l.fcBias.data_ptr();
-    fc.y = m.hidden.data_ptr();
-    fc.programmaticLaunch = pdl;
+    WbDecodeLinearParams fc = linearParams(WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_GELU, m.inner, e, l.fc, l.fcBias,
+                                           m.hidden.data_ptr(), pdl);
+    setLayerNorm(fc, m.residual, l.ln2w, l.ln2b, m.eps);
     check(wbDecodeLinear(&fc, stream));
     // 5. mlp.c_proj + residual.
-    WbDecodeLinearParams mp{};
-    mp.input = WB_DECODE_IN_PLAIN;
-    mp.output = WB_DECODE_OUT_RESIDUAL;
-    mp.n = e;
-    mp.k = static_cast<int>(m.inner);
+    WbDecodeLinearParams mp = linearParams(WB_DECODE_IN_PLAIN, WB_DECODE_OUT_RESIDUAL, e, m.inner, l.mproj,
+                                           l.mprojBias, m.residual.data_ptr(), pdl);
     mp.x = m.hidden.data_ptr();
-    setWeight(mp, l.mproj);
-    mp.bias = l.mprojBias.data_ptr();
-    mp.y = m.residual.data_ptr();
-    mp.programmaticLaunch = pdl;
     check(wbDecodeLinear(&mp, stream));
   }
   // ln_f + LM head + argmax; feeds the token back and advances the position.
-  WbDecodeLinearParams h{};
-  h.input = WB_DECODE_IN_LAYERNORM;
-  h.output = WB_DECODE_OUT_ARGMAX;
-  h.n = static_cast<int>(m.vocab);
-  h.k = e;
-  h.x = m.residual.data_ptr();
-  h.lnWeight = m.lnfW.data_ptr();
-  h.lnBias = m.lnfB.data_ptr();
-  h.lnEps = m.eps;
-  setWeight(h, m.head);
-  h.y = m.logits.data_ptr();
+  WbDecodeLinearParams h =
+      linearParams(WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_ARGMAX, m.vocab, e, m.head, {}, m.logits.data_ptr(), pdl);
+  setLayerNorm(h, m.residual, m.lnfW, m.lnfB, m.eps);
   h.position = pos;
   h.capacity = static_cast<int>(m.capacity);
   h.argmaxValues = m.argmaxValues.data_ptr<float>();
@@ -303,7 +391,6 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
   h.argmaxSlots = static_cast<int>(m.argmaxValues.numel());
   h.nextToken = ids.data_ptr<int64_t>();
   h.tokens = out.data_ptr<int64_t>();
-  h.programmaticLaunch = pdl;
   check(wbDecodeLinear(&h, stream));
   cache.length += 1;  // host-side count; stale under graph replay, as for the torch step
 }
@@ -324,6 +411,7 @@ FusedDecoder::~FusedDecoder() = default;
 void FusedDecoder::step(KvCache&, torch::Tensor&, torch::Tensor&) {}
 const torch::Tensor& FusedDecoder::logits() const { return impl_->logits; }
 int64_t FusedDecoder::weightBytes() const { return 0; }
+bool FusedDecoder::persistentActive() const { return false; }
 
 #endif
 

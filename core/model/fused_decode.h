@@ -3,8 +3,10 @@
 // attention, combine + attn.c_proj + residual, LayerNorm + c_fc + GELU, mlp.c_proj +
 // residual; then ln_f + LM head + argmax, which also feeds the token back and advances
 // the cache's device-side position (6 L + 1 launches, no host synchronisation), so the
-// step captures into a CUDA graph (core/model/graph_decode.h). Weights are prepared
-// once: fp16 rows [out, in] or the int4 layout of core/techniques/quantize.h.
+// step captures into a CUDA graph (core/model/graph_decode.h); or, optionally, all of
+// that in one persistent cooperative kernel with grid barriers between the phases.
+// Weights are prepared once: fp16 rows [out, in] or the int4 layout of
+// core/techniques/quantize.h.
 // Not here: prefill (the ordinary forward fills the cache), sampling, batches > 1.
 #pragma once
 
@@ -24,6 +26,10 @@ struct FusedDecodeOptions {
   // parameter name; any other weight is quantized here with the spec above.
   std::vector<QuantizedWeight> packed;
   bool programmaticLaunch = true;  // overlap each kernel's weight reads with its predecessor
+  // The whole step as one persistent cooperative kernel with grid barriers between the
+  // phases (kernels/decode/decode_persistent.h); where the device or the shapes cannot
+  // take it, the 6 L + 1 kernels above run instead (persistentActive() says which).
+  bool persistent = false;
 };
 
 bool fusedDecodeBuilt();
@@ -45,6 +51,8 @@ class FusedDecoder {
   const torch::Tensor& logits() const;
   // Bytes of weights one step reads (GEMV weights, scales, biases, LayerNorms).
   int64_t weightBytes() const;
+  // Whether step() runs the persistent kernel (asked for, and this device and model take it).
+  bool persistentActive() const;
 
  private:
   struct Impl;

@@ -142,6 +142,7 @@ torch::Tensor GraphDecoder::lastLogits() const {
 }
 
 int64_t GraphDecoder::fusedWeightBytes() const { return impl_->fused ? impl_->fused->weightBytes() : 0; }
+bool GraphDecoder::fusedPersistent() const { return impl_->fused && impl_->fused->persistentActive(); }
 
 #else
 
@@ -157,6 +158,7 @@ void GraphDecoder::replay(int64_t) {}
 std::vector<int64_t> GraphDecoder::generated() const { return {}; }
 torch::Tensor GraphDecoder::lastLogits() const { return {}; }
 int64_t GraphDecoder::fusedWeightBytes() const { return 0; }
+bool GraphDecoder::fusedPersistent() const { return false; }
 
 #endif
 

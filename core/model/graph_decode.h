@@ -42,6 +42,9 @@ class GraphDecoder {
   torch::Tensor lastLogits() const;
   // Weight bytes one fused step reads (0 for the LibTorch step).
   int64_t fusedWeightBytes() const;
+  // Whether the captured step is the persistent kernel (FusedDecodeOptions::persistent
+  // asked for it and this device and model could take it).
+  bool fusedPersistent() const;
 
  private:
   struct Impl;

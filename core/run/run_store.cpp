@@ -10,6 +10,7 @@
 #include <map>
 #include <sstream>
 
+#include "core/bench/stats_json.h"
 #include "core/io/atomic_file.h"
 
 namespace wb {
@@ -57,18 +58,12 @@ json RunSummary::toJson() const {
   j["stages"] = stages;
   j["series"] = json::array();
   for (const auto& s : series) {
-    j["series"].push_back({{"stage", s.stage},
-                           {"series", s.series},
-                           {"n", s.stats.n},
-                           {"mean", s.stats.mean},
-                           {"std", s.stats.std},
-                           {"min", s.stats.min},
-                           {"max", s.stats.max},
-                           {"p50", s.stats.p50},
-                           {"p95", s.stats.p95},
-                           {"ci95", s.stats.ci95},
-                           {"last", s.last},
-                           {"last_step", s.lastStep}});
+    json row = statsJson(s.stats);
+    row["stage"] = s.stage;
+    row["series"] = s.series;
+    row["last"] = s.last;
+    row["last_step"] = s.lastStep;
+    j["series"].push_back(std::move(row));
   }
   return j;
 }
@@ -85,14 +80,7 @@ RunSummary RunSummary::fromJson(const json& j) {
     SeriesSummary ss;
     ss.stage = s.value("stage", "");
     ss.series = s.value("series", "");
-    ss.stats.n = s.value("n", int64_t{0});
-    ss.stats.mean = s.value("mean", 0.0);
-    ss.stats.std = s.value("std", 0.0);
-    ss.stats.min = s.value("min", 0.0);
-    ss.stats.max = s.value("max", 0.0);
-    ss.stats.p50 = s.value("p50", 0.0);
-    ss.stats.p95 = s.value("p95", 0.0);
-    ss.stats.ci95 = s.value("ci95", 0.0);
+    ss.stats = statsFromJson(s);
     ss.last = s.value("last", 0.0);
     ss.lastStep = s.value("last_step", int64_t{0});
     r.series.push_back(ss);

@@ -10,6 +10,7 @@
 #include "core/bench/benchmark.h"
 #include "core/bench/model_compare.h"
 #include "core/bench/stats.h"
+#include "core/bench/stats_json.h"
 #include "core/errors.h"
 #include "core/io/atomic_file.h"
 #include "core/io/hf_checkpoint.h"
@@ -24,11 +25,6 @@
 
 namespace wb {
 namespace {
-
-nlohmann::json timingJson(const std::vector<double>& samples) {
-  const auto s = summarize(samples);
-  return {{"n", s.n}, {"mean", s.mean}, {"std", s.std}, {"samples", samples}};
-}
 
 std::string unitsText(const LayerUnits& units) {
   std::string text;
@@ -166,8 +162,8 @@ class PruneStage : public Stage {
         {"parameters_before", paramsBefore},
         {"parameters_after", model->parameterCount()},
         {"forward_shape", {batch, seqLen}},
-        {"forward_seconds_before", timingJson(tBefore)},
-        {"forward_seconds_after", timingJson(tAfter)},
+        {"forward_seconds_before", samplesJson(tBefore)},
+        {"forward_seconds_after", samplesJson(tAfter)},
         {"speedup_achieved", speedup},
         {"val_loss_before", cmp.baseLoss},
         {"val_loss_after", cmp.otherLoss},

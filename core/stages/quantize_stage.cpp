@@ -17,6 +17,23 @@
 namespace wb {
 namespace {
 
+// The quality half of every quantize / cast report: the plotted samples and the same
+// numbers in the stage's JSON.
+void reportComparison(StageContext& ctx, const ModelComparison& cmp, nlohmann::json& out) {
+  const double delta = cmp.otherPerplexity - cmp.basePerplexity;
+  ctx.sample("quant/ppl_base", 0, cmp.basePerplexity);
+  ctx.sample("quant/ppl_quant", 0, cmp.otherPerplexity);
+  ctx.sample("quant/delta_ppl", 0, delta);
+  ctx.sample("quant/kl", 0, cmp.kl);
+  out["loss_base"] = cmp.baseLoss;
+  out["loss_quant"] = cmp.otherLoss;
+  out["ppl_base"] = cmp.basePerplexity;
+  out["ppl_quant"] = cmp.otherPerplexity;
+  out["delta_ppl"] = delta;
+  out["kl"] = cmp.kl;
+  out["eval_tokens"] = cmp.tokens;
+}
+
 class QuantizeStage : public Stage {
  public:
   void run(StageContext& ctx) override {
@@ -64,32 +81,22 @@ class QuantizeStage : public Stage {
     ctx.sample("quant/weight_bytes_original", 0, static_cast<double>(originalBytes));
     ctx.sample("quant/bytes_per_param", 0, static_cast<double>(packedBytes) / static_cast<double>(quantParams));
     ctx.sample("quant/model_bytes", 0, static_cast<double>(allBytes));
-    ctx.sample("quant/ppl_base", 0, cmp.basePerplexity);
-    ctx.sample("quant/ppl_quant", 0, cmp.otherPerplexity);
-    ctx.sample("quant/delta_ppl", 0, cmp.otherPerplexity - cmp.basePerplexity);
-    ctx.sample("quant/kl", 0, cmp.kl);
     ctx.log(spec.describe() + ": " + std::to_string(weights.size()) + " weights, " + std::to_string(packedBytes) +
             " packed bytes (" + std::to_string(static_cast<double>(packedBytes) / static_cast<double>(quantParams)) +
             " B/param) vs " + std::to_string(originalBytes) + "; perplexity " + std::to_string(cmp.basePerplexity) +
             " -> " + std::to_string(cmp.otherPerplexity) + " (Δ " +
             std::to_string(cmp.otherPerplexity - cmp.basePerplexity) + "), KL " + std::to_string(cmp.kl) +
             " nats/token over " + std::to_string(cmp.tokens) + " tokens, both in " + dtypeName(st.dtype));
-    const nlohmann::json out{{"scheme", spec.describe()},
-                             {"params", ctx.spec().params},
-                             {"packed_file", file.string()},
-                             {"quantized_parameters", quantParams},
-                             {"skipped", skipped},
-                             {"weight_bytes_packed", packedBytes},
-                             {"weight_bytes_original", originalBytes},
-                             {"model_bytes", allBytes},
-                             {"compute_dtype", dtypeName(st.dtype)},
-                             {"loss_base", cmp.baseLoss},
-                             {"loss_quant", cmp.otherLoss},
-                             {"ppl_base", cmp.basePerplexity},
-                             {"ppl_quant", cmp.otherPerplexity},
-                             {"delta_ppl", cmp.otherPerplexity - cmp.basePerplexity},
-                             {"kl", cmp.kl},
-                             {"eval_tokens", cmp.tokens}};
+    nlohmann::json out{{"scheme", spec.describe()},
+                       {"params", ctx.spec().params},
+                       {"packed_file", file.string()},
+                       {"quantized_parameters", quantParams},
+                       {"skipped", skipped},
+                       {"weight_bytes_packed", packedBytes},
+                       {"weight_bytes_original", originalBytes},
+                       {"model_bytes", allBytes},
+                       {"compute_dtype", dtypeName(st.dtype)}};
+    reportComparison(ctx, cmp, out);
     writeFileAtomic(dir / (ctx.spec().name + ".json"), out.dump(2));
   }
 
@@ -131,28 +138,15 @@ class QuantizeStage : public Stage {
                                    ctx.integer("batch_size"), ctx.integer("eval_windows"), &ctx.cancel());
     const int64_t bytesAfter = cast->parameterBytes();
     ctx.sample("quant/model_bytes", 0, static_cast<double>(bytesAfter));
-    ctx.sample("quant/ppl_base", 0, cmp.basePerplexity);
-    ctx.sample("quant/ppl_quant", 0, cmp.otherPerplexity);
-    ctx.sample("quant/delta_ppl", 0, cmp.otherPerplexity - cmp.basePerplexity);
-    ctx.sample("quant/kl", 0, cmp.kl);
     ctx.log(dtypeName(from) + " -> " + format + ": " + std::to_string(bytesBefore) + " -> " +
             std::to_string(bytesAfter) + " weight bytes; perplexity " + std::to_string(cmp.basePerplexity) + " -> " +
             std::to_string(cmp.otherPerplexity) + ", KL " + std::to_string(cmp.kl) +
             " nats/token; later stages compute in " + format);
-    const nlohmann::json out{{"scheme", format},
-                             {"params", ctx.spec().params},
-                             {"file", file.string()},
-                             {"model_bytes_before", bytesBefore},
-                             {"model_bytes", bytesAfter},
-                             {"compute_dtype_before", dtypeName(from)},
-                             {"compute_dtype", format},
-                             {"loss_base", cmp.baseLoss},
-                             {"loss_quant", cmp.otherLoss},
-                             {"ppl_base", cmp.basePerplexity},
-                             {"ppl_quant", cmp.otherPerplexity},
-                             {"delta_ppl", cmp.otherPerplexity - cmp.basePerplexity},
-                             {"kl", cmp.kl},
-                             {"eval_tokens", cmp.tokens}};
+    nlohmann::json out{{"scheme", format},          {"params", ctx.spec().params},
+                       {"file", file.string()},     {"model_bytes_before", bytesBefore},
+                       {"model_bytes", bytesAfter}, {"compute_dtype_before", dtypeName(from)},
+                       {"compute_dtype", format}};
+    reportComparison(ctx, cmp, out);
     writeFileAtomic(dir / (ctx.spec().name + ".json"), out.dump(2));
   }
 };

@@ -13,67 +13,12 @@
 
 #include "kernels/common/status_internal.h"
 #include "kernels/decode/decode.h"
+#include "kernels/decode/decode_device.cuh"
 
 namespace wbk {
 namespace {
 
 constexpr int kMaxWarps = 8;  // warps per GEMV block: 2 .. 8, chosen so that >= 2 blocks land per SM
-constexpr int kSplitKeys = 64;
-constexpr float kLog2e = 1.4426950408889634f;
-
-// Programmatic dependent launch. Every kernel waits and only then lets its dependents
-// start, so a dependent's pre-wait part runs only once everything two kernels back has
-// finished: that is what makes reading the position (written by the previous step's
-// argmax) before the wait safe in the attention kernel.
-__device__ __forceinline__ void waitForPrevious() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void releaseDependents() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-
-__device__ __forceinline__ __half2 asHalf2(uint32_t v) { return *reinterpret_cast<__half2*>(&v); }
-__device__ __forceinline__ uint32_t asU32(__half2 v) { return *reinterpret_cast<uint32_t*>(&v); }
-__device__ __forceinline__ float roundHalf(float v) { return __half2float(__float2half_rn(v)); }
-
-__device__ __forceinline__ uint32_t lop3Nibbles(uint32_t w) {
-  uint32_t out;  // (w & 0x000F000F) | 0x64006400: two fp16 values 1024 + nibble
-  asm("lop3.b32 %0, %1, %2, %3, 0xea;\n" : "=r"(out) : "r"(w), "r"(0x000F000Fu), "r"(0x64006400u));
-  return out;
-}
-
-// Eight fp16 values from a 16-byte activation chunk (L2 only: written by another kernel).
-__device__ __forceinline__ void load8(const __half* src, float f[8]) {
-  const uint4 raw = __ldcg(reinterpret_cast<const uint4*>(src));
-  const uint32_t* r = reinterpret_cast<const uint32_t*>(&raw);
-#pragma unroll
-  for (int e = 0; e < 4; ++e) {
-    const float2 v = __half22float2(asHalf2(r[e]));
-    f[2 * e] = v.x;
-    f[2 * e + 1] = v.y;
-  }
-}
-
-__device__ __forceinline__ float blockSum(float v, float* scratch) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  __syncthreads();  // scratch may still be read from the previous reduction
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  float total = 0.f;
-  for (int w = 0; w < static_cast<int>(blockDim.x >> 5); ++w) total += scratch[w];
-  return total;
-}
-
-__device__ __forceinline__ float geluTanh(float x) {
-  const float k = 0.7978845608028654f;  // sqrt(2 / pi)
-  return 0.5f * x * (1.f + tanhf(k * (x + 0.044715f * x * x * x)));
-}
 
 template <bool kInt4, int kLanesPerRow>
 struct RowLayout {
@@ -81,91 +26,6 @@ struct RowLayout {
   static constexpr int kRowsPerWarp = 32 / kLanes;
   static constexpr int kInputsPerChunk = kInt4 ? 32 : 8;  // inputs behind one 16-byte load
 };
-
-// Builds the block's input vector in shared memory: fp32 [K] for fp16 weights, or for
-// int4 the fp16 pairs (x0,x4),(x1,x5),.. of each 8-input chunk kc = 4c + e at slot
-// e * K/32 + c, the order the nibble trick produces (as kernels/int4_matmul).
-template <int kIn, bool kInt4>
-__device__ void stageInput(const WbDecodeLinearParams& p, float* sx, uint4* sxq, const __half* sln, float* scratch) {
-  const int k = p.k, chunks8 = k / 8;
-  const int64_t pos = (kIn == WB_DECODE_IN_EMBED || kIn == WB_DECODE_IN_ATTENTION) ? __ldcg(p.position) : 0;
-  for (int kc = threadIdx.x; kc < chunks8; kc += blockDim.x) {
-    float f[8];
-    if (kIn == WB_DECODE_IN_EMBED) {
-      float a[8], b[8];
-      const int64_t tok = __ldcg(p.token);
-      load8(static_cast<const __half*>(p.wte) + tok * k + kc * 8, a);
-      load8(static_cast<const __half*>(p.wpe) + pos * k + kc * 8, b);
-#pragma unroll
-      for (int i = 0; i < 8; ++i) f[i] = roundHalf(a[i] + b[i]);
-      if (blockIdx.x == 0) {
-        uint4 out;
-        out.x = asU32(__floats2half2_rn(f[0], f[1]));
-        out.y = asU32(__floats2half2_rn(f[2], f[3]));
-        out.z = asU32(__floats2half2_rn(f[4], f[5]));
-        out.w = asU32(__floats2half2_rn(f[6], f[7]));
-        *reinterpret_cast<uint4*>(static_cast<__half*>(p.residual) + kc * 8) = out;
-      }
-    } else if (kIn == WB_DECODE_IN_ATTENTION) {
-      const int d0 = kc * 8 % p.headDim, h = kc * 8 / p.headDim;
-      const int splits = min(static_cast<int>(pos / kSplitKeys) + 1, p.attnSplits);
-      const float* ml = p.attnMl + static_cast<int64_t>(h) * p.attnSplits * 2;
-      float m = -FLT_MAX;
-      for (int s = 0; s < splits; ++s) m = fmaxf(m, __ldcg(ml + 2 * s));
-      float l = 0.f;
-#pragma unroll
-      for (int i = 0; i < 8; ++i) f[i] = 0.f;
-      for (int s = 0; s < splits; ++s) {
-        const float w = exp2f(__ldcg(ml + 2 * s) - m);
-        l += w * __ldcg(ml + 2 * s + 1);
-        const float4* o =
-            reinterpret_cast<const float4*>(p.attnO + (static_cast<int64_t>(h) * p.attnSplits + s) * p.headDim + d0);
-        const float4 o0 = __ldcg(o), o1 = __ldcg(o + 1);
-        f[0] += w * o0.x, f[1] += w * o0.y, f[2] += w * o0.z, f[3] += w * o0.w;
-        f[4] += w * o1.x, f[5] += w * o1.y, f[6] += w * o1.z, f[7] += w * o1.w;
-      }
-      const float inv = 1.f / l;
-#pragma unroll
-      for (int i = 0; i < 8; ++i) f[i] = roundHalf(f[i] * inv);
-    } else {
-      load8(static_cast<const __half*>(p.x) + kc * 8, f);
-    }
-#pragma unroll
-    for (int i = 0; i < 8; ++i) sx[kc * 8 + i] = f[i];
-  }
-  if (kIn == WB_DECODE_IN_LAYERNORM || kIn == WB_DECODE_IN_EMBED) {
-    // Two passes over shared memory (mean, then centred squares) as LibTorch's
-    // LayerNorm does in fp32; E[x^2] - mean^2 would cancel on the residual stream.
-    __syncthreads();
-    float s = 0.f;
-    for (int i = threadIdx.x; i < k; i += blockDim.x) s += sx[i];
-    const float mean = blockSum(s, scratch) / static_cast<float>(k);
-    float q = 0.f;
-    for (int i = threadIdx.x; i < k; i += blockDim.x) {
-      const float d = sx[i] - mean;
-      q += d * d;
-    }
-    const float rstd = rsqrtf(blockSum(q, scratch) / static_cast<float>(k) + p.lnEps);
-    const __half* g = sln;  // LayerNorm weight and bias, staged before the wait
-    const __half* b = sln + k;
-    for (int i = threadIdx.x; i < k; i += blockDim.x)
-      sx[i] = roundHalf((sx[i] - mean) * rstd * __half2float(g[i]) + __half2float(b[i]));
-  }
-  if (kInt4) {
-    __syncthreads();
-    const int chunks32 = k / 32;
-    for (int kc = threadIdx.x; kc < chunks8; kc += blockDim.x) {
-      const float* f = sx + kc * 8;
-      uint4 out;
-      out.x = asU32(__floats2half2_rn(f[0], f[4]));
-      out.y = asU32(__floats2half2_rn(f[1], f[5]));
-      out.z = asU32(__floats2half2_rn(f[2], f[6]));
-      out.w = asU32(__floats2half2_rn(f[3], f[7]));
-      sxq[(kc & 3) * chunks32 + (kc >> 2)] = out;
-    }
-  }
-  __syncthreads();
-}
 
 template <int kIn, int kOut, bool kInt4, int kLanesPerRow, int kVmax>
 __global__ void __launch_bounds__(kMaxWarps * 32) decodeLinearKernel(const WbDecodeLinearParams p) {
@@ -247,36 +107,11 @@ __global__ void __launch_bounds__(kMaxWarps * 32) decodeLinearKernel(const WbDec
       for (int v = 0; v < kVmax; ++v) {
         const int c = base + sub + v * L::kLanes;
         if (c >= rowChunks) continue;
-        const uint32_t* wa = reinterpret_cast<const uint32_t*>(&w[v]);
         if (kInt4) {
           const __half2 zz = __float2half2_rn(1024.f + static_cast<float>(zero[v]));
-          const int chunks32 = k / 32;
-          float part = 0.f;
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const uint32_t q = wa[e];
-            const uint4 xv = sxq[e * chunks32 + c];
-            __half2 a = __hmul2(__hsub2(asHalf2(lop3Nibbles(q)), zz), asHalf2(xv.x));
-            a = __hfma2(__hsub2(asHalf2(lop3Nibbles(q >> 4)), zz), asHalf2(xv.y), a);
-            a = __hfma2(__hsub2(asHalf2(lop3Nibbles(q >> 8)), zz), asHalf2(xv.z), a);
-            a = __hfma2(__hsub2(asHalf2(lop3Nibbles(q >> 12)), zz), asHalf2(xv.w), a);
-            const float2 f = __half22float2(a);
-            part += f.x + f.y;
-          }
-          acc = fmaf(part, __half2float(scale[v]), acc);
+          acc = fmaf(dotInt4Chunk(w[v], zz, sxq, k / 32, c), __half2float(scale[v]), acc);
         } else {
-          const float4* xs = reinterpret_cast<const float4*>(sx + c * 8);
-          const float4 x0 = xs[0], x1 = xs[1];
-          const float2 w0 = __half22float2(asHalf2(wa[0])), w1 = __half22float2(asHalf2(wa[1]));
-          const float2 w2 = __half22float2(asHalf2(wa[2])), w3 = __half22float2(asHalf2(wa[3]));
-          acc = fmaf(w0.x, x0.x, acc);
-          acc = fmaf(w0.y, x0.y, acc);
-          acc = fmaf(w1.x, x0.z, acc);
-          acc = fmaf(w1.y, x0.w, acc);
-          acc = fmaf(w2.x, x1.x, acc);
-          acc = fmaf(w2.y, x1.y, acc);
-          acc = fmaf(w3.x, x1.z, acc);
-          acc = fmaf(w3.y, x1.w, acc);
+          acc = dotFp16Chunk(w[v], sx + c * 8, acc);
         }
       }
     }
@@ -285,172 +120,21 @@ __global__ void __launch_bounds__(kMaxWarps * 32) decodeLinearKernel(const WbDec
     if (sub != 0 || row >= n) continue;
     const bool first = row == myRow0;
     const float b = first ? bias0 : p.bias ? __half2float(static_cast<const __half*>(p.bias)[row]) : 0.f;
-    const __half out = __float2half_rn(acc + b);
-    __half* y = static_cast<__half*>(p.y);
-    if (kOut == WB_DECODE_OUT_STORE) {
-      y[row] = out;
-    } else if (kOut == WB_DECODE_OUT_GELU) {
-      y[row] = __float2half_rn(geluTanh(__half2float(out)));
-    } else if (kOut == WB_DECODE_OUT_RESIDUAL) {
-      const float res = first ? residual0 : __half2float(__ldcg(y + row));
-      y[row] = __float2half_rn(res + __half2float(out));
-    } else if (kOut == WB_DECODE_OUT_QKV) {
-      const int e = n / 3;
-      const int64_t pos = stepPos;
-      if (row < e) {
-        y[row] = out;
-      } else if (pos < p.capacity) {
-        const int r = row < 2 * e ? row - e : row - 2 * e;
-        const int h = r / p.headDim, d = r % p.headDim;
-        __half* cache = static_cast<__half*>(row < 2 * e ? p.kCache : p.vCache);
-        cache[(static_cast<int64_t>(h) * p.capacity + pos) * p.headDim + d] = out;
-      }
-    } else {  // ARGMAX: the first maximum of the fp16 logits, as torch.argmax
-      y[row] = out;
-      const float v = __half2float(out);
-      if (v > best || (v == best && row < bestIdx)) best = v, bestIdx = row;
-    }
+    storeRow<kOut>(p, row, acc + b, first, residual0, stepPos, best, bestIdx);
   }
 
-  if (kOut != WB_DECODE_OUT_ARGMAX) return;
-  auto better = [](float v, int i, float bv, int bi) { return v > bv || (v == bv && i < bi); };
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    const float ov = __shfl_xor_sync(0xffffffffu, best, o);
-    const int oi = __shfl_xor_sync(0xffffffffu, bestIdx, o);
-    if (better(ov, oi, best, bestIdx)) best = ov, bestIdx = oi;
-  }
-  if (lane == 0) bestValue[warp] = best, bestIndex[warp] = bestIdx;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    for (int i = 1; i < warps; ++i)
-      if (better(bestValue[i], bestIndex[i], best, bestIdx)) best = bestValue[i], bestIdx = bestIndex[i];
-    p.argmaxValues[blockIdx.x] = best;
-    p.argmaxIndices[blockIdx.x] = bestIdx;
-    __threadfence();
-    lastBlock = atomicAdd(p.argmaxCounter, 1u) == gridDim.x - 1;
-  }
-  __syncthreads();
-  if (!lastBlock) return;
-  // The last block to finish reduces every block's candidate and advances the step.
-  __threadfence();
-  best = -FLT_MAX;
-  bestIdx = 0x7fffffff;
-  for (int i = threadIdx.x; i < static_cast<int>(gridDim.x); i += blockDim.x) {
-    const float v = __ldcg(p.argmaxValues + i);
-    const int idx = __ldcg(p.argmaxIndices + i);
-    if (better(v, idx, best, bestIdx)) best = v, bestIdx = idx;
-  }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    const float ov = __shfl_xor_sync(0xffffffffu, best, o);
-    const int oi = __shfl_xor_sync(0xffffffffu, bestIdx, o);
-    if (better(ov, oi, best, bestIdx)) best = ov, bestIdx = oi;
-  }
-  __syncthreads();
-  if (lane == 0) bestValue[warp] = best, bestIndex[warp] = bestIdx;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    for (int i = 1; i < warps; ++i)
-      if (better(bestValue[i], bestIndex[i], best, bestIdx)) best = bestValue[i], bestIdx = bestIndex[i];
-    const int64_t pos = __ldcg(p.position) + 1;
-    p.nextToken[0] = bestIdx;
-    if (pos < p.capacity) p.tokens[pos] = bestIdx;
-    *const_cast<int64_t*>(p.position) = pos;
-    *p.argmaxCounter = 0u;
-  }
+  if (kOut == WB_DECODE_OUT_ARGMAX) argmaxFinish(p, best, bestIdx, bestValue, bestIndex, &lastBlock);
 }
 
-// One block per (64-key split, head); eight threads per key, each owning eight of the
-// 64 dims of q, k and v; a group of eight threads walks four keys with an online
-// softmax, then the 16 groups combine in shared memory into one unnormalised partial.
+// One block per (64-key split, head); see attendSplit.
 __global__ void __launch_bounds__(128) decodeAttentionKernel(const WbDecodeAttentionParams p) {
-  constexpr int D = 64, kGroups = 16, kKeysPerGroup = kSplitKeys / kGroups;
-  __shared__ float sm[kGroups], sl[kGroups];
-  __shared__ float so[kGroups][D];
-  const int s = blockIdx.x, h = blockIdx.y;
-  const int g = threadIdx.x >> 3, j = threadIdx.x & 7;
+  __shared__ SplitShared sh;
   const int64_t pos = __ldcg(p.position);  // see waitForPrevious
-  const int t0 = s * kSplitKeys;
-  const __half* kBase = static_cast<const __half*>(p.kCache) + static_cast<int64_t>(h) * p.capacity * D + j * 8;
-  const __half* vBase = static_cast<const __half*>(p.vCache) + static_cast<int64_t>(h) * p.capacity * D + j * 8;
-  uint4 kr[kKeysPerGroup], vr[kKeysPerGroup];
-#pragma unroll
-  for (int i = 0; i < kKeysPerGroup; ++i) kr[i] = vr[i] = make_uint4(0, 0, 0, 0);
-  // Keys before this step's were written by earlier steps: fetch them before waiting.
-#pragma unroll
-  for (int i = 0; i < kKeysPerGroup; ++i) {
-    const int t = t0 + g + kGroups * i;
-    if (t < pos && t < p.capacity) {
-      kr[i] = __ldcg(reinterpret_cast<const uint4*>(kBase + static_cast<int64_t>(t) * D));
-      vr[i] = __ldcg(reinterpret_cast<const uint4*>(vBase + static_cast<int64_t>(t) * D));
-    }
-  }
+  SplitKeys r;
+  fetchSplit(p, blockIdx.y, blockIdx.x, pos, threadIdx.x, r);
   waitForPrevious();
   releaseDependents();
-  if (t0 > pos || pos >= p.capacity) return;  // the consumer reads splits 0 .. pos / 64 only
-  float qf[8];
-  load8(static_cast<const __half*>(p.q) + h * D + j * 8, qf);
-  const float scale = p.scale * kLog2e;
-  float score[kKeysPerGroup];
-  float m = -FLT_MAX;
-#pragma unroll
-  for (int i = 0; i < kKeysPerGroup; ++i) {
-    const int t = t0 + g + kGroups * i;
-    if (t == pos) {
-      kr[i] = __ldcg(reinterpret_cast<const uint4*>(kBase + static_cast<int64_t>(t) * D));
-      vr[i] = __ldcg(reinterpret_cast<const uint4*>(vBase + static_cast<int64_t>(t) * D));
-    }
-    const uint32_t* ka = reinterpret_cast<const uint32_t*>(&kr[i]);
-    float dot = 0.f;
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const float2 kv = __half22float2(asHalf2(ka[e]));
-      dot = fmaf(qf[2 * e], kv.x, dot);
-      dot = fmaf(qf[2 * e + 1], kv.y, dot);
-    }
-    dot += __shfl_xor_sync(0xffffffffu, dot, 1);
-    dot += __shfl_xor_sync(0xffffffffu, dot, 2);
-    dot += __shfl_xor_sync(0xffffffffu, dot, 4);
-    score[i] = t <= pos ? dot * scale : -FLT_MAX;
-    if (t <= pos) m = fmaxf(m, score[i]);
-  }
-  float l = 0.f, o[8];
-#pragma unroll
-  for (int d = 0; d < 8; ++d) o[d] = 0.f;
-#pragma unroll
-  for (int i = 0; i < kKeysPerGroup; ++i) {
-    const int t = t0 + g + kGroups * i;
-    if (t > pos) continue;
-    const float pr = exp2f(score[i] - m);
-    l += pr;
-    const uint32_t* va = reinterpret_cast<const uint32_t*>(&vr[i]);
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const float2 vv = __half22float2(asHalf2(va[e]));
-      o[2 * e] = fmaf(pr, vv.x, o[2 * e]);
-      o[2 * e + 1] = fmaf(pr, vv.y, o[2 * e + 1]);
-    }
-  }
-  if (j == 0) sm[g] = m, sl[g] = l;  // a group without visible keys: m = -FLT_MAX, l = 0
-#pragma unroll
-  for (int d = 0; d < 8; ++d) so[g][j * 8 + d] = o[d];
-  __syncthreads();
-  if (threadIdx.x >= D) return;
-  float mm = -FLT_MAX;
-#pragma unroll
-  for (int i = 0; i < kGroups; ++i) mm = fmaxf(mm, sm[i]);
-  float acc = 0.f, ll = 0.f;
-#pragma unroll
-  for (int i = 0; i < kGroups; ++i) {
-    const float wgt = sl[i] > 0.f ? exp2f(sm[i] - mm) : 0.f;
-    acc = fmaf(wgt, so[i][threadIdx.x], acc);
-    ll = fmaf(wgt, sl[i], ll);
-  }
-  const int splits = (p.capacity + kSplitKeys - 1) / kSplitKeys;
-  const int64_t slot = static_cast<int64_t>(h) * splits + s;
-  p.partO[slot * D + threadIdx.x] = acc;
-  if (threadIdx.x == 0) p.partMl[2 * slot] = mm, p.partMl[2 * slot + 1] = ll;
+  attendSplit(p, blockIdx.y, blockIdx.x, pos, threadIdx.x, r, sh, [] { __syncthreads(); });
 }
 
 template <typename Kernel>

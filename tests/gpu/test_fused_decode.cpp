@@ -5,7 +5,8 @@
 // the same dequantized weights, 2x the eager fp16 error of that model plus 5e-3, since
 // the int4 GEMV sums 8 products in half2 as kernels/int4_matmul does). Greedy tokens
 // must equal eager decode's until a step where the two choices are a near tie: their
-// fp32 logits within that same tolerance.
+// fp32 logits within that same tolerance. The same criteria hold for the persistent
+// kernel (one cooperative launch per step), at the 124M and medium widths.
 #include "core/errors.h"
 #include "core/model/graph_decode.h"
 #include "core/techniques/quantize.h"
@@ -19,13 +20,13 @@ namespace {
 
 const torch::Device kCuda(torch::kCUDA, 0);
 
-Gpt2Config gpt2Like(int64_t layers) {
+Gpt2Config gpt2Like(int64_t layers, int64_t embd = 768) {
   Gpt2Config c;
   c.vocabSize = 50257;  // GPT-2's vocabulary, width and heads: the kernels' real shapes
   c.nPositions = 256;
-  c.nEmbd = 768;
+  c.nEmbd = embd;
   c.nLayer = layers;
-  c.nHead = 12;
+  c.nHead = embd / 64;
   c.residPdrop = c.embdPdrop = c.attnPdrop = 0.0;
   return c;
 }
@@ -45,7 +46,7 @@ torch::Tensor teacherForced(Gpt2& m, const std::vector<int64_t>& prompt, const s
 struct Check {
   double fusedErr = 0, eagerErr = 0, tol = 0;
   int64_t identical = 0, steps = 0;
-  bool nearTie = true;
+  bool nearTie = true, persistent = false;
   QString message;
 };
 
@@ -61,9 +62,11 @@ Check compare(Gpt2& m16, Gpt2& m32, const GraphDecodeOptions& go, double absFloo
   }
   const auto gen = d.generated();
   const auto fused = torch::stack(stepLogits);
+  const bool persistent = d.fusedPersistent();
   const auto ref = teacherForced(m32, prompt, gen);
   const auto eager = teacherForced(m16, prompt, gen);
   Check c;
+  c.persistent = persistent;
   c.fusedErr = (fused - ref).abs().max().item<double>();
   c.eagerErr = (eager - ref).abs().max().item<double>();
   c.tol = 2.0 * c.eagerErr + absFloor;
@@ -78,13 +81,30 @@ Check compare(Gpt2& m16, Gpt2& m32, const GraphDecodeOptions& go, double absFloo
                                  row[greedy[static_cast<size_t>(c.identical)]].item<double>());
     c.nearTie = gap <= c.tol;
   }
-  c.message = QString("fused err %1, eager fp16 err %2, tol %3, tokens identical %4 of %5")
+  c.message = QString("%6fused err %1, eager fp16 err %2, tol %3, tokens identical %4 of %5")
                   .arg(c.fusedErr)
                   .arg(c.eagerErr)
                   .arg(c.tol)
                   .arg(c.identical)
-                  .arg(c.steps);
+                  .arg(c.steps)
+                  .arg(persistent ? "persistent kernel: " : "");
   return c;
+}
+
+// An fp32 model on the GPU and its fp16 copy (SDPA attention) with the same weights.
+std::pair<Gpt2, Gpt2> modelPair(Gpt2 m32) {
+  m32->to(kCuda);
+  Gpt2 m16(m32->config());
+  m16->to(kCuda);
+  {
+    torch::NoGradGuard noGrad;
+    auto src = m32->parameters();
+    auto dst = m16->parameters();
+    for (size_t i = 0; i < src.size(); ++i) dst[i].copy_(src[i]);
+  }
+  m16->to(kCuda, torch::kFloat16);
+  m16->setAttentionBackend(AttentionBackend::Sdpa);
+  return {m32, m16};
 }
 
 }  // namespace
@@ -105,18 +125,7 @@ class TestFusedDecode : public QObject {
   void fusedFp16MatchesEager() {
     QFETCH(bool, pdl);
     torch::manual_seed(21);
-    Gpt2 m32(gpt2Like(4));
-    m32->to(kCuda);
-    Gpt2 m16(gpt2Like(4));
-    m16->to(kCuda);
-    {
-      torch::NoGradGuard noGrad;
-      auto src = m32->parameters();
-      auto dst = m16->parameters();
-      for (size_t i = 0; i < src.size(); ++i) dst[i].copy_(src[i]);
-    }
-    m16->to(kCuda, torch::kFloat16);
-    m16->setAttentionBackend(AttentionBackend::Sdpa);
+    auto [m32, m16] = modelPair(Gpt2(gpt2Like(4)));
     GraphDecodeOptions go;
     go.fused = true;
     go.fusedOptions.programmaticLaunch = pdl;
@@ -145,27 +154,60 @@ class TestFusedDecode : public QObject {
     spec.symmetric = symmetric;
     auto packed = quantizeModel(m32, spec, {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"}, lmHead);
     loadDequantized(m32, packed);
-    m32->to(kCuda);
-    Gpt2 m16(gpt2Like(3));
-    m16->to(kCuda);
-    {
-      torch::NoGradGuard noGrad;
-      auto src = m32->parameters();
-      auto dst = m16->parameters();
-      for (size_t i = 0; i < src.size(); ++i) dst[i].copy_(src[i]);
-    }
-    m16->to(kCuda, torch::kFloat16);
-    m16->setAttentionBackend(AttentionBackend::Sdpa);
+    auto [ref, m16] = modelPair(m32);
     GraphDecodeOptions go;
     go.fused = true;
     go.fusedOptions.int4 = true;
     go.fusedOptions.int4LmHead = lmHead;
     go.fusedOptions.symmetric = symmetric;
     go.fusedOptions.packed = packed;  // the very codes the reference decodes
-    const auto c = compare(m16, m32, go, 5e-3, 32);
+    const auto c = compare(m16, ref, go, 5e-3, 32);
     qInfo("%s", qPrintable(c.message));
     QVERIFY2(c.fusedErr <= c.tol, qPrintable(c.message));
     QVERIFY2(c.identical == c.steps || c.nearTie, qPrintable("diverged without a near tie: " + c.message));
+  }
+
+  // The persistent kernel (one cooperative launch per token, grid barriers between the
+  // phases) under the same criteria; it must actually run, not fall back. The 1024-wide case takes the GPT-2 medium shapes (K = 4096 split over warps).
+  void persistentMatchesEager_data() {
+    QTest::addColumn<int>("layers");
+    QTest::addColumn<int>("embd");
+    QTest::addColumn<int>("int4");  // 0 fp16, 1 int4 g128 sym + LM head, 2 int4 g128 asym, fp16 head
+    QTest::newRow("fp16, 768 wide") << 4 << 768 << 0;
+    QTest::newRow("fp16, 1024 wide") << 2 << 1024 << 0;
+    QTest::newRow("int4 g128 sym, LM head too") << 3 << 768 << 1;
+    QTest::newRow("int4 g128 asym, fp16 LM head") << 3 << 768 << 2;
+    QTest::newRow("int4 g128 sym, 1024 wide") << 2 << 1024 << 1;
+  }
+  void persistentMatchesEager() {
+    QFETCH(int, layers);
+    QFETCH(int, embd);
+    QFETCH(int, int4);
+    torch::manual_seed(23);
+    Gpt2 m32(gpt2Like(layers, embd));
+    GraphDecodeOptions go;
+    go.fused = true;
+    go.fusedOptions.persistent = true;
+    if (int4 != 0) {
+      QuantSpec spec;
+      spec.bits = 4;
+      spec.groupSize = 128;
+      spec.symmetric = int4 == 1;
+      go.fusedOptions.packed =
+          quantizeModel(m32, spec, {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"}, int4 == 1);
+      loadDequantized(m32, go.fusedOptions.packed);
+      go.fusedOptions.int4 = true;
+      go.fusedOptions.int4LmHead = int4 == 1;
+      go.fusedOptions.symmetric = spec.symmetric;
+    }
+    auto [ref, m16] = modelPair(m32);
+    const auto c = compare(m16, ref, go, int4 != 0 ? 5e-3 : 1e-3, int4 != 0 ? 32 : 48);
+    qInfo("%s", qPrintable(c.message));
+    // The kernels are built for sm_90 only, where cooperative launch always exists.
+    QVERIFY2(c.persistent, "the persistent kernel fell back to the per-phase kernels");
+    QVERIFY2(c.fusedErr <= c.tol, qPrintable(c.message));
+    QVERIFY2(c.identical == c.steps || c.nearTie, qPrintable("diverged without a near tie: " + c.message));
+    QVERIFY(c.identical >= 1);
   }
 
   void rejectsWhatItCannotFuse() {

@@ -15,15 +15,9 @@ using namespace wb;
 class TestGpt2Cuda : public QObject {
   Q_OBJECT
  private:
+  // head dim 64, GPT-2's
   Gpt2Config config() {
-    Gpt2Config c;
-    c.vocabSize = 1000;
-    c.nPositions = 512;
-    c.nEmbd = 128;
-    c.nLayer = 3;
-    c.nHead = 2;  // head dim 64, GPT-2's
-    c.residPdrop = c.embdPdrop = c.attnPdrop = 0.0;
-    return c;
+    return test::tinyConfig({.vocab = 1000, .positions = 512, .embd = 128, .layers = 3});
   }
  private Q_SLOTS:
   void init() {

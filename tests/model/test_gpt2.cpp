@@ -14,14 +14,7 @@ using namespace wb;
 
 namespace {
 Gpt2Config tiny() {
-  Gpt2Config c;
-  c.vocabSize = 97;
-  c.nPositions = 300;
-  c.nEmbd = 32;
-  c.nLayer = 2;
-  c.nHead = 4;
-  c.residPdrop = c.embdPdrop = c.attnPdrop = 0.0;
-  return c;
+  return test::tinyConfig({.vocab = 97, .positions = 300, .heads = 4});
 }
 }  // namespace
 

@@ -29,4 +29,15 @@ CloseReport allClose(const torch::Tensor& aIn, const torch::Tensor& bIn, double 
   return r;
 }
 
+Gpt2Config tinyConfig(const TinyGpt2& t) {
+  Gpt2Config c;
+  c.vocabSize = t.vocab;
+  c.nPositions = t.positions;
+  c.nEmbd = t.embd;
+  c.nLayer = t.layers;
+  c.nHead = t.heads;
+  c.residPdrop = c.embdPdrop = c.attnPdrop = t.dropout;
+  return c;
+}
+
 }  // namespace wb::test

@@ -6,6 +6,7 @@
 // cosine term equals 1 - cos computed by hand (1e-6 abs + 1e-6 rel) and adds to the
 // total with its weight, with gradients reaching the student only.
 #include "core/techniques/distill.h"
+#include "tests/support/torch_support.h"
 
 #include <cmath>
 
@@ -16,14 +17,7 @@ using namespace wb;
 namespace {
 
 Gpt2Config tinyConfig(int64_t layers) {
-  Gpt2Config c;
-  c.vocabSize = 64;
-  c.nPositions = 32;
-  c.nEmbd = 32;
-  c.nLayer = layers;
-  c.nHead = 2;
-  c.residPdrop = c.embdPdrop = c.attnPdrop = 0.0;
-  return c;
+  return test::tinyConfig({.positions = 32, .layers = layers});
 }
 
 std::vector<uint16_t> makeTokens(int64_t n) {

@@ -18,15 +18,9 @@ using namespace wb;
 
 namespace {
 
+// dropout on: eval() must switch it off
 Gpt2Config tinyConfig() {
-  Gpt2Config c;
-  c.vocabSize = 64;
-  c.nPositions = 32;
-  c.nEmbd = 32;
-  c.nLayer = 2;
-  c.nHead = 2;
-  c.residPdrop = c.embdPdrop = c.attnPdrop = 0.1;  // eval() must switch them off
-  return c;
+  return test::tinyConfig({.positions = 32, .dropout = 0.1});
 }
 
 Gpt2 freshModel(uint64_t seed = 5) {

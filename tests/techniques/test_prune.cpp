@@ -21,14 +21,7 @@ using namespace wb;
 namespace {
 
 Gpt2Config tinyConfig() {
-  Gpt2Config c;
-  c.vocabSize = 64;
-  c.nPositions = 64;
-  c.nEmbd = 32;
-  c.nLayer = 2;
-  c.nHead = 4;
-  c.residPdrop = c.embdPdrop = c.attnPdrop = 0.0;
-  return c;
+  return test::tinyConfig({.heads = 4});
 }
 
 Gpt2 freshModel(uint64_t seed = 5) {

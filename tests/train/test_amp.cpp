@@ -23,14 +23,7 @@ using namespace wb;
 namespace {
 
 Gpt2Config tiny(double dropout = 0.0) {
-  Gpt2Config c;
-  c.vocabSize = 97;
-  c.nPositions = 64;
-  c.nEmbd = 32;
-  c.nLayer = 3;
-  c.nHead = 2;
-  c.residPdrop = c.embdPdrop = c.attnPdrop = dropout;
-  return c;
+  return test::tinyConfig({.vocab = 97, .layers = 3, .dropout = dropout});
 }
 
 template <typename F>

@@ -6,6 +6,7 @@
 #include "core/train/checkpoint.h"
 #include "core/train/lr_schedule.h"
 #include "core/train/trainer.h"
+#include "tests/support/torch_support.h"
 
 #include <QTemporaryDir>
 #include <QtTest>
@@ -14,15 +15,9 @@ using namespace wb;
 
 namespace {
 
+// dropout on: resume must restore the RNG
 Gpt2Config tinyConfig() {
-  Gpt2Config c;
-  c.vocabSize = 64;
-  c.nPositions = 64;
-  c.nEmbd = 32;
-  c.nLayer = 2;
-  c.nHead = 2;
-  c.residPdrop = c.embdPdrop = c.attnPdrop = 0.1;  // dropout on: resume must restore the RNG
-  return c;
+  return test::tinyConfig({.dropout = 0.1});
 }
 
 // A learnable stream: a repeating phrase with some noise tokens.

@@ -4,6 +4,7 @@
 #include <random>
 
 #include "core/bench/stats.h"
+#include "core/bench/stats_json.h"
 
 using namespace wb;
 
@@ -96,6 +97,28 @@ class TestStats : public QObject {
     QCOMPARE(quantile(v, 0.0), 1.0);
     QCOMPARE(quantile(v, 1.0), 3.0);
     QCOMPARE(quantile(v, 0.5), 2.0);
+  }
+
+  // Every report writes statistics through statsJson: the round trip must keep each
+  // field, and samplesJson must carry the samples it summarised.
+  void jsonRoundTrip() {
+    const std::vector<double> v = {3.0, 1.0, 4.0, 1.0, 5.0, 9.0};
+    const wb::StatsSummary s = wb::summarize(v);
+    const wb::StatsSummary back = wb::statsFromJson(nlohmann::json::parse(wb::statsJson(s).dump()));
+    QCOMPARE(back.n, s.n);
+    for (auto [a, b] : {std::pair{back.mean, s.mean},
+                        {back.std, s.std},
+                        {back.min, s.min},
+                        {back.max, s.max},
+                        {back.p50, s.p50},
+                        {back.p95, s.p95},
+                        {back.ci95, s.ci95}})
+      QVERIFY(std::abs(a - b) <= 1e-12 * std::max(1.0, std::abs(b)));
+    const nlohmann::json j = wb::samplesJson(v);
+    QCOMPARE(j.at("n").get<int64_t>(), int64_t{6});
+    QCOMPARE(j.at("samples").get<std::vector<double>>(), v);
+    QCOMPARE(j.at("mean").get<double>(), 23.0 / 6.0);
+    QCOMPARE(wb::statsFromJson(nlohmann::json::object()).n, int64_t{0});
   }
 };
 
