@@ -72,6 +72,11 @@ void addPerfTrainCommand(CLI::App& perf, int& exitCode) {
   c->add_option("--fused-optimizer", o.fusedOptimizer, "Fused AdamW kernel (LibTorch >= 2.4)")->capture_default_str();
   c->add_option("--activation-checkpointing", o.activationCheckpointing, "Recompute blocks in backward")
       ->capture_default_str();
+  c->add_option("--fused-lm-head-loss", o.fusedLmHeadLoss, "LM head + cross-entropy in row chunks (no full logits)")
+      ->capture_default_str();
+  c->add_option("--lm-head-chunk-rows", o.lmHeadChunkRows, "Rows per chunk of the fused LM-head loss")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   c->add_option("--peak-tflops", o.peakTflops, "Matmul peak for MFU (0: measure it)")->capture_default_str();
   c->add_option("--datasheet-tflops", o.datasheetTflops, "Datasheet peak for MFU")->capture_default_str();
   c->add_option("--seed", o.seed, "Seed for weights and tokens")->capture_default_str();

@@ -32,6 +32,8 @@ PerfResult runTrainPerf(const TrainPerfOptions& o) {
               {"attention", o.attention},
               {"fused_optimizer", o.fusedOptimizer},
               {"activation_checkpointing", o.activationCheckpointing},
+              {"fused_lm_head_loss", o.fusedLmHeadLoss},
+              {"lm_head_chunk_rows", o.lmHeadChunkRows},
               {"warmup_steps", o.warmup},
               {"timed_steps", o.repeats},
               {"timing", device.is_cuda() ? "cuda events per step" : "steady_clock per step"}};
@@ -71,6 +73,8 @@ PerfResult runTrainPerf(const TrainPerfOptions& o) {
   to.precision = precision;
   to.adamw.fused = o.fusedOptimizer;
   to.activationCheckpointing = o.activationCheckpointing;
+  to.fusedLmHeadLoss = o.fusedLmHeadLoss;
+  to.lmHeadChunkRows = o.lmHeadChunkRows;
   to.seed = o.seed;
   Trainer trainer(model, to, {tokens.data(), static_cast<int64_t>(tokens.size()), "random"}, {});
   BenchMetric stepMs{"step_ms", {}}, tps{"tokens_per_s", {}};
@@ -91,7 +95,8 @@ PerfResult runTrainPerf(const TrainPerfOptions& o) {
   const double achieved = meanTps * flopsPerToken;
   PerfRow row;
   row.label = std::string("libtorch ") + o.precision + (o.fusedOptimizer ? ", fused AdamW" : ", AdamW") +
-              (o.activationCheckpointing ? ", act. ckpt" : "");
+              (o.activationCheckpointing ? ", act. ckpt" : "") +
+              (o.fusedLmHeadLoss ? ", fused LM-head loss (" + std::to_string(o.lmHeadChunkRows) + " rows)" : "");
   row.metrics = {stepMs, tps};
   row.values["achieved_tflops"] = achieved * 1e-12;
   const Mfu measured = modelFlopsUtilisation(achieved, peak * 1e12, "the measured matmul peak");

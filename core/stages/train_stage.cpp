@@ -46,6 +46,7 @@ class TrainStage : public Stage {
           "fused AdamW needs LibTorch >= 2.4 (this build has " + compat::torchVersion() + ")",
           "set \"fused_optimizer\": false");
     o.activationCheckpointing = ctx.flag("activation_checkpointing");
+    o.fusedLmHeadLoss = ctx.flag("fused_lm_head_loss");
     if (st.pruneMasks) {
       // An earlier prune stage's zeros survive this training (its masks, re-applied).
       o.afterStep = [masks = st.pruneMasks](int64_t) { masks->apply(); };
@@ -101,6 +102,9 @@ class TrainStage : public Stage {
     if (o.activationCheckpointing)
       throw ProfileError({}, stagePtr + "/activation_checkpointing",
                          "with parallel stages use parallel.checkpoint (per stage) instead");
+    if (o.fusedLmHeadLoss)
+      throw ProfileError({}, stagePtr + "/fused_lm_head_loss",
+                         "the fused LM-head loss is single-device only so far; set it to false with parallel");
     const DistEnv dist = readDistEnv();
     const int world = par.pipelineStages * par.dataParallel;
     const bool cuda = ctx.state().device.is_cuda();
@@ -207,7 +211,9 @@ StageType trainStageType() {
        {"fp32", "bf16", "fp16"}},
       {"fused_optimizer", FieldKind::Bool, false, "Fused AdamW kernel (LibTorch >= 2.4)"},
       {"activation_checkpointing", FieldKind::Bool, false,
-       "Recompute each block in backward to save memory"}};
+       "Recompute each block in backward to save memory"},
+      {"fused_lm_head_loss", FieldKind::Bool, false,
+       "LM head + cross-entropy in row chunks: same loss, no full fp32 logits (less memory)"}};
   f.insert(f.end(), own.begin(), own.end());
   SectionSpec s{"train",
                 "Train the current model on data.train (next-token loss), evaluating on data.val",

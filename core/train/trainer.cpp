@@ -13,6 +13,7 @@
 #include "core/errors.h"
 #include "core/model/generate.h"
 #include "core/train/checkpoint.h"
+#include "core/train/fused_lm_loss.h"
 #include "core/train/lr_schedule.h"
 
 namespace wb {
@@ -43,6 +44,12 @@ Trainer::Trainer(Gpt2 model, TrainOptions options, TokenSpan train, TokenSpan va
   checkPrecisionSupported(o_.precision, device_, "precision");
   if (o_.precision == Precision::Fp16) scaler_.emplace(o_.gradScaler);
   model_->setActivationCheckpointing(o_.activationCheckpointing);
+  if (o_.fusedLmHeadLoss && (hooks_.loss || hooks_.forward))
+    throw InputError("fused_lm_head_loss",
+                     "the fused LM-head loss replaces the next-token objective only; this training "
+                     "brings its own loss or forward (distillation, LoRA probes)",
+                     "turn fused_lm_head_loss off for it");
+  if (o_.lmHeadChunkRows < 1) throw InputError("lm_head_chunk_rows", "must be >= 1");
 }
 
 void Trainer::resumeFrom(const std::filesystem::path& dir) {
@@ -93,19 +100,28 @@ void Trainer::run(const TrainSink& sink, const CancelToken& cancel,
         NvtxRange range(nvtx::kForward);
         std::optional<compat::AutocastGuard> autocast;
         if (amp) autocast.emplace(device_.type(), autocastDtype(o_.precision));
-        const auto logits = hooks_.forward ? hooks_.forward(x) : model_->forward(x);
-        if (hooks_.loss) {
-          const LossParts lp = hooks_.loss(logits, x, y);
-          l = lp.loss / static_cast<double>(o_.gradAccum);
-          parts.resize(lp.parts.size());
-          for (size_t i = 0; i < lp.parts.size(); ++i) {
-            parts[i].first = lp.parts[i].first;
-            parts[i].second += lp.parts[i].second.item<double>() / static_cast<double>(o_.gradAccum);
-          }
+        if (o_.fusedLmHeadLoss) {
+          // Hidden states straight into the chunked head + loss: no [B*T, vocab] logits.
+          const auto& head =
+              model_->config().tieWordEmbeddings ? model_->transformer->wte->weight : model_->lmHeadWeight;
+          FusedLmLossOptions fo;
+          fo.chunkRows = o_.lmHeadChunkRows;
+          l = fusedLmHeadLoss(model_->hidden(x), head, y, fo) / static_cast<double>(o_.gradAccum);
         } else {
-          l = torch::nn::functional::cross_entropy(logits.reshape({-1, vocab}).to(torch::kFloat32),
-                                                   y.reshape({-1})) /
-              static_cast<double>(o_.gradAccum);
+          const auto logits = hooks_.forward ? hooks_.forward(x) : model_->forward(x);
+          if (hooks_.loss) {
+            const LossParts lp = hooks_.loss(logits, x, y);
+            l = lp.loss / static_cast<double>(o_.gradAccum);
+            parts.resize(lp.parts.size());
+            for (size_t i = 0; i < lp.parts.size(); ++i) {
+              parts[i].first = lp.parts[i].first;
+              parts[i].second += lp.parts[i].second.item<double>() / static_cast<double>(o_.gradAccum);
+            }
+          } else {
+            l = torch::nn::functional::cross_entropy(logits.reshape({-1, vocab}).to(torch::kFloat32),
+                                                     y.reshape({-1})) /
+                static_cast<double>(o_.gradAccum);
+          }
         }
       }
       lossSum += l.detach().to(torch::kFloat32);

@@ -1,7 +1,8 @@
 // Pretraining / fine-tuning loop for Gpt2: AdamW with weight decay on >= 2-D weights,
 // warm-up + cosine schedule, gradient accumulation, clipping, periodic evaluation on
 // held-out tokens, checkpoints every N steps and exact resume; optional bf16/fp16
-// autocast (fp16 with a dynamic loss scaler), fused AdamW and activation checkpointing.
+// autocast (fp16 with a dynamic loss scaler), fused AdamW, activation checkpointing and
+// a chunked LM-head + cross-entropy that never materialises the full logits.
 // Step times come from CUDA events on the GPU. Reports through TrainSink so it runs
 // the same inside a profile stage and in a unit test. Not here: multi-GPU.
 #pragma once
@@ -41,6 +42,11 @@ struct TrainOptions {
   Precision precision = Precision::Fp32;  // autocast dtype over fp32 master weights
   GradScalerOptions gradScaler;           // fp16 only
   bool activationCheckpointing = false;
+  // The default next-token loss through fusedLmHeadLoss (core/train/fused_lm_loss.h):
+  // LM head and cross-entropy in chunks of rows, so the [tokens, vocab] logits and their
+  // fp32 copies never exist; the same loss and gradients. Not with hooks.loss/forward.
+  bool fusedLmHeadLoss = false;
+  int64_t lmHeadChunkRows = 4096;  // rows per chunk of the fused loss
   uint64_t seed = 1337;
   // Called after every optimizer step with the completed step count, e.g. to re-apply
   // pruning masks so pruned weights stay zero (core/techniques/prune.h).
