@@ -14,9 +14,10 @@
 namespace wb {
 
 PipelineTrainer::PipelineTrainer(Gpt2 model, TrainOptions options, PipelineOptions pipeline,
-                                 TokenSpan train, TokenSpan val)
+                                 TokenSpan train, TokenSpan val, TrainHooks hooks)
     : model_(model),
       o_(options),
+      hooks_(std::move(hooks)),
       train_(std::move(train)),
       val_(std::move(val)),
       sampler_(train_.data, train_.count, o_.seqLen, o_.batchSize, o_.seed, train_.source),
@@ -24,6 +25,9 @@ PipelineTrainer::PipelineTrainer(Gpt2 model, TrainOptions options, PipelineOptio
         pipeline.adamw = options.adamw;
         return std::move(pipeline);
       }()) {
+  if (hooks_.loss || hooks_.forward || !hooks_.parameters.empty())
+    throw RunError("pipeline", "pipeline training takes only the afterStep hook",
+                   "custom losses, forwards and parameter lists run with Trainer on one device");
   if (o_.seqLen > model_->config().nPositions)
     throw InputError("/data/seq_len", "seq_len " + std::to_string(o_.seqLen) +
                                           " exceeds the model's n_positions " +
@@ -112,7 +116,7 @@ void PipelineTrainer::run(const TrainSink& sink, const CancelToken& cancel) {
     const double maxNorm = o_.gradClip > 0 ? o_.gradClip : std::numeric_limits<double>::infinity();
     const double gradNorm = engine_.clipGradNorm(maxNorm, cancel);
     engine_.step(lr, cancel);
-    if (o_.afterStep) o_.afterStep(step_ + 1);
+    if (hooks_.afterStep) hooks_.afterStep(step_ + 1);
     const double optimizerS = std::chrono::duration<double>(Clock::now() - tSync).count();
     const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
     const int64_t s = step_ + 1;

@@ -15,8 +15,10 @@ namespace wb {
 
 class PipelineTrainer {
  public:
+  // Of the hooks only afterStep applies (the loss is fixed: mean next-token
+  // cross-entropy); a loss, forward or parameter list is refused.
   PipelineTrainer(Gpt2 model, TrainOptions options, PipelineOptions pipeline, TokenSpan train,
-                  TokenSpan val);
+                  TokenSpan val, TrainHooks hooks = {});
   void run(const TrainSink& sink, const CancelToken& cancel);
 
   int64_t step() const { return step_; }
@@ -29,6 +31,7 @@ class PipelineTrainer {
   bool canEvaluate() const;
   Gpt2 model_;
   TrainOptions o_;
+  TrainHooks hooks_;
   TokenSpan train_, val_;
   BatchSampler sampler_;
   PipelineEngine engine_;

@@ -64,6 +64,7 @@ class DistillStage : public Stage {
     const int64_t epochs = ctx.integer("epochs");
     const auto ckptEpochs = ctx.spec().params.at("checkpoint_epochs").get<std::vector<int64_t>>();
     int64_t stepsPerEpoch = 0;
+    std::function<void(int64_t)> epochMarker;  // train/epoch samples when training by epochs
     if (epochs > 0) {
       // One epoch = as many windows as the training tokens hold, unless set.
       stepsPerEpoch = ctx.integer("steps_per_epoch");
@@ -78,8 +79,9 @@ class DistillStage : public Stage {
         o.checkpointSteps.push_back(e * stepsPerEpoch);
       }
       if (!ckptEpochs.empty()) o.keepCheckpoints = 0;  // the chosen epochs are all kept
-      o.afterStep = [&ctx, stepsPerEpoch](int64_t step) {
-        if (step % stepsPerEpoch == 0) ctx.sample("train/epoch", step, static_cast<double>(step / stepsPerEpoch));
+      epochMarker = [&ctx, stepsPerEpoch](int64_t step) {
+        if (step % stepsPerEpoch == 0)
+          ctx.sample("train/epoch", step, static_cast<double>(step / stepsPerEpoch));
       };
       ctx.log(std::to_string(epochs) + " epochs of " + std::to_string(stepsPerEpoch) + " steps (" +
               std::to_string(o.steps) + " steps), evaluating each epoch");
@@ -122,7 +124,9 @@ class DistillStage : public Stage {
             std::to_string(kd.temperature) + ", alpha = " + std::to_string(kd.alpha) +
             (kd.hiddenWeight > 0 ? ", hidden cosine weight " + std::to_string(kd.hiddenWeight) : ""));
 
-    Trainer trainer(student, o, trainSpan, valSpan, distillationHooks(student, frozen, kd));
+    TrainHooks hooks = distillationHooks(student, frozen, kd);
+    hooks.afterStep = epochMarker;
+    Trainer trainer(student, o, trainSpan, valSpan, std::move(hooks));
     trainer.run(sinkFor(ctx, ""), ctx.cancel(), ctx.runDir() / "checkpoints" / ctx.spec().name);
     const double studentLoss = trainer.lastEval()->loss;
     ctx.sample("distill/student_val_loss", 0, studentLoss);
@@ -137,9 +141,7 @@ class DistillStage : public Stage {
       Gpt2 baseline(student->config());
       baseline->setAttentionBackend(student->attentionBackend());
       baseline->to(st.device);
-      TrainOptions bo = o;
-      bo.afterStep = {};
-      Trainer bt(baseline, bo, trainSpan, valSpan);
+      Trainer bt(baseline, o, trainSpan, valSpan);
       bt.run(sinkFor(ctx, "baseline/"), ctx.cancel());
       const double baselineLoss = bt.lastEval()->loss;
       ctx.sample("distill/baseline_val_loss", 0, baselineLoss);

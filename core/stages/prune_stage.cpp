@@ -215,9 +215,11 @@ class PruneStage : public Stage {
     o.evalWindows = ctx.integer("eval_windows");
     o.seed = ctx.profile().seed + static_cast<uint64_t>(ctx.index()) + 1000 * static_cast<uint64_t>(iteration);
     // Pruned weights would otherwise grow back from their gradients and momentum.
-    if (!masks.empty()) o.afterStep = [&masks](int64_t) { masks.apply(); };
-    Trainer trainer(model, o, {train.data(), static_cast<int64_t>(train.size()), train.path().string()},
-                    {val.data(), static_cast<int64_t>(val.size()), val.path().string()});
+    TrainHooks hooks;
+    if (!masks.empty()) hooks.afterStep = [&masks](int64_t) { masks.apply(); };
+    Trainer trainer(
+        model, o, {train.data(), static_cast<int64_t>(train.size()), train.path().string()},
+        {val.data(), static_cast<int64_t>(val.size()), val.path().string()}, std::move(hooks));
     TrainSink sink;
     const std::string prefix = iteration > 1 ? "finetune" + std::to_string(iteration) + "/" : "finetune/";
     sink.sample = [&](const std::string& s, int64_t step, double v) { ctx.sample(prefix + s, step, v); };

@@ -47,9 +47,10 @@ class TrainStage : public Stage {
           "set \"fused_optimizer\": false");
     o.activationCheckpointing = ctx.flag("activation_checkpointing");
     o.fusedLmHeadLoss = ctx.flag("fused_lm_head_loss");
+    TrainHooks hooks;
     if (st.pruneMasks) {
       // An earlier prune stage's zeros survive this training (its masks, re-applied).
-      o.afterStep = [masks = st.pruneMasks](int64_t) { masks->apply(); };
+      hooks.afterStep = [masks = st.pruneMasks](int64_t) { masks->apply(); };
       ctx.log("keeping the " + std::to_string(st.pruneMasks->size()) +
               " pruning masks of an earlier stage");
     }
@@ -60,12 +61,12 @@ class TrainStage : public Stage {
             std::to_string(val.size()) + " val tokens");
     const ParallelSpec& par = ctx.profile().parallel;
     if (par.pipelined() || par.dataParallel > 1 || readDistEnv().distributed()) {
-      runPipeline(ctx, model, o, train, val);
+      runPipeline(ctx, model, o, train, val, std::move(hooks));
       return;
     }
-    Trainer trainer(model, o,
-                    {train.data(), static_cast<int64_t>(train.size()), train.path().string()},
-                    {val.data(), static_cast<int64_t>(val.size()), val.path().string()});
+    Trainer trainer(
+        model, o, {train.data(), static_cast<int64_t>(train.size()), train.path().string()},
+        {val.data(), static_cast<int64_t>(val.size()), val.path().string()}, std::move(hooks));
     const std::string resume = ctx.text("resume");
     if (!resume.empty()) {
       trainer.resumeFrom(resume);
@@ -91,7 +92,7 @@ class TrainStage : public Stage {
   // in-process transport on the CPU, NCCL between GPUs; under torchrun this process
   // runs rank RANK only, on GPU LOCAL_RANK (the run command put it first in gpus).
   void runPipeline(StageContext& ctx, Gpt2& model, const TrainOptions& o, const TokenFile& train,
-                   const TokenFile& val) {
+                   const TokenFile& val, TrainHooks hooks) {
     const ParallelSpec& par = ctx.profile().parallel;
     const std::string stagePtr = "/stages/" + std::to_string(ctx.index());
     checkParallelFitsModel(par, model->config().nLayer);
@@ -160,7 +161,7 @@ class TrainStage : public Stage {
 #endif
     PipelineTrainer trainer(
         model, o, po, {train.data(), static_cast<int64_t>(train.size()), train.path().string()},
-        {val.data(), static_cast<int64_t>(val.size()), val.path().string()});
+        {val.data(), static_cast<int64_t>(val.size()), val.path().string()}, std::move(hooks));
     ctx.log("pipeline: " + std::to_string(po.stages) + " stages (" +
             describe(trainer.engine().plan()) + ") x " + std::to_string(po.dataParallel) +
             " replicas, " + std::to_string(po.microBatches) + " micro-batches, " +

@@ -146,7 +146,7 @@ void Trainer::run(const TrainSink& sink, const CancelToken& cancel,
       if (finite) optimizer_.step(lr);
     }
     if (scaler_) scaler_->update(finite);
-    if (o_.afterStep) o_.afterStep(step_ + 1);
+    if (hooks_.afterStep) hooks_.afterStep(step_ + 1);
     timer.stop();
     const double loss = lossSum.item<double>();
     const double dt = timer.seconds();

@@ -48,9 +48,6 @@ struct TrainOptions {
   bool fusedLmHeadLoss = false;
   int64_t lmHeadChunkRows = 4096;  // rows per chunk of the fused loss
   uint64_t seed = 1337;
-  // Called after every optimizer step with the completed step count, e.g. to re-apply
-  // pruning masks so pruned weights stay zero (core/techniques/prune.h).
-  std::function<void(int64_t step)> afterStep;
 };
 
 struct TokenSpan {
@@ -79,6 +76,10 @@ struct TrainHooks {
   // empty: model->forward(x). Lets an objective keep intermediate results (hidden
   // states) or a probe measure the forward pass; must return the model's logits.
   std::function<torch::Tensor(const torch::Tensor& x)> forward;
+  // Called after every optimizer step with the completed step count, e.g. to re-apply
+  // pruning masks so pruned weights stay zero (core/techniques/prune.h). A hook, not an
+  // option: options are copied between loops (a distill baseline), callbacks are not.
+  std::function<void(int64_t step)> afterStep;
 };
 
 // Where the loop's numbers and messages go.

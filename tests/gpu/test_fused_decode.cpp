@@ -20,15 +20,10 @@ namespace {
 
 const torch::Device kCuda(torch::kCUDA, 0);
 
+// GPT-2's vocabulary, width and heads: the kernels' real shapes.
 Gpt2Config gpt2Like(int64_t layers, int64_t embd = 768) {
-  Gpt2Config c;
-  c.vocabSize = 50257;  // GPT-2's vocabulary, width and heads: the kernels' real shapes
-  c.nPositions = 256;
-  c.nEmbd = embd;
-  c.nLayer = layers;
-  c.nHead = embd / 64;
-  c.residPdrop = c.embdPdrop = c.attnPdrop = 0.0;
-  return c;
+  return test::tinyConfig(
+      {.vocab = 50257, .positions = 256, .embd = embd, .layers = layers, .heads = embd / 64});
 }
 
 // Logits [steps, vocab] (fp32, CPU) of the full sequence's positions that predict each

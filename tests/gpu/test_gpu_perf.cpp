@@ -24,14 +24,8 @@ namespace {
 const torch::Device kCuda(torch::kCUDA, 0);
 
 Gpt2Config small(int64_t vocab = 1000, int64_t embd = 128, int64_t layers = 3, int64_t heads = 2) {
-  Gpt2Config c;
-  c.vocabSize = vocab;
-  c.nPositions = 256;
-  c.nEmbd = embd;
-  c.nLayer = layers;
-  c.nHead = heads;
-  c.residPdrop = c.embdPdrop = c.attnPdrop = 0.0;
-  return c;
+  return test::tinyConfig(
+      {.vocab = vocab, .positions = 256, .embd = embd, .layers = layers, .heads = heads});
 }
 
 std::vector<double> trainLosses(Precision precision, bool fused, bool ckpt) {

@@ -27,14 +27,7 @@ Q_DECLARE_METATYPE(wb::ScheduleKind)
 namespace {
 
 Gpt2Config small() {
-  Gpt2Config c;
-  c.vocabSize = 512;
-  c.nPositions = 128;
-  c.nEmbd = 128;
-  c.nLayer = 4;
-  c.nHead = 4;
-  c.residPdrop = c.embdPdrop = c.attnPdrop = 0.0;
-  return c;
+  return test::tinyConfig({.vocab = 512, .positions = 128, .embd = 128, .layers = 4, .heads = 4});
 }
 
 Gpt2 seeded(uint64_t seed) {

@@ -68,11 +68,13 @@ class TestPrune : public QObject {
     o.warmupSteps = 0;
     o.evalEvery = 0;
     o.evalWindows = 2;
-    o.afterStep = [&masks](int64_t) { masks.apply(); };
     int64_t hookCalls = 0;
-    auto inner = o.afterStep;
-    o.afterStep = [&](int64_t s) { ++hookCalls; inner(s); };
-    Trainer trainer(model, o, {train.data(), 4000, "train"}, {val.data(), 600, "val"});
+    TrainHooks hooks;
+    hooks.afterStep = [&](int64_t) {
+      ++hookCalls;
+      masks.apply();
+    };
+    Trainer trainer(model, o, {train.data(), 4000, "train"}, {val.data(), 600, "val"}, hooks);
     trainer.run({}, CancelToken{});
     QCOMPARE(hookCalls, int64_t(4));
     check("after fine-tuning");
@@ -305,8 +307,9 @@ class TestPrune : public QObject {
     o.warmupSteps = 0;
     o.evalEvery = 0;
     o.evalWindows = 2;
-    o.afterStep = [&masks](int64_t) { masks.apply(); };
-    Trainer trainer(model, o, {train.data(), 4000, "train"}, {val.data(), 600, "val"});
+    TrainHooks hooks;
+    hooks.afterStep = [&masks](int64_t) { masks.apply(); };
+    Trainer trainer(model, o, {train.data(), 4000, "train"}, {val.data(), 600, "val"}, hooks);
     trainer.run({}, CancelToken{});
     check("after fine-tuning");
   }
