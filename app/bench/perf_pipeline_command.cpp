@@ -26,7 +26,7 @@ void addPerfPipelineCommand(CLI::App& perf, int& exitCode) {
   c->add_option("--schedules", o.schedules, "Pipeline schedules: gpipe, 1f1b")->delimiter(',');
   c->add_option("--baseline-micro-batches", o.baselineMicroBatches, "One GPU: accumulation chunks per step")
       ->capture_default_str();
-  c->add_option("--balance", o.balance, "measure, compute, params, or layers per stage (\"16,8\")")->capture_default_str();
+  c->add_option("--balance", o.balance, "measure, compute, params, or layers per stage (\"16,8\"; halves allowed: \"6.5,7,7,3.5\")")->capture_default_str();
   c->add_option("--warmup", o.warmup, "Untimed steps")->capture_default_str();
   c->add_option("--steps", o.steps, "Steps per row, warm-up included")->capture_default_str();
   c->add_option("--lr", o.lr, "Peak learning rate")->capture_default_str();

@@ -168,7 +168,15 @@ Gpt2BlockImpl::Gpt2BlockImpl(const Gpt2Config& c, int64_t layerIndex) {
 
 torch::Tensor Gpt2BlockImpl::forward(const torch::Tensor& x, KvCache* cache,
                                      AttentionBackend backend) {
-  auto h = x + attn->forward(ln_1->forward(x), cache, backend);
+  return forwardMlp(forwardAttention(x, cache, backend));
+}
+
+torch::Tensor Gpt2BlockImpl::forwardAttention(const torch::Tensor& x, KvCache* cache,
+                                              AttentionBackend backend) {
+  return x + attn->forward(ln_1->forward(x), cache, backend);
+}
+
+torch::Tensor Gpt2BlockImpl::forwardMlp(const torch::Tensor& h) {
   return h + mlp->forward(ln_2->forward(h));
 }
 

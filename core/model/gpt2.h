@@ -108,6 +108,10 @@ class Gpt2BlockImpl : public torch::nn::Module {
  public:
   Gpt2BlockImpl(const Gpt2Config& config, int64_t layerIndex);
   torch::Tensor forward(const torch::Tensor& x, KvCache* cache, AttentionBackend backend);
+  // forward()'s two residual halves, x + attn(ln_1(x)) and h + mlp(ln_2(h)): a pipeline
+  // stage boundary may fall between them (core/parallel/partition.h).
+  torch::Tensor forwardAttention(const torch::Tensor& x, KvCache* cache, AttentionBackend backend);
+  torch::Tensor forwardMlp(const torch::Tensor& h);
   torch::nn::LayerNorm ln_1{nullptr}, ln_2{nullptr};
   Gpt2Attention attn{nullptr};
   Gpt2Mlp mlp{nullptr};

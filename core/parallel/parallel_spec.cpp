@@ -2,21 +2,24 @@
 #include "core/parallel/parallel_spec.h"
 
 #include "core/model/gpt2_config.h"
+#include "core/parallel/partition.h"
 
 namespace wb {
 
 void checkParallelFitsModel(const ParallelSpec& spec, int64_t nLayer) {
-  if (spec.pipelineStages > nLayer)
-    throw ProfileError({}, "/parallel/pipeline_stages",
-                       std::to_string(spec.pipelineStages) +
-                           " pipeline stages but the model has only " + std::to_string(nLayer) +
-                           " layers (each stage needs at least one)");
-  if (spec.balance.empty()) return;
-  int64_t sum = 0;
-  for (int64_t b : spec.balance) sum += b;
-  if (sum != nLayer)
+  if (spec.balance.empty()) {
+    if (spec.pipelineStages > nLayer)
+      throw ProfileError({}, "/parallel/pipeline_stages",
+                         std::to_string(spec.pipelineStages) + " pipeline stages but the model has only " +
+                             std::to_string(nLayer) +
+                             " layers (each stage needs at least one; parallel.balance can give half layers)");
+    return;
+  }
+  int64_t halves = 0;
+  for (size_t i = 0; i < spec.balance.size(); ++i) halves += balanceHalves(spec.balance[i], i);
+  if (halves != 2 * nLayer)
     throw ProfileError({}, "/parallel/balance",
-                       "the layers per stage sum to " + std::to_string(sum) +
+                       "the layers per stage sum to " + halvesText(halves) +
                            " but the model has " + std::to_string(nLayer) + " layers (n_layer)");
 }
 
@@ -37,6 +40,7 @@ void checkParallelProfile(const Profile& p) {
     throw ProfileError({}, "/parallel/balance",
                        "lists " + std::to_string(s.balance.size()) +
                            " stages but pipeline_stages is " + std::to_string(s.pipelineStages));
+  for (size_t i = 0; i < s.balance.size(); ++i) balanceHalves(s.balance[i], i);
   if (p.device.type == "cuda" &&
       static_cast<size_t>(s.pipelineStages * s.dataParallel) > p.device.gpus.size())
     throw ProfileError({}, "/parallel/pipeline_stages",

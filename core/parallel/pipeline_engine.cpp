@@ -162,7 +162,11 @@ PartitionCosts partitionCosts(Gpt2Impl& model) {
     return n;
   };
   auto& tr = *model.transformer;
-  for (size_t l = 0; l < tr.h->size(); ++l) c.layers.push_back(count(*tr.h->ptr(l)));
+  for (size_t l = 0; l < tr.h->size(); ++l) {
+    auto& block = *tr.h->ptr<Gpt2BlockImpl>(l);
+    c.halves.push_back(count(*block.ln_1) + count(*block.attn));
+    c.halves.push_back(count(*block.ln_2) + count(*block.mlp));
+  }
   c.embeddings = count(*tr.wte) + count(*tr.wpe);
   // The head costs its weight whether tied (a copy on the last stage) or not.
   c.head = count(*tr.ln_f) + model.config().vocabSize * model.config().nEmbd;
@@ -170,10 +174,14 @@ PartitionCosts partitionCosts(Gpt2Impl& model) {
 }
 
 PartitionCosts computeCosts(const Gpt2Config& c, int64_t seqLen) {
-  // Multiply-adds per token: 12 d^2 in a block's matmuls, about T d in causal attention
-  // (QK^T and AV over half the context each), vocab x d in the head.
+  // Multiply-adds per token: 4 d^2 in the attention half's matmuls plus about T d in
+  // causal attention (QK^T and AV over half the context each), 8 d^2 in the MLP half,
+  // vocab x d in the head.
   PartitionCosts k;
-  k.layers.assign(static_cast<size_t>(c.nLayer), 12 * c.nEmbd * c.nEmbd + seqLen * c.nEmbd);
+  for (int64_t l = 0; l < c.nLayer; ++l) {
+    k.halves.push_back(4 * c.nEmbd * c.nEmbd + seqLen * c.nEmbd);
+    k.halves.push_back(8 * c.nEmbd * c.nEmbd);
+  }
   k.embeddings = 0;
   k.head = c.vocabSize * c.nEmbd;
   return k;
@@ -237,8 +245,8 @@ PipelineEngine::PipelineEngine(Gpt2 model, PipelineOptions o)
                        "lists " + std::to_string(o_.balance.size()) +
                            " stages but pipeline_stages is " + std::to_string(o_.stages));
   plan_ = o_.balance.empty()
-              ? balancedPartition(costs.layers, costs.embeddings, costs.head, o_.stages)
-              : explicitPartition(costs.layers, costs.embeddings, costs.head, o_.balance);
+              ? balancedPartition(costs.halves, costs.embeddings, costs.head, o_.stages)
+              : explicitPartition(costs.halves, costs.embeddings, costs.head, o_.balance);
   if (o_.checkpoint && (cfg.embdPdrop > 0 || cfg.attnPdrop > 0 || cfg.residPdrop > 0))
     throw ProfileError(
         {}, "/parallel/checkpoint",

@@ -29,7 +29,7 @@ struct PipelineOptions {
   int stages = 2;
   int64_t microBatches = 4;  // per replica and pass
   ScheduleKind schedule = ScheduleKind::OneFOneB;
-  std::vector<int64_t> balance;  // layers per stage; empty: balanced by parameter count
+  std::vector<double> balance;  // layers per stage (halves allowed); empty: balanced by parameter count
   bool checkpoint = false;
   int dataParallel = 1;
   // One per world rank (rank = replica * stages + stage); empty: all on the model's device.
@@ -105,7 +105,7 @@ class PipelineEngine {
 
 // Per-layer, embedding and head parameter counts of `model`, the partitioner's costs.
 struct PartitionCosts {
-  std::vector<int64_t> layers;
+  std::vector<int64_t> halves;  // two per block: its attention half, its MLP half
   int64_t embeddings = 0, head = 0;
 };
 PartitionCosts partitionCosts(Gpt2Impl& model);

@@ -53,10 +53,11 @@ void synchronizeAll(const std::vector<torch::Device>& devices) {
 #endif
 }
 
-// Layers per stage balanced by measured time: forward + backward of one block and of
-// ln_f + LM head + loss on one micro-batch (bf16 autocast as in training), timed with
-// CUDA events after a warm-up; the embeddings count as free (a lookup).
-std::vector<int64_t> measuredBalance(const Gpt2Config& cfg, AttentionBackend backend, torch::Device device,
+// Layers per stage balanced by measured time: forward + backward of one block's
+// attention half, of its MLP half and of ln_f + LM head + loss on one micro-batch (bf16
+// autocast as in training), timed with CUDA events after a warm-up; cuts may fall
+// between a block's halves; the embeddings count as free (a lookup).
+std::vector<double> measuredBalance(const Gpt2Config& cfg, AttentionBackend backend, torch::Device device,
                                      int64_t rows, int64_t t, Precision precision, int stages, nlohmann::json& info) {
   torch::manual_seed(1);
   Gpt2Block block(cfg, 0);
@@ -72,8 +73,12 @@ std::vector<int64_t> measuredBalance(const Gpt2Config& cfg, AttentionBackend bac
     const auto s = timeRepeated(device, 2, 5, fn);
     return summarize(s).mean;
   };
-  const double blockS = timeIt([&] {
-    auto y = block->forward(x, nullptr, backend);
+  const double attentionS = timeIt([&] {
+    auto y = block->forwardAttention(x, nullptr, backend);
+    y.backward(torch::ones_like(y));
+  });
+  const double mlpS = timeIt([&] {
+    auto y = block->forwardMlp(x);
     y.backward(torch::ones_like(y));
   });
   const double headS = timeIt([&] {
@@ -81,11 +86,18 @@ std::vector<int64_t> measuredBalance(const Gpt2Config& cfg, AttentionBackend bac
     auto loss = torch::nn::functional::cross_entropy(logits.reshape({-1, cfg.vocabSize}).to(torch::kFloat32), targets);
     loss.backward();
   });
-  info = {{"block_ms", blockS * 1e3}, {"head_ms", headS * 1e3}, {"micro_batch_rows", rows}};
+  info = {{"attention_half_ms", attentionS * 1e3},
+          {"mlp_half_ms", mlpS * 1e3},
+          {"head_ms", headS * 1e3},
+          {"micro_batch_rows", rows}};
   const auto us = [](double sec) { return static_cast<int64_t>(std::llround(sec * 1e6)); };
-  std::vector<int64_t> layers(static_cast<size_t>(cfg.nLayer), us(blockS));
-  std::vector<int64_t> out;
-  for (const auto& p : balancedPartition(layers, 0, us(headS), stages)) out.push_back(p.layers());
+  std::vector<int64_t> halves;
+  for (int64_t l = 0; l < cfg.nLayer; ++l) {
+    halves.push_back(us(attentionS));
+    halves.push_back(us(mlpS));
+  }
+  std::vector<double> out;
+  for (const auto& p : balancedPartition(halves, 0, us(headS), stages, true)) out.push_back(p.layers());
   return out;
 }
 
@@ -117,7 +129,7 @@ PerfResult runPipelinePerf(const PipelinePerfOptions& o) {
   PerfResult res;
   res.kind = "pipeline";
   res.env = perfEnvironment(o.device, o.command);
-  std::vector<int64_t> balance;
+  std::vector<double> balance;
   nlohmann::json balanceInfo;
   if (o.balance == "measure") {
     const int64_t rows = std::max<int64_t>(1, o.batchSize / std::max<int64_t>(1, o.microBatches.empty() ? 4 : o.microBatches.front()));
@@ -125,12 +137,18 @@ PerfResult runPipelinePerf(const PipelinePerfOptions& o) {
                               o.stages, balanceInfo);
   } else if (o.balance == "compute") {
     const auto k = computeCosts(cfg, o.seqLen);
-    for (const auto& p : balancedPartition(k.layers, k.embeddings, k.head, o.stages)) balance.push_back(p.layers());
+    for (const auto& p : balancedPartition(k.halves, k.embeddings, k.head, o.stages, true))
+      balance.push_back(p.layers());
   } else if (o.balance != "params") {
     size_t pos = 0;
     while (pos < o.balance.size()) {
       const size_t comma = o.balance.find(',', pos);
-      balance.push_back(std::stoll(o.balance.substr(pos, comma - pos)));
+      const std::string item = o.balance.substr(pos, comma - pos);
+      try {
+        balance.push_back(std::stod(item));
+      } catch (const std::exception&) {
+        throw InputError("--balance", "expected measure, compute, params or numbers of layers, got '" + item + "'");
+      }
       pos = comma == std::string::npos ? o.balance.size() : comma + 1;
     }
   }

@@ -1,6 +1,8 @@
 // One pipeline stage's forward and backward; see pipeline_stage.h.
 #include "core/parallel/pipeline_stage.h"
 
+#include <string_view>
+
 #include "core/errors.h"
 
 namespace wb {
@@ -13,8 +15,9 @@ PipelineStage::PipelineStage(Gpt2 model, const StagePlan& plan, int index, int s
       device_(device),
       checkpoint_(checkpoint) {
   auto& tr = model_->transformer;
-  for (int64_t l = plan_.firstLayer; l < plan_.endLayer; ++l)
-    blocks_.emplace_back(tr->h->ptr<Gpt2BlockImpl>(static_cast<size_t>(l)));
+  for (int64_t l = plan_.firstLayer(); l < plan_.endLayer(); ++l)
+    pieces_.push_back({Gpt2Block(tr->h->ptr<Gpt2BlockImpl>(static_cast<size_t>(l))), plan_.hasAttention(l),
+                       plan_.hasMlp(l)});
   placeOnDevice();
   const bool tiedModel = model_->config().tieWordEmbeddings;
   if (last()) {
@@ -36,8 +39,13 @@ PipelineStage::PipelineStage(Gpt2 model, const StagePlan& plan, int index, int s
       return true;
     if (last() && (name.starts_with("transformer.ln_f.") || name.starts_with("lm_head.")))
       return true;
-    for (int64_t l = plan_.firstLayer; l < plan_.endLayer; ++l)
-      if (name.starts_with("transformer.h." + std::to_string(l) + ".")) return true;
+    for (int64_t l = plan_.firstLayer(); l < plan_.endLayer(); ++l) {
+      const std::string block = "transformer.h." + std::to_string(l) + ".";
+      if (!name.starts_with(block)) continue;
+      const std::string_view rest = std::string_view(name).substr(block.size());
+      const bool attentionHalf = rest.starts_with("ln_1.") || rest.starts_with("attn.");
+      return attentionHalf ? plan_.hasAttention(l) : plan_.hasMlp(l);
+    }
     return false;
   };
   for (auto& item : model_->named_parameters())
@@ -48,7 +56,19 @@ PipelineStage::PipelineStage(Gpt2 model, const StagePlan& plan, int index, int s
 
 void PipelineStage::placeOnDevice() {
   auto& tr = model_->transformer;
-  for (auto& block : blocks_) block->to(device_);
+  // A split block's halves live on two stages (in one process: two devices), so only
+  // this stage's half moves.
+  for (auto& p : pieces_) {
+    if (p.attention && p.mlp) {
+      p.block->to(device_);
+    } else if (p.attention) {
+      p.block->ln_1->to(device_);
+      p.block->attn->to(device_);
+    } else {
+      p.block->ln_2->to(device_);
+      p.block->mlp->to(device_);
+    }
+  }
   if (first()) {
     tr->wte->to(device_);
     tr->wpe->to(device_);
@@ -77,7 +97,10 @@ torch::Tensor PipelineStage::run(const torch::Tensor& input, const torch::Tensor
       x = torch::dropout(x, model_->config().embdPdrop, true);
   }
   const AttentionBackend backend = model_->attentionBackend();
-  for (auto& block : blocks_) x = block->forward(x, nullptr, backend);
+  for (auto& p : pieces_) {
+    if (p.attention) x = p.block->forwardAttention(x, nullptr, backend);
+    if (p.mlp) x = p.block->forwardMlp(x);
+  }
   if (!last()) return x;
   const auto h = model_->transformer->ln_f->forward(x);
   const auto logits = torch::matmul(h, head_.t());

@@ -1,5 +1,5 @@
-// One pipeline stage of a Gpt2: its slice of blocks (plus wte/wpe on the first stage,
-// ln_f and the LM head on the last), run one micro-batch at a time with the autograd
+// One pipeline stage of a Gpt2: its slice of blocks, possibly starting or ending at a
+// block's middle (plus wte/wpe on the first stage, ln_f and the LM head on the last), run one micro-batch at a time with the autograd
 // state kept per micro-batch until its backward. The stage works on the model's own
 // modules (moved to the stage's device), so gradients land on the model's parameters;
 // the only copy is the last stage's LM-head weight when embeddings are tied (see
@@ -71,7 +71,11 @@ class PipelineStage {
   int index_;
   torch::Device device_;
   bool checkpoint_;
-  std::vector<Gpt2Block> blocks_;
+  struct Piece {  // one block, or the half of it the plan gives this stage
+    Gpt2Block block;
+    bool attention = true, mlp = true;
+  };
+  std::vector<Piece> pieces_;
   torch::Tensor tied_, head_;  // head_: the weight the logits use on the last stage
   std::vector<std::pair<std::string, torch::Tensor>> params_;
   std::map<int64_t, Saved> saved_;

@@ -84,8 +84,9 @@ const SectionSpec& parallelSection() {
        {"micro_batches", FieldKind::Int, 1, "Micro-batches per batch (batch_size must divide)", 1, 65536},
        {"schedule", FieldKind::String, "1f1b", "Pipeline schedule", {}, {}, {"1f1b", "gpipe"}},
        {"data_parallel", FieldKind::Int, 1, "Data-parallel replicas of the pipeline", 1, 1024},
-       {"balance", FieldKind::IntList, json::array(),
-        "Layers per stage (empty: balanced by parameter count)", 1, {}},
+       {"balance", FieldKind::NumberList, json::array(),
+        "Layers per stage; 0.5 steps split a block between attention and MLP (empty: balanced by parameter count)",
+        0.5, {}},
        {"checkpoint", FieldKind::Bool, false,
         "Activation checkpointing: recompute each stage's forward in backward"}}};
   return s;
@@ -182,7 +183,7 @@ Profile parseProfile(const json& rootIn, const std::string& sourceName,
     p.parallel.microBatches = par["micro_batches"];
     p.parallel.schedule = par["schedule"];
     p.parallel.dataParallel = par["data_parallel"];
-    p.parallel.balance = par["balance"].get<std::vector<int64_t>>();
+    p.parallel.balance = par["balance"].get<std::vector<double>>();
     p.parallel.checkpoint = par["checkpoint"];
 
     const json& stages = root["stages"];

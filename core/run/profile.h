@@ -62,7 +62,7 @@ struct ParallelSpec {
   int64_t microBatches = 1;
   std::string schedule = "1f1b";  // "1f1b" | "gpipe"
   int dataParallel = 1;
-  std::vector<int64_t> balance;  // layers per stage; empty: balanced by parameter count
+  std::vector<double> balance;  // layers per stage, halves allowed; empty: balanced by parameter count
   bool checkpoint = false;       // recompute each stage's activations in backward
   bool pipelined() const { return pipelineStages > 1; }
 };

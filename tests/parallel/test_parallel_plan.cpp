@@ -164,25 +164,57 @@ class TestParallelPlan : public QObject {
   }
 
   void balancedPartition() {
-    const std::vector<int64_t> eight(8, 10);
+    // Costs come per half-block; these blocks cost 10 (4 + 6).
+    auto blocks = [](size_t n) {
+      std::vector<int64_t> h;
+      for (size_t i = 0; i < n; ++i) h.insert(h.end(), {4, 6});
+      return h;
+    };
+    const auto eight = blocks(8);
     auto p = wb::balancedPartition(eight, 0, 0, 4);
     QCOMPARE(p.size(), size_t(4));
-    for (const auto& s : p) QCOMPARE(s.layers(), int64_t(2));
+    for (const auto& s : p) QCOMPARE(s.layers(), 2.0);
     QVERIFY(p[0].embeddings && !p[0].head && p[3].head && !p[3].embeddings);
-    QCOMPARE(p[3].endLayer, int64_t(8));
+    QCOMPARE(p[3].endLayer(), int64_t(8));
     // A heavy head (vocab x n_embd) pushes layers to the first stage: 20+6x10 = 60+2x10.
     p = wb::balancedPartition(eight, 20, 60, 2);
-    QCOMPARE(p[0].layers(), int64_t(6));
+    QCOMPARE(p[0].layers(), 6.0);
     QCOMPARE(p[0].cost, int64_t(80));
     QCOMPARE(p[1].cost, int64_t(80));
     // Ties go to the earliest cut: 10 | 20 and 20 | 10 both have a largest stage of 20.
-    p = wb::balancedPartition({10, 10, 10}, 0, 0, 2);
-    QCOMPARE(p[0].layers(), int64_t(1));
-    p = wb::balancedPartition({10, 10, 10}, 0, 0, 1);
-    QVERIFY(p[0].embeddings && p[0].head && p[0].layers() == 3);
+    p = wb::balancedPartition(blocks(3), 0, 0, 2);
+    QCOMPARE(p[0].layers(), 1.0);
+    p = wb::balancedPartition(blocks(3), 0, 0, 1);
+    QVERIFY(p[0].embeddings && p[0].head && p[0].layers() == 3.0);
     p = explicitPartition(eight, 0, 0, {1, 3, 4});
-    QCOMPARE(p[1].firstLayer, int64_t(1));
-    QCOMPARE(p[2].firstLayer, int64_t(4));
+    QCOMPARE(p[1].firstLayer(), int64_t(1));
+    QCOMPARE(p[2].firstLayer(), int64_t(4));
+    QCOMPARE(QString::fromStdString(describe(p)), QString("emb+h0-0 | h1-3 | h4-7+head"));
+  }
+
+  void halfLayerPartition() {
+    std::vector<int64_t> four;
+    for (int i = 0; i < 4; ++i) four.insert(four.end(), {4, 6});
+    // Whole-block cuts: 3 blocks + a head of 25 cannot beat 30 | 35 (or 40 | 25).
+    auto p = wb::balancedPartition(four, 0, 25, 2);
+    QCOMPARE(p[0].cost, int64_t(30));
+    QCOMPARE(p[1].cost, int64_t(35));
+    // Half cuts: 3.5 | 0.5 (the last MLP half with the head) gives 34 | 31.
+    p = wb::balancedPartition(four, 0, 25, 2, true);
+    QCOMPARE(p[0].layers(), 3.5);
+    QCOMPARE(p[0].cost, int64_t(34));
+    QCOMPARE(p[1].cost, int64_t(31));
+    QVERIFY(p[0].hasAttention(3) && !p[0].hasMlp(3) && p[1].hasMlp(3) && !p[1].hasAttention(3));
+    QCOMPARE(p[0].endLayer(), int64_t(4));
+    QCOMPARE(p[1].firstLayer(), int64_t(3));
+    QCOMPARE(QString::fromStdString(describe(p)), QString("emb+h0-3.attn | h3.mlp+head"));
+    p = explicitPartition(four, 0, 0, {1.5, 0.5, 2});
+    QCOMPARE(p[1].begin, int64_t(3));
+    QCOMPARE(p[1].end, int64_t(4));
+    QCOMPARE(p[1].cost, int64_t(6));
+    QCOMPARE(QString::fromStdString(describe(p)), QString("emb+h0-1.attn | h1.mlp | h2-3+head"));
+    QCOMPARE(halvesText(13), std::string("6.5"));
+    QCOMPARE(halvesText(14), std::string("7"));
   }
 
   void partitionErrorsNamePointer() {
@@ -194,18 +226,27 @@ class TestParallelPlan : public QObject {
       }
       return QString("no error");
     };
-    QCOMPARE(pointerOf([] {
-               wb::balancedPartition({1, 1}, 0, 0, 3);
+    const std::vector<int64_t> twoBlocks{1, 1, 1, 1};
+    QCOMPARE(pointerOf([&] {
+               wb::balancedPartition(twoBlocks, 0, 0, 3);
              }),
              QString("/parallel/pipeline_stages"));
-    QCOMPARE(pointerOf([] {
-               explicitPartition({1, 1, 1, 1}, 0, 0, {1, 2});
+    QCOMPARE(pointerOf([&] {
+               wb::balancedPartition(twoBlocks, 0, 0, 5, true);
+             }),
+             QString("/parallel/pipeline_stages"));
+    QCOMPARE(pointerOf([&] {
+               explicitPartition(twoBlocks, 0, 0, {1, 2});
              }),
              QString("/parallel/balance"));
-    QCOMPARE(pointerOf([] {
-               explicitPartition({1, 1, 1, 1}, 0, 0, {4, 0});
+    QCOMPARE(pointerOf([&] {
+               explicitPartition(twoBlocks, 0, 0, {2, 0});
              }),
              QString("/parallel/balance/1"));
+    QCOMPARE(pointerOf([&] {
+               explicitPartition(twoBlocks, 0, 0, {1.25, 0.75});
+             }),
+             QString("/parallel/balance/0"));
   }
 
   void distEnvFromTorchrun() {
@@ -292,6 +333,11 @@ class TestParallelPlan : public QObject {
     const json once = toJson(p);
     QCOMPARE(QString::fromStdString(toJson(parseProfile(once, "pp.json", builtinStages())).dump()),
              QString::fromStdString(once.dump()));
+    json halves = trainProfile();
+    halves["parallel"]["balance"] = {1.5, 2.5};
+    const Profile h = parseProfile(halves, "pp.json", builtinStages());
+    QCOMPARE(h.parallel.balance, (std::vector<double>{1.5, 2.5}));
+    QCOMPARE(QString::fromStdString(toJson(h)["parallel"]["balance"].dump()), QString("[1.5,2.5]"));
     // Without a parallel section nothing is pipelined.
     json plain = trainProfile();
     plain.erase("parallel");
@@ -312,7 +358,13 @@ class TestParallelPlan : public QObject {
                                     << "lists 3 stages but pipeline_stages is 2";
     QTest::newRow("balance zero") << R"({"parallel":{"balance":[0,4]}})"
                                   << "/parallel/balance/0"
-                                  << "expected a list of integers";
+                                  << "expected a list of numbers";
+    QTest::newRow("balance quarter") << R"({"parallel":{"balance":[1.75,2.25]}})"
+                                     << "/parallel/balance/0"
+                                     << "whole or half number of layers";
+    QTest::newRow("balance half sum") << R"({"parallel":{"balance":[1.5,2]}})"
+                                      << "/parallel/balance"
+                                      << "sum to 3.5 but the model has 4 layers";
     QTest::newRow("batch split") << R"({"parallel":{"micro_batches":3}})"
                                  << "/stages/0/batch_size"
                                  << "does not split into 3 equal micro-batches";

@@ -1,5 +1,5 @@
 // Issue 8: pipeline training on the CPU with the in-process transport. For 2 and 4
-// stages, both schedules (and activation checkpointing), the loss and every
+// stages, both schedules (and activation checkpointing, half-layer balances), the loss and every
 // parameter gradient of one step equal the single-device step: max |a - b| <=
 // 1e-5 * max |b| per tensor (fp32). Several AdamW steps track Trainer's loss curve
 // (1e-4 relative per step). Cancel and stage errors end every worker within a second.
@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <map>
 #include <mutex>
 #include <chrono>
 #include <set>
@@ -158,6 +159,11 @@ class TestPipeline : public QObject {
     QTest::newRow("N4 gpipe checkpoint") << 4 << ScheduleKind::GPipe << true << QString();
     QTest::newRow("N2 balance 1,3") << 2 << ScheduleKind::OneFOneB << false << QString("1,3");
     QTest::newRow("N3 balance 2,1,1") << 3 << ScheduleKind::GPipe << false << QString("2,1,1");
+    // Half layers: stage boundaries between a block's attention and its MLP.
+    QTest::newRow("N2 balance 1.5,2.5") << 2 << ScheduleKind::OneFOneB << false << QString("1.5,2.5");
+    QTest::newRow("N4 balance 0.5,1.5,1,1") << 4 << ScheduleKind::GPipe << false << QString("0.5,1.5,1,1");
+    QTest::newRow("N3 balance 1.5,0.5,2 checkpoint") << 3 << ScheduleKind::OneFOneB << true
+                                                      << QString("1.5,0.5,2");
   }
   void oneStepMatchesSingleDevice() {
     QFETCH(int, stages);
@@ -183,7 +189,7 @@ class TestPipeline : public QObject {
     o.schedule = kind;
     o.checkpoint = checkpoint;
     for (const auto& part : balance.split(',', Qt::SkipEmptyParts))
-      o.balance.push_back(part.toLongLong());
+      o.balance.push_back(part.toDouble());
     PipelineEngine engine(model, o);
     CancelToken cancel;
     engine.zeroGrad();
@@ -215,6 +221,13 @@ class TestPipeline : public QObject {
       QCOMPARE(int64_t(r.peakLive[static_cast<size_t>(s)]),
                peakInFlight(buildSchedule(kind, stages, m, s)));
     if (!balance.isEmpty()) QCOMPARE(engine.plan()[0].layers(), o.balance[0]);
+    // Every model parameter belongs to exactly one stage (its optimizer updates it once).
+    std::map<std::string, int> owners;
+    for (int s = 0; s < stages; ++s)
+      for (const auto& [name, t] : engine.stage(s).parameters()) ++owners[name];
+    owners.erase("lm_head.weight");  // the last stage's tied copy
+    QCOMPARE(owners.size(), refGrads.size());
+    for (const auto& [name, n] : owners) QVERIFY2(n == 1, name.c_str());
     // Real spans add up: compute + comm + idle = the pass window, per stage.
     for (const auto& t : r.timing)
       QVERIFY(std::abs(t.forwardS + t.backwardS + t.commS + t.idleS - t.windowS) < 1e-9);
