@@ -14,6 +14,7 @@
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
 
+#include "core/bench/memory_probe.h"
 #include "core/errors.h"
 #include "core/nvtx.h"
 #include "core/parallel/in_process_transport.h"
@@ -418,7 +419,10 @@ PassResult PipelineEngine::forwardBackward(const torch::Tensor& x, const torch::
                 cancel);
   const int lowestReplica = ranks_.front()->replica;
   const bool allLocal = ranks_.size() == static_cast<size_t>(layout_.worldSize());
-  torch::Tensor gathered;  // [stages, 4]: forward, backward, comm, last span end (multi-process)
+  // Multi-process only, summed over the world: rows [0, stages) forward, backward, comm
+  // and last span end of each stage (replica 0's); rows [stages, stages + world) each
+  // rank's allocated, reserved and peak device memory (MB).
+  torch::Tensor gathered;
   const auto t0 = Clock::now();
   onEveryRank(
       [&](Rank& rk, CommBackend& comm) {
@@ -520,13 +524,20 @@ PassResult PipelineEngine::forwardBackward(const torch::Tensor& x, const torch::
           // Under torchrun each process sees its own stage only: sum every stage's
           // totals (replica 0's) over the world so every rank reports all stages.
           const StageTiming mine = summarize(std::vector<StageTimeline>{rankSpans[slot]}).front();
-          auto totals = torch::zeros({n, 4}, torch::TensorOptions().dtype(torch::kFloat64));
+          auto totals = torch::zeros({n + layout_.worldSize(), 4}, torch::TensorOptions().dtype(torch::kFloat64));
           if (rk.replica == 0) {
             auto row = totals[rk.stage];
             row[0].fill_(mine.forwardS);
             row[1].fill_(mine.backwardS);
             row[2].fill_(mine.commS);
             row[3].fill_(mine.windowS);
+          }
+          if (st.device().is_cuda()) {
+            const MemorySnapshot mem = probeMemory(st.device());
+            auto row = totals[n + rk.rank];
+            row[0].fill_(mem.cudaAllocatedMb);
+            row[1].fill_(mem.cudaReservedMb);
+            row[2].fill_(mem.cudaPeakMb);
           }
           totals = totals.to(st.device());
           ep.allReduceSum(totals);
@@ -556,6 +567,11 @@ PassResult PipelineEngine::forwardBackward(const torch::Tensor& x, const torch::
       t.windowS = window;
       t.idleS = std::max(0.0, window - t.forwardS - t.backwardS - t.commS);
     }
+    if (ranks_.front()->device.is_cuda())
+      for (int64_t w = 0; w < layout_.worldSize(); ++w) {
+        const auto row = gathered[n + w];
+        r.rankMemory.push_back({row[0].item<double>(), row[1].item<double>(), row[2].item<double>()});
+      }
   }
   r.bubble = measuredBubble(r.timing);
   r.theoreticalBubble = theoreticalBubble(n, m);

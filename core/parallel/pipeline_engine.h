@@ -52,6 +52,12 @@ struct PassResult {
   double wallS = 0.0;
   double reduceS = 0.0;          // gradient all-reduce, host wall time to completion
   std::vector<size_t> peakLive;  // micro-batches held at once, per stage
+  // Multi-process runs (torchrun): every world rank's device memory after the pass
+  // (caching allocator, MB), gathered so rank 0's run reports all GPUs; else empty.
+  struct RankMemory {
+    double allocatedMb = 0.0, reservedMb = 0.0, peakMb = 0.0;
+  };
+  std::vector<RankMemory> rankMemory;
 };
 
 class PipelineEngine {

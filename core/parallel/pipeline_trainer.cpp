@@ -91,6 +91,7 @@ void PipelineTrainer::run(const TrainSink& sink, const CancelToken& cancel) {
     double loss = 0.0;
     std::vector<StageTiming> timing;
     double bubble = 0.0, bubbleTheory = 0.0, reduceS = 0.0;
+    std::vector<PassResult::RankMemory> rankMemory;
     for (int64_t pass = 0; pass < o_.gradAccum; ++pass) {
       auto [x, y] = sampler_.next();
       const PassResult r = engine_.forwardBackward(x, y, divisor, cancel, pass + 1 == o_.gradAccum);
@@ -98,6 +99,7 @@ void PipelineTrainer::run(const TrainSink& sink, const CancelToken& cancel) {
       loss += r.loss;
       bubble += r.bubble / static_cast<double>(o_.gradAccum);
       bubbleTheory = r.theoreticalBubble;
+      rankMemory = r.rankMemory;
       if (timing.empty()) timing.resize(r.timing.size());
       for (size_t s = 0; s < r.timing.size(); ++s) {
         timing[s].forwardS += r.timing[s].forwardS;
@@ -152,6 +154,13 @@ void PipelineTrainer::run(const TrainSink& sink, const CancelToken& cancel) {
       const std::string p = "mem/gpu" + std::to_string(dev.index()) + "/";
       emit(p + "allocated_mb", s, mem.cudaAllocatedMb);
       emit(p + "peak_mb", s, mem.cudaPeakMb);
+    }
+    // Under torchrun this process drives one GPU; the other ranks' come gathered.
+    for (size_t w = 0; w < rankMemory.size(); ++w) {
+      const std::string p = "mem/rank" + std::to_string(w) + "/";
+      emit(p + "allocated_mb", s, rankMemory[w].allocatedMb);
+      emit(p + "reserved_mb", s, rankMemory[w].reservedMb);
+      emit(p + "peak_mb", s, rankMemory[w].peakMb);
     }
     if (sink.progress) sink.progress(s, o_.steps, static_cast<double>(tokensPerStep) / dt);
     const bool last = s == o_.steps;
