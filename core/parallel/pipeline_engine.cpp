@@ -8,6 +8,7 @@
 #include <exception>  // std::uncaught_exceptions
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include <torch/csrc/autograd/function.h>
@@ -623,6 +624,28 @@ double PipelineEngine::clipGradNorm(double maxNorm, const CancelToken& cancel) {
       },
       cancel);
   return norms.front();
+}
+
+void PipelineEngine::gatherModel(const CancelToken& cancel) {
+  if (ranks_.size() == static_cast<size_t>(layout_.worldSize())) return;
+  onEveryRank(
+      [&](Rank& rk, CommBackend& comm) {
+        torch::NoGradGuard noGrad;
+        std::set<std::string> owned;
+        if (rk.replica == 0)
+          for (const auto& [name, p] : rk.st->parameters()) owned.insert(name);
+        // Every rank walks the same names in the same order (frozen ones are equal on
+        // every rank already), as the world sums need.
+        for (auto& item : replicaModels_[static_cast<size_t>(rk.replica)]->named_parameters()) {
+          torch::Tensor& p = item.value();
+          if (!p.requires_grad()) continue;
+          torch::Tensor t = owned.count(item.key()) ? p.detach().to(rk.device).clone()
+                                                    : torch::zeros(p.sizes(), p.options().device(rk.device));
+          comm.endpoint(rk.rank).allReduceSum(t);
+          p.copy_(t);
+        }
+      },
+      cancel);
 }
 
 void PipelineEngine::step(double lr, const CancelToken& cancel) {

@@ -93,6 +93,11 @@ class PipelineEngine {
   double clipGradNorm(double maxNorm, const CancelToken& cancel = CancelToken());
   void step(double lr, const CancelToken& cancel = CancelToken());
   const AdamW& optimizer(int s) const;
+  // Multi-process (torchrun): copies every stage's trainable weights (replica 0's) into
+  // this process's model, so rank 0 can save the whole trained model. One world sum per
+  // parameter to which only its owner contributes, so every rank must call it. Nothing
+  // to do when this process drives every rank (its stages share one model).
+  void gatherModel(const CancelToken& cancel = CancelToken());
 
  private:
   struct Rank;

@@ -178,13 +178,11 @@ class TrainStage : public Stage {
       ctx.progress(step, total, tps, "tok/s");
     };
     trainer.run(sink, ctx.cancel());
+    // Under torchrun each process trained one stage: every rank takes part in copying
+    // the others' weights into this process's model, then rank 0 saves it.
+    if (ctx.flag("save_model") && dist.distributed() && po.stages > 1) trainer.engine().gatherModel(ctx.cancel());
     if (cuda) model->to(ctx.state().device);  // gather the stages back (this process's copy)
-    if (ctx.flag("save_model") && dist.distributed() && po.stages > 1) {
-      ctx.log(
-          "model not saved: under torchrun each process holds one pipeline stage's weights "
-          "(gathering them into one folder is not implemented)",
-          LogLevel::Warning);
-    } else if (ctx.flag("save_model")) {
+    if (ctx.flag("save_model") && dist.rank == 0) {
       const auto dir = ctx.runDir() / "models" / ctx.spec().name;
       saveHfCheckpoint(*model, model->config().toJson(), dir);
       ctx.log("model saved to " + dir.string());

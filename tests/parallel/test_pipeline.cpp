@@ -140,6 +140,21 @@ class LoggingBackend : public CommBackend {
   std::vector<std::unique_ptr<LoggingReducer>> reducers_;
 };
 
+// One in-process backend shared by several engines, each driving some ranks: what
+// separate torchrun processes look like, on the CPU.
+class SharedBackend : public CommBackend {
+ public:
+  explicit SharedBackend(std::shared_ptr<CommBackend> inner) : inner_(std::move(inner)) {}
+  std::string name() const override { return "shared " + inner_->name(); }
+  Transport& endpoint(int rank) override { return inner_->endpoint(rank); }
+  GradientReducer& reducer(int rank) override { return inner_->reducer(rank); }
+  void abort(const std::string& reason) override { inner_->abort(reason); }
+  bool aborted() const override { return inner_->aborted(); }
+
+ private:
+  std::shared_ptr<CommBackend> inner_;
+};
+
 }  // namespace
 
 class TestPipeline : public QObject {
@@ -781,6 +796,58 @@ class TestPipeline : public QObject {
     for (int rep = 0; rep < 2; ++rep)
       for (auto& item : engine.replicaModel(rep)->named_parameters())
         REQUIRE_CLOSE(item.value().grad(), refGrads.at(item.key()), 1e-5, item.key());
+  }
+
+  // Under torchrun each process trains one stage of its own model copy; before rank 0
+  // saves the model, gatherModel brings every stage's weights into it.
+  void gatherModelAcrossProcesses() {
+    RankLayout layout;
+    layout.stages = 2;
+    layout.localRanks = {0, 1};
+    layout.devices.assign(2, torch::Device(torch::kCPU));
+    std::shared_ptr<CommBackend> hub = makeInProcessBackend(layout);
+    Gpt2 original = modelWithSeed(11);
+    std::vector<Gpt2> models = {modelWithSeed(11), modelWithSeed(11)};
+    {
+      torch::NoGradGuard noGrad;  // "training" in process 1: its weights move
+      for (auto& p : models[1]->parameters()) p.add_(1.0);
+    }
+    std::vector<std::set<std::string>> owned(2);
+    std::vector<std::exception_ptr> errors(2);
+    auto process = [&](int rank) {
+      try {
+        PipelineOptions o;
+        o.stages = 2;
+        o.microBatches = 2;
+        o.balance = {1.5, 2.5};  // block 1 split between the processes
+        o.localRanks = {rank};
+        o.comm = [hub](const RankLayout&) { return std::make_unique<SharedBackend>(hub); };
+        PipelineEngine engine(models[static_cast<size_t>(rank)], o);
+        for (const auto& [name, p] : engine.stage(rank).parameters()) owned[static_cast<size_t>(rank)].insert(name);
+        engine.gatherModel();
+      } catch (...) {
+        errors[static_cast<size_t>(rank)] = std::current_exception();
+      }
+    };
+    std::thread p0(process, 0), p1(process, 1);
+    p0.join();
+    p1.join();
+    for (const auto& e : errors)
+      if (e) std::rethrow_exception(e);
+    QVERIFY(owned[0].count("transformer.h.1.ln_1.weight") && owned[1].count("transformer.h.1.mlp.c_fc.weight"));
+    auto want = original->named_parameters();
+    auto trained = models[1]->named_parameters();
+    size_t fromStage1 = 0;
+    for (int rank = 0; rank < 2; ++rank)
+      for (auto& item : models[static_cast<size_t>(rank)]->named_parameters()) {
+        const bool stage1 = owned[1].count(item.key()) > 0;
+        QVERIFY2(stage1 != (owned[0].count(item.key()) > 0), item.key().c_str());  // exactly one owner
+        // Stage 0's weights are process 0's (unchanged), stage 1's are process 1's.
+        const torch::Tensor& expect = stage1 ? trained[item.key()] : want[item.key()];
+        QVERIFY2(torch::equal(item.value(), expect), item.key().c_str());
+        fromStage1 += stage1 && rank == 0;
+      }
+    QVERIFY(fromStage1 > 0);
   }
 
   void bucketsCoverEveryParameterOnceInBackwardOrder() {
