@@ -4,13 +4,14 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <ftw.h>
 #include <iostream>
 #include <unistd.h>
 
 #include "app/bench/commands.h"
 #include "app/bench/crash_report.h"
 #include "app/bench/progress_printer.h"
+#include "core/errors.h"
+#include "core/io/remove_tree.h"
 #include "core/parallel/dist_env.h"
 #include "core/run/runner.h"
 
@@ -18,15 +19,6 @@ namespace wb::cli {
 namespace {
 
 CancelToken* gCancel = nullptr;
-
-// Deletes a directory tree with POSIX calls. Not std::filesystem::remove_all: PyTorch
-// 2.11's libtorch.so exports its own copy of remove_all(path, error_code&), which wins
-// symbol lookup and jumps to address 0 (SIGSEGV on the 2 x H100 machine, issue 8).
-void removeTree(const std::filesystem::path& root) {
-  ::nftw(
-      root.c_str(), [](const char* path, const struct stat*, int, struct FTW*) { return ::remove(path); }, 16,
-      FTW_DEPTH | FTW_PHYS);
-}
 
 extern "C" void onInterrupt(int) {
   // A second Ctrl-C falls back to the default action (terminate at once).
@@ -92,13 +84,18 @@ void addProfileCommands(CLI::App& app, int& exitCode) {
     if (!result.message.empty()) std::cerr << result.message << "\n";
     if (secondary && result.status == RunStatus::Finished) {
       setCrashPhase("removing the rank's temporary run directory");
-      removeTree(root);
+      try {
+        removeTree(root);  // not std::filesystem::remove_all: see remove_tree.h
+      } catch (const Error& e) {
+        // Leftovers in the temp directory must not fail a finished run.
+        std::cerr << "rank " << dist.rank << ": " << e.what() << "\n";
+      }
     }
     if (dist.distributed()) {
       // Every file is closed and flushed by now; ranks of a torchrun job leave without
       // static destructors (nothing left to run; the communicators and the store are
-      // gone with the run). Rank 1's SIGSEGV after finished runs was remove_all above
-      // (see removeTree), not NCCL (docs/PERF.md, issue 8).
+      // gone with the run). Rank 1's SIGSEGV after finished runs was std::filesystem::
+      // remove_all, now removeTree above (core/io/remove_tree.h), not NCCL (docs/PERF.md, issue 8).
       setCrashPhase("flushing stdout and stderr");
       std::cout.flush();
       std::cerr.flush();

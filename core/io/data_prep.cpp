@@ -7,12 +7,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
 #include "core/errors.h"
 #include "core/io/assets.h"
 #include "core/io/atomic_file.h"
+#include "core/io/remove_tree.h"
 #include "core/io/sha256.h"
 #include "core/io/token_file.h"
 #include "core/io/tokenizer.h"
@@ -138,21 +140,26 @@ PreparedData ensurePreparedText(const std::vector<std::string>& textFiles, doubl
   // Prepare into a private folder, then publish it with one rename.
   fs::create_directories(dir.parent_path());
   const fs::path tmp = dir.string() + ".tmp-" + std::to_string(::getpid());
-  fs::remove_all(tmp);
+  removeTree(tmp);
   PreparedData result = prepareData(textFiles, tmp, valFraction);
   std::error_code ec;
   fs::rename(tmp, dir, ec);  // fails when `dir` exists and is not empty
   if (ec) {
+    std::optional<PreparedData> theirs;
     try {
-      const PreparedData theirs = readMeta();  // another process published it meanwhile
-      fs::remove_all(tmp);
-      return theirs;
+      theirs = readMeta();  // another process published it meanwhile
     } catch (const std::exception&) {
-      fs::remove_all(dir);  // a damaged entry: replace it
-      fs::rename(tmp, dir, ec);
+      // A damaged entry: replaced below.
     }
+    if (theirs) {
+      // Outside the try: failing to delete our copy must not delete their good entry.
+      removeTree(tmp);
+      return *theirs;
+    }
+    removeTree(dir);  // a damaged entry: replace it
+    fs::rename(tmp, dir, ec);
     if (ec) {
-      fs::remove_all(tmp);
+      removeTree(tmp);
       throw RunError(dir.string(), "cannot publish the prepared data: " + ec.message());
     }
   }

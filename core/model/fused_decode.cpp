@@ -64,15 +64,20 @@ GemvWeight prepare(const torch::Tensor& w, bool int4, const FusedDecodeOptions& 
   return g;
 }
 
-void setWeight(WbDecodeLinearParams& p, const GemvWeight& w) {
+// The weight as both paths take it: the per-phase launches (WbDecodeLinearParams) and
+// the persistent step's layer table (WbDecodeLayer).
+WbDecodeWeight decodeWeight(const GemvWeight& w, const torch::Tensor& bias) {
+  WbDecodeWeight d{};
   if (w.rows.defined()) {
-    p.weight = w.rows.data_ptr();
+    d.weight = w.rows.data_ptr();
   } else {
-    p.qweight = w.packed.data_ptr<uint8_t>();
-    p.scales = w.scales.data_ptr();
-    p.zeros = w.zeros.defined() ? w.zeros.data_ptr<uint8_t>() : nullptr;
-    p.groupSize = static_cast<int>(w.groupSize);
+    d.qweight = w.packed.data_ptr<uint8_t>();
+    d.scales = w.scales.data_ptr();
+    d.zeros = w.zeros.defined() ? w.zeros.data_ptr<uint8_t>() : nullptr;
+    d.groupSize = static_cast<int>(w.groupSize);
   }
+  d.bias = bias.defined() ? bias.data_ptr() : nullptr;
+  return d;
 }
 
 // The fields every GEMV launch of the step sets; each phase then adds its own input
@@ -84,8 +89,7 @@ WbDecodeLinearParams linearParams(WbDecodeInput in, WbDecodeOutput out, int64_t 
   p.output = out;
   p.n = static_cast<int>(n);
   p.k = static_cast<int>(k);
-  setWeight(p, w);
-  p.bias = bias.defined() ? bias.data_ptr() : nullptr;
+  p.weight = decodeWeight(w, bias);
   p.y = y;
   p.programmaticLaunch = programmaticLaunch;
   return p;
@@ -130,24 +134,6 @@ struct FusedDecoder::Impl {
 
   bool stepPersistent(KvCache& cache, torch::Tensor& ids, torch::Tensor& out, cudaStream_t stream);
 };
-
-namespace {
-
-WbDecodeWeight decodeWeight(const GemvWeight& w, const torch::Tensor& bias) {
-  WbDecodeWeight d{};
-  if (w.rows.defined()) {
-    d.weight = w.rows.data_ptr();
-  } else {
-    d.qweight = w.packed.data_ptr<uint8_t>();
-    d.scales = w.scales.data_ptr();
-    d.zeros = w.zeros.defined() ? w.zeros.data_ptr<uint8_t>() : nullptr;
-    d.groupSize = static_cast<int>(w.groupSize);
-  }
-  d.bias = bias.defined() ? bias.data_ptr() : nullptr;
-  return d;
-}
-
-}  // namespace
 
 // Returns false when the persistent kernel cannot run here (the caller then launches
 // the per-phase kernels); the first call decides, before any graph capture.

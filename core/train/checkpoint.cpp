@@ -10,6 +10,7 @@
 #include "core/errors.h"
 #include "core/io/atomic_file.h"
 #include "core/io/hf_checkpoint.h"
+#include "core/io/remove_tree.h"
 #include "core/io/safetensors.h"
 #include "core/io/safetensors_torch.h"
 
@@ -48,7 +49,7 @@ fs::path saveTrainingCheckpoint(const fs::path& root, Gpt2& model, const AdamW& 
   fs::create_directories(root);
   const fs::path final = root / stepName(state.step);
   const fs::path tmp = root / ("." + stepName(state.step) + ".tmp-" + std::to_string(getpid()));
-  fs::remove_all(tmp);
+  removeTree(tmp);
   fs::create_directories(tmp);
   saveHfCheckpoint(*model, model->config().toJson(), tmp);
   auto tensors = optimizer.stateTensors();
@@ -68,7 +69,7 @@ fs::path saveTrainingCheckpoint(const fs::path& root, Gpt2& model, const AdamW& 
                                {"torch_version", compat::torchVersion()}};
   writeFileAtomic(tmp / "trainer.json", meta.dump(2) + "\n");
   writeFileAtomic(tmp / "DONE", "");
-  fs::remove_all(final);
+  removeTree(final);
   fs::rename(tmp, final);
 
   if (keepLast > 0) {
@@ -78,7 +79,7 @@ fs::path saveTrainingCheckpoint(const fs::path& root, Gpt2& model, const AdamW& 
           fs::exists(e.path() / "DONE"))
         done.push_back(e.path());
     std::sort(done.begin(), done.end());
-    for (size_t i = 0; i + static_cast<size_t>(keepLast) < done.size(); ++i) fs::remove_all(done[i]);
+    for (size_t i = 0; i + static_cast<size_t>(keepLast) < done.size(); ++i) removeTree(done[i]);
   }
   return final;
 }

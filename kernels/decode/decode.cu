@@ -46,8 +46,8 @@ __global__ void __launch_bounds__(kMaxWarps * 32) decodeLinearKernel(const WbDec
   const int sub = lane % L::kLanes;
   const int warps = blockDim.x >> 5;
   const int rowsPerBlock = warps * L::kRowsPerWarp;
-  const int groups = kInt4 ? k / p.groupSize : 1;
-  const int chunksPerGroup = kInt4 ? p.groupSize / 32 : 1;
+  const int groups = kInt4 ? k / p.weight.groupSize : 1;
+  const int chunksPerGroup = kInt4 ? p.weight.groupSize / 32 : 1;
   int warpRow = blockIdx.x * rowsPerBlock + warp * L::kRowsPerWarp;  // the warp's first row
 
   uint4 w[kVmax];
@@ -60,12 +60,13 @@ __global__ void __launch_bounds__(kMaxWarps * 32) decodeLinearKernel(const WbDec
       w[v] = make_uint4(0, 0, 0, 0);
       if (row < n && c < rowChunks) {
         if (kInt4) {
-          w[v] = __ldcs(reinterpret_cast<const uint4*>(p.qweight + static_cast<int64_t>(row) * (k / 2)) + c);
+          w[v] = __ldcs(
+              reinterpret_cast<const uint4*>(p.weight.qweight + static_cast<int64_t>(row) * (k / 2)) + c);
           const int64_t g = static_cast<int64_t>(row) * groups + c / chunksPerGroup;
-          scale[v] = static_cast<const __half*>(p.scales)[g];
-          zero[v] = p.zeros ? p.zeros[g] : 8;
+          scale[v] = static_cast<const __half*>(p.weight.scales)[g];
+          zero[v] = p.weight.zeros ? p.weight.zeros[g] : 8;
         } else {
-          w[v] = __ldcs(reinterpret_cast<const uint4*>(static_cast<const __half*>(p.weight) +
+          w[v] = __ldcs(reinterpret_cast<const uint4*>(static_cast<const __half*>(p.weight.weight) +
                                                         static_cast<int64_t>(row) * k) + c);
         }
       }
@@ -85,7 +86,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32) decodeLinearKernel(const WbDec
     }
   float bias0 = 0.f, residual0 = 0.f;
   if (sub == 0 && myRow0 < n) {
-    if (p.bias) bias0 = __half2float(static_cast<const __half*>(p.bias)[myRow0]);
+    if (p.weight.bias) bias0 = __half2float(static_cast<const __half*>(p.weight.bias)[myRow0]);
     if (kOut == WB_DECODE_OUT_RESIDUAL) residual0 = __half2float(__ldcg(static_cast<const __half*>(p.y) + myRow0));
   }
   waitForPrevious();
@@ -119,7 +120,9 @@ __global__ void __launch_bounds__(kMaxWarps * 32) decodeLinearKernel(const WbDec
     for (int o = L::kLanes / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
     if (sub != 0 || row >= n) continue;
     const bool first = row == myRow0;
-    const float b = first ? bias0 : p.bias ? __half2float(static_cast<const __half*>(p.bias)[row]) : 0.f;
+    const float b = first           ? bias0
+                    : p.weight.bias ? __half2float(static_cast<const __half*>(p.weight.bias)[row])
+                                    : 0.f;
     storeRow<kOut>(p, row, acc + b, first, residual0, stepPos, best, bestIdx);
   }
 
@@ -192,7 +195,7 @@ WbStatus launchLinear(const WbDecodeLinearParams& p, cudaStream_t stream) {
 // run of chunks (that, not memory, bounded the int4 GEMVs with few warps per SM).
 template <int kIn, int kOut>
 WbStatus launchFormat(const WbDecodeLinearParams& p, cudaStream_t stream) {
-  if (!p.qweight) return launchLinear<kIn, kOut, false, 32>(p, stream);
+  if (!p.weight.qweight) return launchLinear<kIn, kOut, false, 32>(p, stream);
   return p.k / 32 <= 32 ? launchLinear<kIn, kOut, true, 8>(p, stream) : launchLinear<kIn, kOut, true, 32>(p, stream);
 }
 
@@ -202,12 +205,12 @@ WbStatus checkLinear(const WbDecodeLinearParams* params) {
   if (p.n <= 0 || p.k <= 0 || p.k % 32 != 0)
     return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: N = %d, K = %d (K must be a positive multiple of 32)", p.n,
                 p.k);
-  if ((p.weight == nullptr) == (p.qweight == nullptr))
+  if ((p.weight.weight == nullptr) == (p.weight.qweight == nullptr))
     return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: give exactly one of weight (fp16) and qweight (int4)");
-  if (p.qweight && (!p.scales || (p.groupSize != 32 && p.groupSize != 64 && p.groupSize != 128) ||
-                    p.k % p.groupSize != 0))
+  const int gs = p.weight.groupSize;
+  if (p.weight.qweight && (!p.weight.scales || (gs != 32 && gs != 64 && gs != 128) || p.k % gs != 0))
     return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: int4 needs scales and a group size of 32, 64 or 128 dividing K");
-  const void* w = p.weight ? p.weight : p.qweight;
+  const void* w = p.weight.weight ? p.weight.weight : p.weight.qweight;
   if (reinterpret_cast<uintptr_t>(w) % 16 || !p.y)
     return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: weights must be 16-byte aligned and y given");
   switch (p.input) {

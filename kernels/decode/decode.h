@@ -32,6 +32,18 @@ typedef enum {
   WB_DECODE_OUT_ARGMAX = 4     /* y = logits; *nextToken = first argmax, tokens[*position + 1] = it, ++*position */
 } WbDecodeOutput;
 
+/* A GEMV weight, shared by the per-phase kernels here and the persistent step of
+ * decode_persistent.h: exactly one of weight (fp16) or qweight (int4, + scales, zeros,
+ * groupSize). */
+typedef struct {
+  const void* weight;                   /* fp16 rows [N, K], contiguous */
+  const uint8_t* qweight;               /* uint8 [N, K/2], low nibble = even input */
+  const void* scales;                   /* fp16 [N, K/groupSize] */
+  const uint8_t* zeros;                 /* uint8 [N, K/groupSize] or NULL (symmetric: codes offset by 8) */
+  int groupSize;                        /* 32, 64 or 128 */
+  const void* bias;                     /* fp16 [N] or NULL */
+} WbDecodeWeight;
+
 typedef struct {
   WbDecodeInput input;
   WbDecodeOutput output;
@@ -49,13 +61,7 @@ typedef struct {
   const float* attnMl;                  /* [heads, splits, 2] (max in log2 units, sum) */
   int attnSplits;
   const int64_t* position;              /* the step's position: EMBED, ATTENTION, QKV, ARGMAX */
-  /* weight: exactly one of weight (fp16 rows [N, K], contiguous) or qweight */
-  const void* weight;
-  const uint8_t* qweight;               /* uint8 [N, K/2], low nibble = even input */
-  const void* scales;                   /* fp16 [N, K/groupSize] */
-  const uint8_t* zeros;                 /* uint8 [N, K/groupSize] or NULL (symmetric: codes offset by 8) */
-  int groupSize;                        /* 32, 64 or 128 */
-  const void* bias;                     /* fp16 [N] or NULL */
+  WbDecodeWeight weight;                /* [N, K] and bias [N] */
   /* output */
   void* y;                              /* fp16, see WbDecodeOutput */
   void* kCache;                         /* fp16 [heads, capacity, headDim]: QKV */

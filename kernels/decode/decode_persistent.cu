@@ -69,26 +69,29 @@ template <bool kInt4>
 __device__ __forceinline__ void loadUnit(const WbDecodeLinearParams& p, const Work& wk, int j, Frag& f, int d,
                                          bool wantRes) {
   const int lane = threadIdx.x & 31, row = wk.row(j), k = p.k;
-  const int groups = kInt4 ? k / p.groupSize : 1, chunksPerGroup = kInt4 ? p.groupSize / 32 : 1;
+  const int groups = kInt4 ? k / p.weight.groupSize : 1;
+  const int chunksPerGroup = kInt4 ? p.weight.groupSize / 32 : 1;
 #pragma unroll
   for (int v = 0; v < kV; ++v) {
     const int cl = lane + 32 * v, c = wk.slice * wk.sliceChunks + cl;
     f.w[d][v] = make_uint4(0, 0, 0, 0);
     if (row < p.n && cl < wk.sliceChunks) {
       if (kInt4) {
-        f.w[d][v] = __ldcs(reinterpret_cast<const uint4*>(p.qweight + static_cast<int64_t>(row) * (k / 2)) + c);
+        f.w[d][v] = __ldcs(
+            reinterpret_cast<const uint4*>(p.weight.qweight + static_cast<int64_t>(row) * (k / 2)) + c);
         const int64_t g = static_cast<int64_t>(row) * groups + c / chunksPerGroup;
-        f.scaleZero[d][v] = __halves2half2(static_cast<const __half*>(p.scales)[g],
-                                           __float2half_rn(1024.f + static_cast<float>(p.zeros ? p.zeros[g] : 8)));
+        f.scaleZero[d][v] = __halves2half2(
+            static_cast<const __half*>(p.weight.scales)[g],
+            __float2half_rn(1024.f + static_cast<float>(p.weight.zeros ? p.weight.zeros[g] : 8)));
       } else {
-        f.w[d][v] = __ldcs(reinterpret_cast<const uint4*>(static_cast<const __half*>(p.weight) +
+        f.w[d][v] = __ldcs(reinterpret_cast<const uint4*>(static_cast<const __half*>(p.weight.weight) +
                                                           static_cast<int64_t>(row) * k) + c);
       }
     }
   }
   f.bias[d] = f.res[d] = 0.f;
   if (lane == 0 && wk.slice == 0 && row < p.n) {
-    if (p.bias) f.bias[d] = __half2float(static_cast<const __half*>(p.bias)[row]);
+    if (p.weight.bias) f.bias[d] = __half2float(static_cast<const __half*>(p.weight.bias)[row]);
     if (wantRes) f.res[d] = __half2float(__ldcg(static_cast<const __half*>(p.y) + row));
   }
 }
@@ -114,14 +117,15 @@ __device__ __forceinline__ void stageNorm(const WbDecodeLinearParams& p, __half*
 __device__ __forceinline__ void prefetchRowL2(const WbDecodeLinearParams& p, int row, bool int4) {
   if (row >= p.n) return;
   const uint32_t bytes = int4 ? p.k / 2 : p.k * 2;
-  const char* base = int4 ? reinterpret_cast<const char*>(p.qweight) : static_cast<const char*>(p.weight);
+  const char* base =
+      int4 ? reinterpret_cast<const char*>(p.weight.qweight) : static_cast<const char*>(p.weight.weight);
   asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(base + static_cast<int64_t>(row) * bytes),
                "r"(bytes)
                : "memory");
   if (int4) {
-    const int64_t g = static_cast<int64_t>(row) * (p.k / p.groupSize);
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const __half*>(p.scales) + g) : "memory");
-    if (p.zeros) asm volatile("prefetch.global.L2 [%0];" ::"l"(p.zeros + g) : "memory");
+    const int64_t g = static_cast<int64_t>(row) * (p.k / p.weight.groupSize);
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const __half*>(p.weight.scales) + g) : "memory");
+    if (p.weight.zeros) asm volatile("prefetch.global.L2 [%0];" ::"l"(p.weight.zeros + g) : "memory");
   }
 }
 
@@ -237,34 +241,39 @@ struct Step {  // what every phase's parameters share
   int splits;
 };
 
-__device__ __forceinline__ void setWeight(WbDecodeLinearParams& p, const WbDecodeWeight& w) {
-  p.weight = w.weight;
-  p.qweight = w.qweight;
-  p.scales = w.scales;
-  p.zeros = w.zeros;
-  p.groupSize = w.groupSize;
-  p.bias = w.bias;
+// The fields every GEMV phase sets; each phase then adds its own input (LayerNorm,
+// embedding, attention combine) and output (KV cache, argmax) fields.
+__device__ __forceinline__ WbDecodeLinearParams gemv(WbDecodeInput in, WbDecodeOutput out, int n, int k,
+                                                     const WbDecodeWeight& w, void* y) {
+  WbDecodeLinearParams p{};
+  p.input = in;
+  p.output = out;
+  p.n = n;
+  p.k = k;
+  p.weight = w;
+  p.y = y;
+  return p;
+}
+
+__device__ __forceinline__ void setLayerNorm(WbDecodeLinearParams& p, const void* x, const void* w, const void* b,
+                                             float eps) {
+  p.x = x;
+  p.lnWeight = w;
+  p.lnBias = b;
+  p.lnEps = eps;
 }
 
 __device__ WbDecodeLinearParams qkvParams(const Step& s, int l) {
   const WbDecodePersistentParams& P = s.P;
   const WbDecodeLayer& L = P.layers[l];
-  WbDecodeLinearParams p{};
-  p.input = l == 0 ? WB_DECODE_IN_EMBED : WB_DECODE_IN_LAYERNORM;
-  p.output = WB_DECODE_OUT_QKV;
-  p.n = 3 * P.embd;
-  p.k = P.embd;
-  p.x = P.residual;
-  p.lnWeight = L.ln1Weight;
-  p.lnBias = L.ln1Bias;
-  p.lnEps = P.lnEps;
+  WbDecodeLinearParams p = gemv(l == 0 ? WB_DECODE_IN_EMBED : WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_QKV,
+                                3 * P.embd, P.embd, L.qkv, P.q);
+  setLayerNorm(p, P.residual, L.ln1Weight, L.ln1Bias, P.lnEps);
   p.wte = P.wte;
   p.wpe = P.wpe;
   p.token = P.token;
   p.residual = P.residual;
   p.position = P.position;
-  setWeight(p, L.qkv);
-  p.y = P.q;
   p.kCache = L.kCache;
   p.vCache = L.vCache;
   p.capacity = P.capacity;
@@ -275,64 +284,37 @@ __device__ WbDecodeLinearParams qkvParams(const Step& s, int l) {
 
 __device__ WbDecodeLinearParams projParams(const Step& s, int l) {
   const WbDecodePersistentParams& P = s.P;
-  WbDecodeLinearParams p{};
-  p.input = WB_DECODE_IN_ATTENTION;
-  p.output = WB_DECODE_OUT_RESIDUAL;
-  p.n = p.k = P.embd;
+  WbDecodeLinearParams p =
+      gemv(WB_DECODE_IN_ATTENTION, WB_DECODE_OUT_RESIDUAL, P.embd, P.embd, P.layers[l].proj, P.residual);
   p.attnO = P.partO;
   p.attnMl = P.partMl;
   p.attnSplits = s.splits;
   p.position = P.position;
   p.heads = P.heads;
   p.headDim = 64;
-  setWeight(p, P.layers[l].proj);
-  p.y = P.residual;
   return p;
 }
 
 __device__ WbDecodeLinearParams fcParams(const Step& s, int l) {
   const WbDecodePersistentParams& P = s.P;
   const WbDecodeLayer& L = P.layers[l];
-  WbDecodeLinearParams p{};
-  p.input = WB_DECODE_IN_LAYERNORM;
-  p.output = WB_DECODE_OUT_GELU;
-  p.n = P.inner;
-  p.k = P.embd;
-  p.x = P.residual;
-  p.lnWeight = L.ln2Weight;
-  p.lnBias = L.ln2Bias;
-  p.lnEps = P.lnEps;
-  setWeight(p, L.fc);
-  p.y = P.hidden;
+  WbDecodeLinearParams p = gemv(WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_GELU, P.inner, P.embd, L.fc, P.hidden);
+  setLayerNorm(p, P.residual, L.ln2Weight, L.ln2Bias, P.lnEps);
   return p;
 }
 
 __device__ WbDecodeLinearParams mprojParams(const Step& s, int l) {
   const WbDecodePersistentParams& P = s.P;
-  WbDecodeLinearParams p{};
-  p.input = WB_DECODE_IN_PLAIN;
-  p.output = WB_DECODE_OUT_RESIDUAL;
-  p.n = P.embd;
-  p.k = P.inner;
+  WbDecodeLinearParams p =
+      gemv(WB_DECODE_IN_PLAIN, WB_DECODE_OUT_RESIDUAL, P.embd, P.inner, P.layers[l].mproj, P.residual);
   p.x = P.hidden;
-  setWeight(p, P.layers[l].mproj);
-  p.y = P.residual;
   return p;
 }
 
 __device__ WbDecodeLinearParams headParams(const Step& s) {
   const WbDecodePersistentParams& P = s.P;
-  WbDecodeLinearParams p{};
-  p.input = WB_DECODE_IN_LAYERNORM;
-  p.output = WB_DECODE_OUT_ARGMAX;
-  p.n = P.vocab;
-  p.k = P.embd;
-  p.x = P.residual;
-  p.lnWeight = P.lnfWeight;
-  p.lnBias = P.lnfBias;
-  p.lnEps = P.lnEps;
-  setWeight(p, P.head);
-  p.y = P.logits;
+  WbDecodeLinearParams p = gemv(WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_ARGMAX, P.vocab, P.embd, P.head, P.logits);
+  setLayerNorm(p, P.residual, P.lnfWeight, P.lnfBias, P.lnEps);
   p.position = P.position;
   p.capacity = P.capacity;
   p.argmaxValues = P.argmaxValues;

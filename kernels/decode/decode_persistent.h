@@ -13,21 +13,11 @@
 #include <cuda_runtime.h>
 
 #include "kernels/common/wb_kernels.h"
+#include "kernels/decode/decode.h" /* WbDecodeWeight */
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* A GEMV weight: exactly one of weight (fp16 rows [N, K]) or qweight (+ scales, zeros,
- * groupSize: the packed int4 layout of decode.h's WbDecodeLinearParams). */
-typedef struct {
-  const void* weight;
-  const uint8_t* qweight;
-  const void* scales;
-  const uint8_t* zeros;
-  int groupSize;
-  const void* bias; /* fp16 [N] or NULL */
-} WbDecodeWeight;
 
 typedef struct {
   const void* ln1Weight;
