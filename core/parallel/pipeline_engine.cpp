@@ -648,6 +648,76 @@ void PipelineEngine::gatherModel(const CancelToken& cancel) {
       cancel);
 }
 
+std::vector<std::pair<std::string, torch::Tensor>> PipelineEngine::gatherOptimizerState(const CancelToken& cancel) {
+  const bool allLocal = ranks_.size() == static_cast<size_t>(layout_.worldSize());
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  std::mutex outMutex;
+  onEveryRank(
+      [&](Rank& rk, CommBackend& comm) {
+        torch::NoGradGuard noGrad;
+        std::map<std::string, torch::Tensor> mine;
+        if (rk.replica == 0)
+          for (auto& [name, t] : rk.opt->stateTensors()) mine.emplace(name, t);
+        std::vector<std::pair<std::string, torch::Tensor>> part;
+        if (allLocal) {
+          const bool tiedCopy = rk.st->ownsTiedCopy();
+          for (auto& [name, t] : mine)
+            if (!(tiedCopy && name.ends_with(".lm_head.weight"))) part.emplace_back(name, t.to(torch::kCPU));
+        } else {
+          // Every rank walks every trainable parameter's two moments in one order.
+          for (auto& item : replicaModels_[static_cast<size_t>(rk.replica)]->named_parameters()) {
+            const torch::Tensor& p = item.value();
+            if (!p.requires_grad()) continue;
+            for (const char* kind : {"exp_avg.", "exp_avg_sq."}) {
+              const std::string name = kind + item.key();
+              const auto it = mine.find(name);
+              torch::Tensor t = it != mine.end() ? it->second.detach().to(rk.device).clone()
+                                                 : torch::zeros(p.sizes(), p.options().device(rk.device));
+              comm.endpoint(rk.rank).allReduceSum(t);
+              part.emplace_back(name, t.to(torch::kCPU));
+            }
+          }
+          if (rk.slot != 0) part.clear();  // every local rank got the same sums
+        }
+        std::lock_guard<std::mutex> lock(outMutex);
+        for (auto& e : part) out.push_back(std::move(e));
+      },
+      cancel);
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  return out;
+}
+
+void PipelineEngine::loadOptimizerState(const std::map<std::string, torch::Tensor>& state, int64_t steps) {
+  for (auto& rk : ranks_) {
+    if (!rk->st->ownsTiedCopy()) {
+      rk->opt->loadState(state, steps);
+      continue;
+    }
+    std::map<std::string, torch::Tensor> withCopy = state;
+    for (const char* kind : {"exp_avg.", "exp_avg_sq."}) {
+      const auto it = state.find(std::string(kind) + "transformer.wte.weight");
+      if (it != state.end()) withCopy[std::string(kind) + "lm_head.weight"] = it->second;
+    }
+    rk->opt->loadState(withCopy, steps);
+  }
+}
+
+int64_t PipelineEngine::optimizerSteps() const { return ranks_.front()->opt->steps(); }
+
+void PipelineEngine::reloadFromModel() {
+  torch::NoGradGuard noGrad;
+  for (auto& m : replicaModels_) {
+    if (m.is_empty() || m.get() == model_.get()) continue;
+    auto from = model_->named_parameters();
+    for (auto& item : m->named_parameters()) item.value().copy_(from[item.key()]);
+  }
+  for (auto& rk : ranks_) rk->st->refreshTiedCopy();
+}
+
+bool PipelineEngine::drivesRankZero() const {
+  return std::find(layout_.localRanks.begin(), layout_.localRanks.end(), 0) != layout_.localRanks.end();
+}
+
 void PipelineEngine::step(double lr, const CancelToken& cancel) {
   onEveryRank(
       [&](Rank& rk, CommBackend&) {

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -98,6 +99,20 @@ class PipelineEngine {
   // parameter to which only its owner contributes, so every rank must call it. Nothing
   // to do when this process drives every rank (its stages share one model).
   void gatherModel(const CancelToken& cancel = CancelToken());
+  // AdamW's state of the whole model as one Trainer holds it ("exp_avg.<param>",
+  // "exp_avg_sq.<param>", CPU tensors sorted by name; the tied head copy's moments
+  // equal wte's and are left out): merged from the stages of replica 0, across
+  // processes by world sums as gatherModel. Every rank must call it.
+  std::vector<std::pair<std::string, torch::Tensor>> gatherOptimizerState(const CancelToken& cancel = CancelToken());
+  // Loads such a state (a Trainer's or a pipeline's checkpoint) into every local
+  // stage's AdamW; the tied head copy takes wte's moments.
+  void loadOptimizerState(const std::map<std::string, torch::Tensor>& state, int64_t steps);
+  int64_t optimizerSteps() const;
+  // After the model's weights were replaced (resume): copies them into the other local
+  // replicas' models and every last stage's tied head copy.
+  void reloadFromModel();
+  // Whether this process drives world rank 0 (the one that writes the run).
+  bool drivesRankZero() const;
 
  private:
   struct Rank;

@@ -54,6 +54,12 @@ PipelineStage::PipelineStage(Gpt2 model, const StagePlan& plan, int index, int s
   if (ownsTiedCopy() && head_.requires_grad()) params_.emplace_back("lm_head.weight", head_);
 }
 
+void PipelineStage::refreshTiedCopy() {
+  if (!ownsTiedCopy()) return;
+  torch::NoGradGuard noGrad;
+  head_.copy_(model_->transformer->wte->weight);
+}
+
 void PipelineStage::placeOnDevice() {
   auto& tr = model_->transformer;
   // A split block's halves live on two stages (in one process: two devices), so only

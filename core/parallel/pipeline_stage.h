@@ -39,6 +39,8 @@ class PipelineStage {
   // AdamW updates are identical and the copies never drift apart.
   torch::Tensor tiedWeight() const { return tied_; }
   bool ownsTiedCopy() const { return last() && !first() && tied_.defined(); }
+  // Sets the tied copy to the model's wte again (after a resume replaced the weights).
+  void refreshTiedCopy();
 
   // First stage: input is ids [b, T] (int64). Others: hidden states [b, T, C].
   // Returns the hidden states to send on, or on the last stage the micro-batch's loss

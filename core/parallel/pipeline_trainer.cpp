@@ -9,6 +9,7 @@
 #include "core/bench/memory_probe.h"
 #include "core/errors.h"
 #include "core/run/profile.h"
+#include "core/train/checkpoint.h"
 #include "core/train/lr_schedule.h"
 
 namespace wb {
@@ -66,7 +67,16 @@ EvalResult PipelineTrainer::runEval() {
   return r;
 }
 
-void PipelineTrainer::run(const TrainSink& sink, const CancelToken& cancel) {
+void PipelineTrainer::resumeFrom(const std::filesystem::path& dir) {
+  const LoadedCheckpoint c = readTrainingCheckpoint(dir, model_);
+  engine_.reloadFromModel();
+  engine_.loadOptimizerState(c.optimizerState, c.optimizerSteps);
+  step_ = c.state.step;
+  sampler_.setCursor(c.state.dataCursor);
+}
+
+void PipelineTrainer::run(const TrainSink& sink, const CancelToken& cancel,
+                          const std::filesystem::path& checkpointRoot) {
   using Clock = std::chrono::steady_clock;
   const int64_t tokensPerStep = o_.batchSize * o_.seqLen * o_.gradAccum;
   const int64_t m = engine_.options().microBatches;
@@ -164,6 +174,16 @@ void PipelineTrainer::run(const TrainSink& sink, const CancelToken& cancel) {
     }
     if (sink.progress) sink.progress(s, o_.steps, static_cast<double>(tokensPerStep) / dt);
     const bool last = s == o_.steps;
+    const bool listed = std::find(o_.checkpointSteps.begin(), o_.checkpointSteps.end(), s) != o_.checkpointSteps.end();
+    if (!checkpointRoot.empty() && ((o_.checkpointEvery > 0 && (s % o_.checkpointEvery == 0 || last)) || listed)) {
+      engine_.gatherModel(cancel);
+      auto state = engine_.gatherOptimizerState(cancel);
+      if (engine_.drivesRankZero()) {
+        const auto dir = saveTrainingCheckpoint(checkpointRoot, model_, std::move(state), engine_.optimizerSteps(),
+                                                {s, sampler_.cursor()}, o_.keepCheckpoints);
+        if (sink.log) sink.log("checkpoint " + dir.string());
+      }
+    }
     if (evaluate && ((o_.evalEvery > 0 && s % o_.evalEvery == 0) || last)) {
       lastEval_ = runEval();
       model_->train();

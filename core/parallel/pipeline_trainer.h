@@ -5,7 +5,8 @@
 // (pipeline/stage<k>/{forward,backward,comm,idle}_ms) and the measured and
 // theoretical bubble, the all-reduce time and per-GPU memory. With data_parallel D the
 // batch_size rows of a pass are split over the replicas (the same global batch as one
-// device). Not here (yet): checkpoints and resume of pipeline runs.
+// device). Checkpoints are Trainer's folders (the stages' weights and AdamW moments
+// merged, written by the process holding rank 0), so either loop resumes the other's.
 #pragma once
 
 #include "core/parallel/pipeline_engine.h"
@@ -19,7 +20,11 @@ class PipelineTrainer {
   // cross-entropy); a loss, forward or parameter list is refused.
   PipelineTrainer(Gpt2 model, TrainOptions options, PipelineOptions pipeline, TokenSpan train,
                   TokenSpan val, TrainHooks hooks = {});
-  void run(const TrainSink& sink, const CancelToken& cancel);
+  // Continues from a checkpoint folder of this trainer or of Trainer.
+  void resumeFrom(const std::filesystem::path& checkpointDir);
+  // Runs to options.steps; checkpoints go under `checkpointRoot` (empty: none). Every
+  // process must get the same root decision: saving is collective under torchrun.
+  void run(const TrainSink& sink, const CancelToken& cancel, const std::filesystem::path& checkpointRoot = {});
 
   int64_t step() const { return step_; }
   const std::vector<double>& losses() const { return losses_; }

@@ -97,9 +97,6 @@ class TrainStage : public Stage {
     const std::string stagePtr = "/stages/" + std::to_string(ctx.index());
     checkParallelFitsModel(par, model->config().nLayer);
     checkParallelFitsBatch(par, o.batchSize, stagePtr + "/batch_size");
-    if (o.checkpointEvery > 0 || !ctx.text("resume").empty())
-      throw ProfileError({}, stagePtr + (o.checkpointEvery > 0 ? "/checkpoint_every" : "/resume"),
-                         "checkpoints of pipeline-parallel training are not supported yet");
     if (o.activationCheckpointing)
       throw ProfileError({}, stagePtr + "/activation_checkpointing",
                          "with parallel stages use parallel.checkpoint (per stage) instead");
@@ -177,7 +174,14 @@ class TrainStage : public Stage {
     sink.progress = [&](int64_t step, int64_t total, double tps) {
       ctx.progress(step, total, tps, "tok/s");
     };
-    trainer.run(sink, ctx.cancel());
+    const std::string resume = ctx.text("resume");
+    if (!resume.empty()) {
+      trainer.resumeFrom(resume);
+      ctx.log("resumed from " + resume + " at step " + std::to_string(trainer.step()));
+    }
+    // Every rank takes part in a checkpoint (the stages' weights and moments are
+    // gathered); the process holding rank 0 writes it into the run directory.
+    trainer.run(sink, ctx.cancel(), ctx.runDir() / "checkpoints" / ctx.spec().name);
     // Under torchrun each process trained one stage: every rank takes part in copying
     // the others' weights into this process's model, then rank 0 saves it.
     if (ctx.flag("save_model") && dist.distributed() && po.stages > 1) trainer.engine().gatherModel(ctx.cancel());

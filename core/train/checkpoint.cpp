@@ -46,13 +46,18 @@ void setCpuRngState(const torch::Tensor& state) {
 
 fs::path saveTrainingCheckpoint(const fs::path& root, Gpt2& model, const AdamW& optimizer,
                                 const CheckpointState& state, int keepLast) {
+  return saveTrainingCheckpoint(root, model, optimizer.stateTensors(), optimizer.steps(), state, keepLast);
+}
+
+fs::path saveTrainingCheckpoint(const fs::path& root, Gpt2& model,
+                                std::vector<std::pair<std::string, torch::Tensor>> tensors,
+                                int64_t optimizerSteps, const CheckpointState& state, int keepLast) {
   fs::create_directories(root);
   const fs::path final = root / stepName(state.step);
   const fs::path tmp = root / ("." + stepName(state.step) + ".tmp-" + std::to_string(getpid()));
   removeTree(tmp);
   fs::create_directories(tmp);
   saveHfCheckpoint(*model, model->config().toJson(), tmp);
-  auto tensors = optimizer.stateTensors();
   tensors.emplace_back("rng.cpu", cpuRngState());
 #ifdef WB_WITH_CUDA
   const auto device = model->parameters().front().device();
@@ -65,7 +70,7 @@ fs::path saveTrainingCheckpoint(const fs::path& root, Gpt2& model, const AdamW& 
   saveTensors(tmp / "optimizer.safetensors", tensors, {{"format", "wb-adamw"}});
   const nlohmann::json meta = {{"step", state.step},
                                {"data_cursor", state.dataCursor},
-                               {"optimizer_steps", optimizer.steps()},
+                               {"optimizer_steps", optimizerSteps},
                                {"torch_version", compat::torchVersion()}};
   writeFileAtomic(tmp / "trainer.json", meta.dump(2) + "\n");
   writeFileAtomic(tmp / "DONE", "");
@@ -85,6 +90,12 @@ fs::path saveTrainingCheckpoint(const fs::path& root, Gpt2& model, const AdamW& 
 }
 
 CheckpointState loadTrainingCheckpoint(const fs::path& dir, Gpt2& model, AdamW& optimizer) {
+  const LoadedCheckpoint c = readTrainingCheckpoint(dir, model);
+  optimizer.loadState(c.optimizerState, c.optimizerSteps);
+  return c.state;
+}
+
+LoadedCheckpoint readTrainingCheckpoint(const fs::path& dir, Gpt2& model) {
   if (!fs::exists(dir / "DONE"))
     throw InputError(dir.string(), "not a complete checkpoint (no DONE marker)",
                      "pick an earlier checkpoint folder");
@@ -96,7 +107,6 @@ CheckpointState loadTrainingCheckpoint(const fs::path& dir, Gpt2& model, AdamW& 
   const SafetensorsFile file = SafetensorsFile::open(dir / "optimizer.safetensors");
   std::map<std::string, torch::Tensor> tensors;
   for (const auto& name : file.names()) tensors[name] = loadTensor(file, name);
-  optimizer.loadState(tensors, meta.value("optimizer_steps", int64_t{0}));
   if (tensors.count("rng.cpu")) setCpuRngState(tensors["rng.cpu"]);
 #ifdef WB_WITH_CUDA
   const auto device = model->parameters().front().device();
@@ -106,7 +116,13 @@ CheckpointState loadTrainingCheckpoint(const fs::path& dir, Gpt2& model, AdamW& 
     gen.set_state(tensors["rng.cuda"]);
   }
 #endif
-  return {meta["step"].get<int64_t>(), meta["data_cursor"].get<int64_t>()};
+  LoadedCheckpoint c;
+  c.state = {meta["step"].get<int64_t>(), meta["data_cursor"].get<int64_t>()};
+  c.optimizerSteps = meta.value("optimizer_steps", int64_t{0});
+  tensors.erase("rng.cpu");
+  tensors.erase("rng.cuda");
+  c.optimizerState = std::move(tensors);
+  return c;
 }
 
 std::optional<fs::path> latestCheckpoint(const fs::path& root) {

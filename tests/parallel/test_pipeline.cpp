@@ -12,6 +12,7 @@
 #include "core/parallel/rendezvous.h"
 #include "core/parallel/pipeline_trainer.h"
 #include "core/run/runner.h"
+#include "core/train/checkpoint.h"
 #include "tests/support/torch_support.h"
 
 #include <QTemporaryDir>
@@ -26,6 +27,7 @@
 #include <map>
 #include <mutex>
 #include <chrono>
+#include <functional>
 #include <set>
 #include <thread>
 
@@ -140,6 +142,20 @@ class LoggingBackend : public CommBackend {
   std::vector<std::unique_ptr<LoggingReducer>> reducers_;
 };
 
+// Six steps of 8 x 16 tokens with warm-up and decay: enough to see a loss curve.
+TrainOptions sixSteps() {
+  TrainOptions t;
+  t.steps = 6;
+  t.batchSize = 8;
+  t.seqLen = 16;
+  t.lr = 3e-3;
+  t.minLr = 3e-4;
+  t.warmupSteps = 2;
+  t.timingWarmup = 0;
+  t.seed = 42;
+  return t;
+}
+
 // One in-process backend shared by several engines, each driving some ranks: what
 // separate torchrun processes look like, on the CPU.
 class SharedBackend : public CommBackend {
@@ -154,6 +170,34 @@ class SharedBackend : public CommBackend {
  private:
   std::shared_ptr<CommBackend> inner_;
 };
+
+// Runs body(rank, options) once per rank of `o`'s layout, each on its own thread with
+// options for that rank alone on one shared in-process backend: torchrun's processes,
+// on the CPU. Rethrows the first rank's error.
+void runAsProcesses(const PipelineOptions& o, const std::function<void(int, const PipelineOptions&)>& body) {
+  RankLayout layout;
+  layout.stages = o.stages;
+  layout.replicas = o.dataParallel;
+  for (int r = 0; r < layout.worldSize(); ++r) layout.localRanks.push_back(r);
+  layout.devices.assign(static_cast<size_t>(layout.worldSize()), torch::Device(torch::kCPU));
+  std::shared_ptr<CommBackend> hub = makeInProcessBackend(layout);
+  std::vector<std::exception_ptr> errors(layout.localRanks.size());
+  std::vector<std::thread> threads;
+  for (int r : layout.localRanks)
+    threads.emplace_back([&, r] {
+      try {
+        PipelineOptions mine = o;
+        mine.localRanks = {r};
+        mine.comm = [hub](const RankLayout&) { return std::make_unique<SharedBackend>(hub); };
+        body(r, mine);
+      } catch (...) {
+        errors[static_cast<size_t>(r)] = std::current_exception();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (const auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
 
 }  // namespace
 
@@ -279,16 +323,8 @@ class TestPipeline : public QObject {
     QFETCH(int, stages);
     QFETCH(ScheduleKind, kind);
     const auto tokens = makeTokens(4000, 1);
-    TrainOptions t;
-    t.steps = 6;
-    t.batchSize = 8;
+    TrainOptions t = sixSteps();
     t.gradAccum = 2;
-    t.seqLen = 16;
-    t.lr = 3e-3;
-    t.minLr = 3e-4;
-    t.warmupSteps = 2;
-    t.timingWarmup = 0;
-    t.seed = 42;
     CancelToken cancel;
     Gpt2 ref = modelWithSeed(5);
     std::vector<int64_t> singleSteps, pipeSteps;  // what the afterStep hooks saw
@@ -801,11 +837,6 @@ class TestPipeline : public QObject {
   // Under torchrun each process trains one stage of its own model copy; before rank 0
   // saves the model, gatherModel brings every stage's weights into it.
   void gatherModelAcrossProcesses() {
-    RankLayout layout;
-    layout.stages = 2;
-    layout.localRanks = {0, 1};
-    layout.devices.assign(2, torch::Device(torch::kCPU));
-    std::shared_ptr<CommBackend> hub = makeInProcessBackend(layout);
     Gpt2 original = modelWithSeed(11);
     std::vector<Gpt2> models = {modelWithSeed(11), modelWithSeed(11)};
     {
@@ -813,27 +844,15 @@ class TestPipeline : public QObject {
       for (auto& p : models[1]->parameters()) p.add_(1.0);
     }
     std::vector<std::set<std::string>> owned(2);
-    std::vector<std::exception_ptr> errors(2);
-    auto process = [&](int rank) {
-      try {
-        PipelineOptions o;
-        o.stages = 2;
-        o.microBatches = 2;
-        o.balance = {1.5, 2.5};  // block 1 split between the processes
-        o.localRanks = {rank};
-        o.comm = [hub](const RankLayout&) { return std::make_unique<SharedBackend>(hub); };
-        PipelineEngine engine(models[static_cast<size_t>(rank)], o);
-        for (const auto& [name, p] : engine.stage(rank).parameters()) owned[static_cast<size_t>(rank)].insert(name);
-        engine.gatherModel();
-      } catch (...) {
-        errors[static_cast<size_t>(rank)] = std::current_exception();
-      }
-    };
-    std::thread p0(process, 0), p1(process, 1);
-    p0.join();
-    p1.join();
-    for (const auto& e : errors)
-      if (e) std::rethrow_exception(e);
+    PipelineOptions o;
+    o.stages = 2;
+    o.microBatches = 2;
+    o.balance = {1.5, 2.5};  // block 1 split between the processes
+    runAsProcesses(o, [&](int rank, const PipelineOptions& mine) {
+      PipelineEngine engine(models[static_cast<size_t>(rank)], mine);
+      for (const auto& [name, p] : engine.stage(rank).parameters()) owned[static_cast<size_t>(rank)].insert(name);
+      engine.gatherModel();
+    });
     QVERIFY(owned[0].count("transformer.h.1.ln_1.weight") && owned[1].count("transformer.h.1.mlp.c_fc.weight"));
     auto want = original->named_parameters();
     auto trained = models[1]->named_parameters();
@@ -848,6 +867,97 @@ class TestPipeline : public QObject {
         fromStage1 += stage1 && rank == 0;
       }
     QVERIFY(fromStage1 > 0);
+  }
+
+  // Pipeline checkpoints are Trainer's folders: a pipeline run resumed from its own
+  // checkpoint continues exactly, Trainer resumes it on one device, and the pipeline
+  // resumes a Trainer checkpoint.
+  void checkpointsResumeInEitherLoop() {
+    const auto tokens = makeTokens(4000, 1);
+    const TokenSpan data{tokens.data(), 4000, "train"};
+    TrainOptions t = sixSteps();
+    t.checkpointEvery = 3;
+    t.keepCheckpoints = 0;
+    PipelineOptions o;
+    o.stages = 2;
+    o.microBatches = 4;
+    o.balance = {1.5, 2.5};
+    CancelToken cancel;
+    QTemporaryDir tmp;
+    const std::filesystem::path pipeRoot = tmp.filePath("pipe").toStdString();
+    const std::filesystem::path singleRoot = tmp.filePath("single").toStdString();
+
+    PipelineTrainer full(modelWithSeed(5), t, o, data, {});
+    full.run({}, cancel, pipeRoot);
+    QVERIFY(std::filesystem::exists(pipeRoot / "step-00000003" / "DONE"));
+    QVERIFY(std::filesystem::exists(pipeRoot / "step-00000006" / "DONE"));
+    Trainer single(modelWithSeed(5), t, data, {});
+    single.run({}, cancel, singleRoot);
+
+    auto compare = [](const std::vector<double>& got, const std::vector<double>& want, size_t from, double rtol,
+                      const char* what) {
+      QCOMPARE(got.size(), want.size() - from);
+      for (size_t i = 0; i < got.size(); ++i)
+        QVERIFY2(std::abs(got[i] - want[i + from]) <= rtol * want[i + from],
+                 qPrintable(QString("%1, step %2: %3 vs %4")
+                                .arg(what)
+                                .arg(i + from + 1)
+                                .arg(got[i], 0, 'g', 10)
+                                .arg(want[i + from], 0, 'g', 10)));
+    };
+    // Another seed's weights: only the checkpoint may decide what the runs continue from.
+    PipelineTrainer resumed(modelWithSeed(99), t, o, data, {});
+    resumed.resumeFrom(pipeRoot / "step-00000003");
+    QCOMPARE(resumed.step(), int64_t(3));
+    resumed.run({}, cancel);
+    compare(resumed.losses(), full.losses(), 3, 1e-6, "pipeline from its own checkpoint");
+
+    Trainer oneDevice(modelWithSeed(99), t, data, {});
+    oneDevice.resumeFrom(pipeRoot / "step-00000003");
+    oneDevice.run({}, cancel);
+    compare(oneDevice.losses(), full.losses(), 3, 1e-4, "Trainer from the pipeline's checkpoint");
+
+    PipelineTrainer fromSingle(modelWithSeed(99), t, o, data, {});
+    fromSingle.resumeFrom(singleRoot / "step-00000003");
+    fromSingle.run({}, cancel);
+    compare(fromSingle.losses(), single.losses(), 3, 1e-4, "pipeline from Trainer's checkpoint");
+  }
+
+  // The optimizer state two "processes" gather equals what one process holds after the
+  // same step, so a torchrun checkpoint carries every stage's AdamW moments.
+  void gatherOptimizerStateAcrossProcesses() {
+    auto [x, y] = batch(8, 16, 3);
+    auto oneStep = [&](PipelineEngine& e) {
+      CancelToken cancel;
+      e.zeroGrad();
+      e.forwardBackward(x, y, 4.0, cancel);
+      e.syncTiedGradients(cancel);
+      e.clipGradNorm(1.0, cancel);
+      e.step(1e-3, cancel);
+    };
+    PipelineOptions o;
+    o.stages = 2;
+    o.microBatches = 4;
+    o.balance = {2.5, 1.5};
+    PipelineEngine local(modelWithSeed(11), o);
+    oneStep(local);
+    const auto want = local.gatherOptimizerState();
+
+    std::vector<std::vector<std::pair<std::string, torch::Tensor>>> got(2);
+    runAsProcesses(o, [&](int rank, const PipelineOptions& mine) {
+      PipelineEngine engine(modelWithSeed(11), mine);
+      oneStep(engine);
+      got[static_cast<size_t>(rank)] = engine.gatherOptimizerState();
+    });
+    // Every trainable parameter twice, the tied head copy not repeated.
+    QCOMPARE(want.size(), 2 * modelWithSeed(11)->parameters().size());
+    for (const auto& state : got) {
+      QCOMPARE(state.size(), want.size());
+      for (size_t i = 0; i < want.size(); ++i) {
+        QCOMPARE(state[i].first, want[i].first);
+        REQUIRE_CLOSE(state[i].second, want[i].second, 1e-6, want[i].first);
+      }
+    }
   }
 
   void bucketsCoverEveryParameterOnceInBackwardOrder() {
