@@ -944,8 +944,11 @@ class TestPipeline : public QObject {
     const auto want = local.gatherOptimizerState();
 
     std::vector<std::vector<std::pair<std::string, torch::Tensor>>> got(2);
+    // Built here: two threads seeding and drawing from the one CPU generator at once
+    // would give the processes different weights.
+    std::vector<Gpt2> models = {modelWithSeed(11), modelWithSeed(11)};
     runAsProcesses(o, [&](int rank, const PipelineOptions& mine) {
-      PipelineEngine engine(modelWithSeed(11), mine);
+      PipelineEngine engine(models[static_cast<size_t>(rank)], mine);
       oneStep(engine);
       got[static_cast<size_t>(rank)] = engine.gatherOptimizerState();
     });
