@@ -674,10 +674,11 @@ std::vector<std::pair<std::string, torch::Tensor>> PipelineEngine::gatherOptimiz
               torch::Tensor t = it != mine.end() ? it->second.detach().to(rk.device).clone()
                                                  : torch::zeros(p.sizes(), p.options().device(rk.device));
               comm.endpoint(rk.rank).allReduceSum(t);
-              part.emplace_back(name, t.to(torch::kCPU));
+              // Only rank 0 writes checkpoints: the others need no host copy (for
+              // GPT-2 XL that would be 12 GB per process).
+              if (rk.rank == 0) part.emplace_back(name, t.to(torch::kCPU));
             }
           }
-          if (rk.slot != 0) part.clear();  // every local rank got the same sums
         }
         std::lock_guard<std::mutex> lock(outMutex);
         for (auto& e : part) out.push_back(std::move(e));

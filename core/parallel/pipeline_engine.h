@@ -102,7 +102,9 @@ class PipelineEngine {
   // AdamW's state of the whole model as one Trainer holds it ("exp_avg.<param>",
   // "exp_avg_sq.<param>", CPU tensors sorted by name; the tied head copy's moments
   // equal wte's and are left out): merged from the stages of replica 0, across
-  // processes by world sums as gatherModel. Every rank must call it.
+  // processes by world sums as gatherModel. Every rank must call it; under torchrun
+  // only the process driving rank 0 (the checkpoint writer) gets it, the others an
+  // empty list.
   std::vector<std::pair<std::string, torch::Tensor>> gatherOptimizerState(const CancelToken& cancel = CancelToken());
   // Loads such a state (a Trainer's or a pipeline's checkpoint) into every local
   // stage's AdamW; the tied head copy takes wte's moments.
