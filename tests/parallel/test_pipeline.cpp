@@ -871,8 +871,15 @@ class TestPipeline : public QObject {
 
   // Pipeline checkpoints are Trainer's folders: a pipeline run resumed from its own
   // checkpoint continues exactly, Trainer resumes it on one device, and the pipeline
-  // resumes a Trainer checkpoint.
+  // resumes a Trainer checkpoint. With data parallelism the resumed weights must reach
+  // every replica's model copy too.
+  void checkpointsResumeInEitherLoop_data() {
+    QTest::addColumn<int>("replicas");
+    QTest::newRow("pp2") << 1;
+    QTest::newRow("pp2 x dp2") << 2;
+  }
   void checkpointsResumeInEitherLoop() {
+    QFETCH(int, replicas);
     const auto tokens = makeTokens(4000, 1);
     const TokenSpan data{tokens.data(), 4000, "train"};
     TrainOptions t = sixSteps();
@@ -882,6 +889,7 @@ class TestPipeline : public QObject {
     o.stages = 2;
     o.microBatches = 4;
     o.balance = {1.5, 2.5};
+    o.dataParallel = replicas;
     CancelToken cancel;
     QTemporaryDir tmp;
     const std::filesystem::path pipeRoot = tmp.filePath("pipe").toStdString();
