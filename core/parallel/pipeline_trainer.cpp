@@ -173,9 +173,7 @@ void PipelineTrainer::run(const TrainSink& sink, const CancelToken& cancel,
       emit(p + "peak_mb", s, rankMemory[w].peakMb);
     }
     if (sink.progress) sink.progress(s, o_.steps, static_cast<double>(tokensPerStep) / dt);
-    const bool last = s == o_.steps;
-    const bool listed = std::find(o_.checkpointSteps.begin(), o_.checkpointSteps.end(), s) != o_.checkpointSteps.end();
-    if (!checkpointRoot.empty() && ((o_.checkpointEvery > 0 && (s % o_.checkpointEvery == 0 || last)) || listed)) {
+    if (!checkpointRoot.empty() && checkpointDue(o_, s)) {
       engine_.gatherModel(cancel);
       auto state = engine_.gatherOptimizerState(cancel);
       if (engine_.drivesRankZero()) {
@@ -184,7 +182,7 @@ void PipelineTrainer::run(const TrainSink& sink, const CancelToken& cancel,
         if (sink.log) sink.log("checkpoint " + dir.string());
       }
     }
-    if (evaluate && ((o_.evalEvery > 0 && s % o_.evalEvery == 0) || last)) {
+    if (evaluate && evaluationDue(o_, s)) {
       lastEval_ = runEval();
       model_->train();
       emit("eval/loss", s, lastEval_->loss);

@@ -52,6 +52,15 @@ Trainer::Trainer(Gpt2 model, TrainOptions options, TokenSpan train, TokenSpan va
   if (o_.lmHeadChunkRows < 1) throw InputError("lm_head_chunk_rows", "must be >= 1");
 }
 
+bool evaluationDue(const TrainOptions& o, int64_t step) {
+  return (o.evalEvery > 0 && step % o.evalEvery == 0) || step == o.steps;
+}
+
+bool checkpointDue(const TrainOptions& o, int64_t step) {
+  const bool listed = std::find(o.checkpointSteps.begin(), o.checkpointSteps.end(), step) != o.checkpointSteps.end();
+  return (o.checkpointEvery > 0 && (step % o.checkpointEvery == 0 || step == o.steps)) || listed;
+}
+
 void Trainer::resumeFrom(const std::filesystem::path& dir) {
   const CheckpointState s = loadTrainingCheckpoint(dir, model_, optimizer_);
   step_ = s.step;
@@ -175,8 +184,7 @@ void Trainer::run(const TrainSink& sink, const CancelToken& cancel,
       if (mem.nvml) emit("mem/device_used_mb", s, mem.nvml->usedMb);
     }
     if (sink.progress) sink.progress(s, o_.steps, static_cast<double>(tokensPerStep) / dt);
-    const bool last = s == o_.steps;
-    if (val_.count > 0 && ((o_.evalEvery > 0 && s % o_.evalEvery == 0) || last)) {
+    if (val_.count > 0 && evaluationDue(o_, s)) {
       lastEval_ = runEval();
       model_->train();
       emit("eval/loss", s, lastEval_->loss);
@@ -186,9 +194,7 @@ void Trainer::run(const TrainSink& sink, const CancelToken& cancel,
                  ", val loss " + std::to_string(lastEval_->loss) + " (ppl " +
                  std::to_string(lastEval_->perplexity) + ")");
     }
-    const bool listed = std::find(o_.checkpointSteps.begin(), o_.checkpointSteps.end(), s) != o_.checkpointSteps.end();
-    if (!checkpointRoot.empty() &&
-        ((o_.checkpointEvery > 0 && (s % o_.checkpointEvery == 0 || last)) || listed)) {
+    if (!checkpointRoot.empty() && checkpointDue(o_, s)) {
       ++step_;  // the checkpoint records completed steps
       const auto dir = saveTrainingCheckpoint(checkpointRoot, model_, optimizer_,
                                               {step_, sampler_.cursor()}, o_.keepCheckpoints);

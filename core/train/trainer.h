@@ -49,6 +49,11 @@ struct TrainOptions {
   int64_t lmHeadChunkRows = 4096;  // rows per chunk of the fused loss
   uint64_t seed = 1337;
 };
+// After `step` completed steps: whether to evaluate (every evalEvery, and after the
+// last) and whether to checkpoint (every checkpointEvery and after the last, plus the
+// listed checkpointSteps). One rule for Trainer and PipelineTrainer.
+bool evaluationDue(const TrainOptions& o, int64_t step);
+bool checkpointDue(const TrainOptions& o, int64_t step);
 
 struct TokenSpan {
   const uint16_t* data = nullptr;
