@@ -27,7 +27,7 @@ std::optional<NvmlDeviceInfo> nvmlFor(const torch::Device& device, std::string* 
   return std::nullopt;
 }
 
-MemorySnapshot probeMemory(const torch::Device& device) {
+MemorySnapshot probeMemory(const torch::Device& device, bool nvml) {
   MemorySnapshot s;
   std::ifstream statm("/proc/self/statm");
   long pages = 0, resident = 0;
@@ -44,10 +44,11 @@ MemorySnapshot probeMemory(const torch::Device& device) {
     s.cudaAllocatedMb = static_cast<double>(stats.allocated_bytes[agg].current) / (1024.0 * 1024.0);
     s.cudaReservedMb = static_cast<double>(stats.reserved_bytes[agg].current) / (1024.0 * 1024.0);
     s.cudaPeakMb = static_cast<double>(stats.allocated_bytes[agg].peak) / (1024.0 * 1024.0);
-    s.nvml = nvmlFor(device);
+    if (nvml) s.nvml = nvmlFor(device);
   }
 #else
   (void)device;
+  (void)nvml;
 #endif
   return s;
 }

@@ -22,7 +22,9 @@ struct MemorySnapshot {
   std::optional<NvmlDeviceInfo> nvml;  // CUDA devices only, when NVML loads
 };
 
-MemorySnapshot probeMemory(const torch::Device& device);
+// `nvml`: also NVML's device view (a driver query; leave it out where only the
+// allocator's figures are wanted).
+MemorySnapshot probeMemory(const torch::Device& device, bool nvml = true);
 void resetPeakMemory(const torch::Device& device);
 // NVML's view of a CUDA device (matched by PCI bus id); nullopt on the CPU or without NVML.
 std::optional<NvmlDeviceInfo> nvmlFor(const torch::Device& device, std::string* why = nullptr);

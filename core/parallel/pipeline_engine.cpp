@@ -52,6 +52,15 @@ class AccumulatedHook : public torch::autograd::FunctionPostHook {
   std::function<void()> fn_;
 };
 
+// What the one rank holding `owned` has, on every rank: a world sum to which the others
+// add zeros shaped like `like` (gatherModel, gatherOptimizerState).
+torch::Tensor fromOwner(Transport& ep, const torch::Tensor& owned, const torch::Tensor& like, const torch::Device& device) {
+  torch::Tensor t = owned.defined() ? owned.detach().to(device).clone()
+                                    : torch::zeros(like.sizes(), like.options().device(device));
+  ep.allReduceSum(t);
+  return t;
+}
+
 }  // namespace
 
 // One rank's data-parallel gradient buckets, reduced while the last micro-batch's
@@ -533,8 +542,10 @@ PassResult PipelineEngine::forwardBackward(const torch::Tensor& x, const torch::
             row[2].fill_(mine.commS);
             row[3].fill_(mine.windowS);
           }
-          if (st.device().is_cuda()) {
-            const MemorySnapshot mem = probeMemory(st.device());
+          // Memory once per step (its last pass), from the allocator only: NVML's
+          // device view is not needed here and the trainer already probes its own GPU.
+          if (reduce && st.device().is_cuda()) {
+            const MemorySnapshot mem = probeMemory(st.device(), /*nvml=*/false);
             auto row = totals[n + rk.rank];
             row[0].fill_(mem.cudaAllocatedMb);
             row[1].fill_(mem.cudaReservedMb);
@@ -568,7 +579,7 @@ PassResult PipelineEngine::forwardBackward(const torch::Tensor& x, const torch::
       t.windowS = window;
       t.idleS = std::max(0.0, window - t.forwardS - t.backwardS - t.commS);
     }
-    if (ranks_.front()->device.is_cuda())
+    if (reduce && ranks_.front()->device.is_cuda())
       for (int64_t w = 0; w < layout_.worldSize(); ++w) {
         const auto row = gathered[n + w];
         r.rankMemory.push_back({row[0].item<double>(), row[1].item<double>(), row[2].item<double>()});
@@ -639,10 +650,7 @@ void PipelineEngine::gatherModel(const CancelToken& cancel) {
         for (auto& item : replicaModels_[static_cast<size_t>(rk.replica)]->named_parameters()) {
           torch::Tensor& p = item.value();
           if (!p.requires_grad()) continue;
-          torch::Tensor t = owned.count(item.key()) ? p.detach().to(rk.device).clone()
-                                                    : torch::zeros(p.sizes(), p.options().device(rk.device));
-          comm.endpoint(rk.rank).allReduceSum(t);
-          p.copy_(t);
+          p.copy_(fromOwner(comm.endpoint(rk.rank), owned.count(item.key()) ? p : torch::Tensor(), p, rk.device));
         }
       },
       cancel);
@@ -662,7 +670,8 @@ std::vector<std::pair<std::string, torch::Tensor>> PipelineEngine::gatherOptimiz
         if (allLocal) {
           const bool tiedCopy = rk.st->ownsTiedCopy();
           for (auto& [name, t] : mine)
-            if (!(tiedCopy && name.ends_with(".lm_head.weight"))) part.emplace_back(name, t.to(torch::kCPU));
+            if (!(tiedCopy && name.ends_with(std::string(".") + PipelineStage::kTiedCopy)))
+              part.emplace_back(name, t.to(torch::kCPU));
         } else {
           // Every rank walks every trainable parameter's two moments in one order.
           for (auto& item : replicaModels_[static_cast<size_t>(rk.replica)]->named_parameters()) {
@@ -671,9 +680,8 @@ std::vector<std::pair<std::string, torch::Tensor>> PipelineEngine::gatherOptimiz
             for (const char* kind : {"exp_avg.", "exp_avg_sq."}) {
               const std::string name = kind + item.key();
               const auto it = mine.find(name);
-              torch::Tensor t = it != mine.end() ? it->second.detach().to(rk.device).clone()
-                                                 : torch::zeros(p.sizes(), p.options().device(rk.device));
-              comm.endpoint(rk.rank).allReduceSum(t);
+              const torch::Tensor t =
+                  fromOwner(comm.endpoint(rk.rank), it != mine.end() ? it->second : torch::Tensor(), p, rk.device);
               // Only rank 0 writes checkpoints: the others need no host copy (for
               // GPT-2 XL that would be 12 GB per process).
               if (rk.rank == 0) part.emplace_back(name, t.to(torch::kCPU));
@@ -697,7 +705,7 @@ void PipelineEngine::loadOptimizerState(const std::map<std::string, torch::Tenso
     std::map<std::string, torch::Tensor> withCopy = state;
     for (const char* kind : {"exp_avg.", "exp_avg_sq."}) {
       const auto it = state.find(std::string(kind) + "transformer.wte.weight");
-      if (it != state.end()) withCopy[std::string(kind) + "lm_head.weight"] = it->second;
+      if (it != state.end()) withCopy[std::string(kind) + PipelineStage::kTiedCopy] = it->second;
     }
     rk->opt->loadState(withCopy, steps);
   }

@@ -53,8 +53,9 @@ struct PassResult {
   double wallS = 0.0;
   double reduceS = 0.0;          // gradient all-reduce, host wall time to completion
   std::vector<size_t> peakLive;  // micro-batches held at once, per stage
-  // Multi-process runs (torchrun): every world rank's device memory after the pass
-  // (caching allocator, MB), gathered so rank 0's run reports all GPUs; else empty.
+  // Multi-process runs (torchrun): every world rank's device memory after the step's
+  // last pass (caching allocator, MB), gathered so rank 0's run reports all GPUs; else
+  // (and after earlier passes) empty.
   struct RankMemory {
     double allocatedMb = 0.0, reservedMb = 0.0, peakMb = 0.0;
   };

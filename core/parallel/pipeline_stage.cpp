@@ -51,7 +51,7 @@ PipelineStage::PipelineStage(Gpt2 model, const StagePlan& plan, int index, int s
   for (auto& item : model_->named_parameters())
     if (item.value().requires_grad() && wanted(item.key()))
       params_.emplace_back(item.key(), item.value());
-  if (ownsTiedCopy() && head_.requires_grad()) params_.emplace_back("lm_head.weight", head_);
+  if (ownsTiedCopy() && head_.requires_grad()) params_.emplace_back(kTiedCopy, head_);
 }
 
 void PipelineStage::refreshTiedCopy() {

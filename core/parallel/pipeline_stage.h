@@ -31,7 +31,8 @@ class PipelineStage {
   const torch::Device& device() const { return device_; }
 
   // Model names (transformer.h.3.attn.c_attn.weight, ...); the tied head copy is
-  // "lm_head.weight".
+  // kTiedCopy, the name an untied head has, so checkpoints need no mapping.
+  static constexpr const char* kTiedCopy = "lm_head.weight";
   const std::vector<std::pair<std::string, torch::Tensor>>& parameters() const { return params_; }
   // The tied embedding as this stage holds it: wte on the first stage, its copy on the
   // last (undefined elsewhere, and when the model unties its head or N == 1). After

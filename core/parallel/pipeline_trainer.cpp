@@ -109,7 +109,7 @@ void PipelineTrainer::run(const TrainSink& sink, const CancelToken& cancel,
       loss += r.loss;
       bubble += r.bubble / static_cast<double>(o_.gradAccum);
       bubbleTheory = r.theoreticalBubble;
-      rankMemory = r.rankMemory;
+      if (!r.rankMemory.empty()) rankMemory = r.rankMemory;
       if (timing.empty()) timing.resize(r.timing.size());
       for (size_t s = 0; s < r.timing.size(); ++s) {
         timing[s].forwardS += r.timing[s].forwardS;
