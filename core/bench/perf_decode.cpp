@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "core/bench/kineto_trace.h"
 #include "core/bench/memory_probe.h"
 #include "core/bench/perf_device.h"
 #include "core/bench/stats.h"
@@ -42,12 +43,15 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
   if (o.repeats < 2 || o.newTokens < 2 || o.promptLength < 1)
     throw InputError("perf decode", "needs repeats >= 2, new tokens >= 2 and a prompt of >= 1 token");
   static const std::vector<std::string> known{"eager", "graph", "fused", "fused-nopdl", "int4", "int4-fp16-head",
-                                              "persistent", "int4-persistent", "int4-fp16-head-persistent"};
+                                              "persistent", "int4-persistent", "int4-fp16-head-persistent",
+                                              "fused-two-kernel-mlp", "int4-two-kernel-mlp"};
   for (const auto& p : o.paths)
     if (std::find(known.begin(), known.end(), p) == known.end())
       throw InputError("perf decode", "unknown path '" + p + "'",
                        "eager, graph, fused, fused-nopdl, int4, int4-fp16-head, persistent, int4-persistent, "
-                       "int4-fp16-head-persistent");
+                       "int4-fp16-head-persistent, fused-two-kernel-mlp, int4-two-kernel-mlp");
+  if (!o.traceDir.empty() && !kinetoTraceBuilt())
+    throw InputError("perf decode", "--trace-dir needs a CUDA build (Kineto traces CUDA kernels)");
   const auto device = parsePerfDevice(o.device);
   const auto dtype = parseDtype(o.dtype, "--dtype");
   const Gpt2Config cfg = o.model.config();
@@ -60,7 +64,7 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
   r.config = {{"model", o.model.toJson()}, {"dtype", o.dtype},       {"batch", 1},
               {"prompt_tokens", o.promptLength}, {"new_tokens", o.newTokens}, {"warmup", o.warmup},
               {"repeats", o.repeats}, {"eager_attention", o.attention}, {"paths", o.paths},
-              {"int4_group_size", o.int4GroupSize},
+              {"int4_group_size", o.int4GroupSize}, {"mlp_rows", o.mlpRows}, {"l2_prefetch_mb", o.l2PrefetchMb},
               {"timing", device.is_cuda() ? "cuda events around the decode steps" : "steady_clock"}};
 
   torch::manual_seed(static_cast<int64_t>(o.seed));
@@ -127,6 +131,14 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
     for (int64_t i = 0; i < o.warmup; ++i) run(false);
     for (int64_t i = 0; i < o.repeats; ++i) us.samples.push_back(run(true) * 1e6 / static_cast<double>(o.newTokens));
     const auto tokens = graph.generated();
+    if (!o.traceDir.empty()) {  // after timing: the trace does not perturb the figures
+      graph.prefill(prompt);
+      torch::cuda::synchronize();
+      startKinetoTrace();
+      graph.replay(32);
+      torch::cuda::synchronize();
+      stopKinetoTrace(o.traceDir + "/decode-" + path + ".json");
+    }
     PerfRow row = timedRow(label, us);
     const auto mem = probeMemory(device);
     row.values["mem_peak_mb"] = mem.cudaPeakMb;
@@ -154,6 +166,8 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
   if (wants(o, "graph")) std::tie(graphTokens, graphMean) = runGraph("graph", "cuda graph (static KV cache)", {});
   GraphDecodeOptions fused;
   fused.fused = true;
+  fused.fusedOptions.mlpRows = o.mlpRows;
+  fused.fusedOptions.l2PrefetchMaxBytes = o.l2PrefetchMb < 0 ? -1 : o.l2PrefetchMb << 20;
   if (wants(o, "fused"))
     std::tie(fusedTokens, fusedMean) = runGraph("fused", "cuda graph, fused kernels (fp16)", fused);
   if (wants(o, "fused-nopdl")) {
@@ -168,6 +182,21 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
     f.fusedOptions.int4 = f.fusedOptions.int4LmHead = true;
     f.fusedOptions.groupSize = o.int4GroupSize;
     int4Mean = runGraph("int4", "cuda graph, fused kernels, int4 " + g + " Conv1D + LM head", f).second;
+  }
+  double twoKernelMean = 0, int4TwoKernelMean = 0;
+  if (wants(o, "fused-two-kernel-mlp")) {
+    auto f = fused;
+    f.fusedOptions.mlpRows = 0;
+    twoKernelMean = runGraph("fused-two-kernel-mlp", "cuda graph, fused kernels (fp16), MLP as two kernels", f).second;
+  }
+  if (wants(o, "int4-two-kernel-mlp")) {
+    auto f = fused;
+    f.fusedOptions.int4 = f.fusedOptions.int4LmHead = true;
+    f.fusedOptions.groupSize = o.int4GroupSize;
+    f.fusedOptions.mlpRows = 0;
+    int4TwoKernelMean =
+        runGraph("int4-two-kernel-mlp", "cuda graph, fused kernels, int4 " + g + " Conv1D + LM head, MLP as two kernels", f)
+            .second;
   }
   if (wants(o, "int4-fp16-head")) {
     auto f = fused;
@@ -208,6 +237,8 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
   if (eagerMean > 0 && graphMean > 0) r.summary["graph_speedup_vs_eager"] = eagerMean / graphMean;
   if (graphMean > 0 && fusedMean > 0) r.summary["fused_speedup_vs_graph"] = graphMean / fusedMean;
   if (fusedMean > 0 && int4Mean > 0) r.summary["int4_tokens_per_s_vs_fused_fp16"] = fusedMean / int4Mean;
+  if (fusedMean > 0 && twoKernelMean > 0) r.summary["one_kernel_mlp_speedup"] = twoKernelMean / fusedMean;
+  if (int4Mean > 0 && int4TwoKernelMean > 0) r.summary["int4_one_kernel_mlp_speedup"] = int4TwoKernelMean / int4Mean;
   if (fusedMean > 0 && int4HeadMean > 0) r.summary["int4_fp16_head_tokens_per_s_vs_fused_fp16"] = fusedMean / int4HeadMean;
   if (!eagerTokens.empty() && !graphTokens.empty()) {
     r.summary["tokens_compared"] = static_cast<int64_t>(graphTokens.size());

@@ -32,6 +32,16 @@ typedef enum {
   WB_DECODE_OUT_ARGMAX = 4     /* y = logits; *nextToken = first argmax, tokens[*position + 1] = it, ++*position */
 } WbDecodeOutput;
 
+/* Weights of a later kernel that this one asks L2 to fetch (each block a slice of
+ * every range, before waiting for its predecessor): the later kernel then reads them
+ * from L2 while DRAM streams on in the background. Ranges 16-byte aligned; up to four
+ * (weights, scales, zeros, bias); bytes 0 = unused. */
+#define WB_DECODE_PREFETCH_RANGES 4
+typedef struct {
+  const void* ptr[WB_DECODE_PREFETCH_RANGES];
+  long long bytes[WB_DECODE_PREFETCH_RANGES];
+} WbDecodePrefetch;
+
 /* A GEMV weight, shared by the per-phase kernels here and the persistent step of
  * decode_persistent.h: exactly one of weight (fp16) or qweight (int4, + scales, zeros,
  * groupSize). */
@@ -56,11 +66,18 @@ typedef struct {
   const void* wte;                      /* fp16 [vocab, K]: EMBED */
   const void* wpe;                      /* fp16 [positions, K]: EMBED */
   const int64_t* token;                 /* [1]: EMBED */
-  void* residual;                       /* fp16 [K]: EMBED writes e here */
+  void* residual;                       /* fp16 [K]: EMBED writes e here, LAYERNORM with delta its input */
   const float* attnO;                   /* [heads, splits, headDim]: ATTENTION */
   const float* attnMl;                  /* [heads, splits, 2] (max in log2 units, sum) */
   int attnSplits;
   const int64_t* position;              /* the step's position: EMBED, ATTENTION, QKV, ARGMAX */
+  /* LAYERNORM after a fused MLP (decode_mlp.h): x is the residual before that MLP's
+   * c_proj, delta its bias-free sums; the input is x + round(delta + deltaBias), rounded
+   * as the unfused path rounds, and block 0 stores it to residual (not x: other blocks
+   * read x concurrently). NULL delta: x as it is. */
+  const float* delta;                   /* fp32 [K] */
+  const void* deltaBias;                /* fp16 [K] */
+  float* zeroDelta;                     /* fp32 [K] or NULL: zeroed by block 0 for the next fused MLP */
   WbDecodeWeight weight;                /* [N, K] and bias [N] */
   /* output */
   void* y;                              /* fp16, see WbDecodeOutput */
@@ -74,6 +91,7 @@ typedef struct {
   int64_t* nextToken;                   /* [1] */
   int64_t* tokens;                      /* [capacity] */
   int programmaticLaunch;               /* nonzero: launch with programmatic stream serialization */
+  WbDecodePrefetch prefetch;
 } WbDecodeLinearParams;
 
 typedef struct {
@@ -86,6 +104,7 @@ typedef struct {
   int heads, headDim, capacity;
   float scale;           /* applied to q.k */
   int programmaticLaunch;
+  WbDecodePrefetch prefetch;
 } WbDecodeAttentionParams;
 
 /* Keys per attention split, and the number of splits a cache of `capacity` needs. */
