@@ -119,6 +119,10 @@ void addPerfDecodeCommand(CLI::App& perf, int& exitCode) {
                 "(0 = off; -1 = 16 with the one-kernel MLP, else 0)")
       ->check(CLI::Range(-1, 1024))
       ->capture_default_str();
+  c->add_option("--max-shared-carveout", o.maxSharedCarveout,
+                "Fused paths: launch with the largest shared-memory carveout (1, 0; -1 = for int4 or the one-kernel MLP)")
+      ->check(CLI::IsMember({-1, 0, 1}))
+      ->capture_default_str();
   c->add_option("--trace-dir", o.traceDir,
                 "Also trace 32 tokens of each graph path with Kineto into DIR/decode-<path>.json (CUDA builds)")
       ->check(CLI::ExistingDirectory);

@@ -65,6 +65,7 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
               {"prompt_tokens", o.promptLength}, {"new_tokens", o.newTokens}, {"warmup", o.warmup},
               {"repeats", o.repeats}, {"eager_attention", o.attention}, {"paths", o.paths},
               {"int4_group_size", o.int4GroupSize}, {"mlp_rows", o.mlpRows}, {"l2_prefetch_mb", o.l2PrefetchMb},
+              {"max_shared_carveout", o.maxSharedCarveout},
               {"timing", device.is_cuda() ? "cuda events around the decode steps" : "steady_clock"}};
 
   torch::manual_seed(static_cast<int64_t>(o.seed));
@@ -168,6 +169,7 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
   fused.fused = true;
   fused.fusedOptions.mlpRows = o.mlpRows;
   fused.fusedOptions.l2PrefetchMaxBytes = o.l2PrefetchMb < 0 ? -1 : o.l2PrefetchMb << 20;
+  fused.fusedOptions.maxSharedCarveout = o.maxSharedCarveout;
   if (wants(o, "fused"))
     std::tie(fusedTokens, fusedMean) = runGraph("fused", "cuda graph, fused kernels (fp16)", fused);
   if (wants(o, "fused-nopdl")) {

@@ -33,7 +33,8 @@ struct DecodePerfOptions {
                                  "int4",           "int4-fp16-head", "persistent", "int4-persistent"};
   int64_t int4GroupSize = 128;
   int mlpRows = -1;  // FusedDecodeOptions::mlpRows of every fused path but the *-two-kernel-mlp ones
-  int64_t l2PrefetchMb = -1;  // FusedDecodeOptions::l2PrefetchMaxBytes in MiB (0: off, -1: its default)
+  int64_t l2PrefetchMb = -1;
+  int maxSharedCarveout = -1;  // FusedDecodeOptions::maxSharedCarveout of every fused path  // FusedDecodeOptions::l2PrefetchMaxBytes in MiB (0: off, -1: its default)
   // Non-empty: after timing, each graph path's next 32 tokens are traced with Kineto
   // (CUDA builds) into <traceDir>/decode-<path>.json (scripts/kernel-trace-summary reads it).
   std::string traceDir;  // FusedDecodeOptions::l2PrefetchMaxBytes in MiB (0: off) of every fused path

@@ -281,6 +281,7 @@ FusedDecoder::FusedDecoder(Gpt2 model, int64_t capacity, const FusedDecodeOption
   m.options = o;
   if (m.options.mlpRows < 0) m.options.mlpRows = o.int4 ? 0 : 32;
   if (m.options.l2PrefetchMaxBytes < 0) m.options.l2PrefetchMaxBytes = m.options.mlpRows != 0 ? int64_t{16} << 20 : 0;
+  if (m.options.maxSharedCarveout < 0) m.options.maxSharedCarveout = o.int4 || m.options.mlpRows != 0 ? 1 : 0;
   m.capacity = capacity;
   m.embd = c.nEmbd;
   m.heads = c.nHead;
@@ -321,7 +322,8 @@ FusedDecoder::FusedDecoder(Gpt2 model, int64_t capacity, const FusedDecodeOption
     if (c.scaleAttnByInverseLayerIdx) scale /= static_cast<double>(index + 1);
     l.scale = static_cast<float>(scale);
     const GemvWeight* mlpOut = m.options.mlpRows != 0 && !o.persistent ? &l.mprojT : &l.mproj;
-    for (const auto* w : {&l.qkv, &l.proj, &l.fc, mlpOut}) m.weightBytes += w->bytes();
+    for (const GemvWeight* w : std::initializer_list<const GemvWeight*>{&l.qkv, &l.proj, &l.fc, mlpOut})
+      m.weightBytes += w->bytes();
     for (const auto* t : {&l.ln1w, &l.ln1b, &l.ln2w, &l.ln2b, &l.qkvBias, &l.projBias, &l.fcBias, &l.mprojBias})
       m.weightBytes += t->numel() * 2;
     m.layers.push_back(std::move(l));
@@ -515,7 +517,10 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
           launches[i].prefetch(t.weights);
           break;
         }
-  for (const Launch& l : launches) l.run(stream);
+  for (Launch& l : launches) {
+    l.linear.maxSharedCarveout = l.attention.maxSharedCarveout = m.options.maxSharedCarveout;
+    l.run(stream);
+  }
   cache.length += 1;  // host-side count; stale under graph replay, as for the torch step
 }
 

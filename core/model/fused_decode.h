@@ -36,6 +36,10 @@ struct FusedDecodeOptions {
   // 0 = no prefetch. -1: 16 MiB with the one-kernel MLP (whose 9-25 MB of weights the
   // attention kernel before it then fetches), else 0 (it slowed the two-kernel int4 step).
   int64_t l2PrefetchMaxBytes = -1;
+  // Launch every kernel asking for the largest shared-memory carveout
+  // (kernels/decode/decode_launch.h): 1 on, 0 off, -1 on for int4 layers or the
+  // one-kernel MLP (measured faster there, not for the fp16 per-phase step).
+  int maxSharedCarveout = -1;
   // The whole step as one persistent cooperative kernel with grid barriers between the
   // phases (kernels/decode/decode_persistent.h); where the device or the shapes cannot
   // take it, the per-phase kernels above run instead (persistentActive() says which).

@@ -146,26 +146,6 @@ __global__ void __launch_bounds__(128) decodeAttentionKernel(const WbDecodeAtten
   attendSplit(p, blockIdx.y, blockIdx.x, pos, threadIdx.x, r, sh, [] { __syncthreads(); });
 }
 
-template <typename Kernel>
-WbStatus launch(Kernel kernel, dim3 grid, dim3 block, size_t smem, bool pdl, cudaStream_t stream, const char* what,
-                const void* params) {
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = grid;
-  cfg.blockDim = block;
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = pdl ? 1 : 0;
-  if (WbStatus s = preferSharedMemory(reinterpret_cast<const void*>(kernel), what); s != WB_STATUS_OK) return s;
-  void* args[] = {const_cast<void*>(params)};
-  const cudaError_t err = cudaLaunchKernelExC(&cfg, reinterpret_cast<const void*>(kernel), args);
-  if (err != cudaSuccess) return fail(WB_STATUS_CUDA_ERROR, "%s: %s", what, cudaGetErrorString(err));
-  return checkLaunch(what);
-}
-
 int smCount() {
   int dev = 0, sms = 0;
   if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
@@ -193,8 +173,9 @@ WbStatus launchLinear(const WbDecodeLinearParams& p, cudaStream_t stream) {
   if (smem > 48 * 1024 &&
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) != cudaSuccess)
     return checkLaunch("decode linear: cudaFuncSetAttribute");
-  return launch(kernel, dim3(blocks), dim3(warps * 32), smem, p.programmaticLaunch != 0, stream, "decode linear launch",
-                &p);
+  return launchDecodeKernel(reinterpret_cast<const void*>(kernel), dim3(blocks), dim3(warps * 32), smem,
+                            p.programmaticLaunch != 0, p.maxSharedCarveout != 0, stream, "decode linear launch",
+                            const_cast<WbDecodeLinearParams*>(&p));
 }
 
 // fp16 rows: a warp per row. int4 rows (4x shorter): eight lanes per row while that
@@ -302,6 +283,7 @@ extern "C" WbStatus wbDecodeAttention(const WbDecodeAttentionParams* params, cud
       reinterpret_cast<uintptr_t>(p.vCache) % 16)
     return fail(WB_STATUS_INVALID_ARGUMENT, "decode attention: q and the caches must be 16-byte aligned");
   const dim3 grid(wbDecodeAttentionSplits(p.capacity), p.heads);
-  return launch(decodeAttentionKernel, grid, dim3(128), 0, p.programmaticLaunch != 0, stream,
-                "decode attention launch", &p);
+  return launchDecodeKernel(reinterpret_cast<const void*>(decodeAttentionKernel), grid, dim3(128), 0,
+                            p.programmaticLaunch != 0, p.maxSharedCarveout != 0, stream, "decode attention launch",
+                            const_cast<WbDecodeAttentionParams*>(&p));
 }

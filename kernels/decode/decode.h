@@ -91,6 +91,7 @@ typedef struct {
   int64_t* nextToken;                   /* [1] */
   int64_t* tokens;                      /* [capacity] */
   int programmaticLaunch;               /* nonzero: launch with programmatic stream serialization */
+  int maxSharedCarveout;                /* nonzero: prefer the largest shared-memory carveout (see decode_launch.h) */
   WbDecodePrefetch prefetch;
 } WbDecodeLinearParams;
 
@@ -104,6 +105,7 @@ typedef struct {
   int heads, headDim, capacity;
   float scale;           /* applied to q.k */
   int programmaticLaunch;
+  int maxSharedCarveout;
   WbDecodePrefetch prefetch;
 } WbDecodeAttentionParams;
 

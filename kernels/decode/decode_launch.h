@@ -1,5 +1,6 @@
-// Host-side launch setting shared by the per-phase decode kernels (decode.cu,
-// decode_mlp.cu). Internal to kernels/decode.
+// The launch shared by the per-phase decode kernels (decode.cu, decode_mlp.cu):
+// cudaLaunchKernelExC with the per-launch attributes they take. Internal to
+// kernels/decode; host code only.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -8,17 +9,37 @@
 
 namespace wbk {
 
-// Every decode kernel asks for the largest shared-memory carveout. An SM runs blocks
-// of one carveout at a time: with mixed preferences, a kernel whose blocks need more
-// shared memory than the SM's current split cannot start there until the predecessor
-// drains, which defeats programmatic launch. Measured on H100 (docs/PERF.md, "Shared
-// memory carveout"): int4 decode 274 -> 234 us/token at 124M. The GEMVs stream weights
-// past L1, so the smaller L1 costs them nothing.
-inline WbStatus preferSharedMemory(const void* kernel, const char* what) {
-  if (cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared) !=
-      cudaSuccess)
-    return checkLaunch(what);
-  return WB_STATUS_OK;
+// pdl: programmatic stream serialization (the kernel's pre-wait part overlaps its
+// predecessor). maxShared: ask for the largest shared-memory carveout, per launch (so
+// it is recorded in a captured graph and never leaks into other launches of the same
+// kernel). An SM runs blocks of one L1 / shared split at a time, so a kernel whose
+// blocks need a larger split cannot start beside a predecessor that runs with a smaller
+// one; measured on H100 (docs/PERF.md, "Shared-memory carveout"), the int4 step went
+// from 274 to 234 us/token at 124M with every kernel asking for the largest, while the
+// fp16 per-phase step did not gain.
+inline WbStatus launchDecodeKernel(const void* kernel, dim3 grid, dim3 block, size_t smem, bool pdl, bool maxShared,
+                                   cudaStream_t stream, const char* what, void* params) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[2];
+  int n = 0;
+  if (pdl) {
+    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[n++].val.programmaticStreamSerializationAllowed = 1;
+  }
+  if (maxShared) {
+    attr[n].id = cudaLaunchAttributePreferredSharedMemoryCarveout;
+    attr[n++].val.sharedMemCarveout = cudaSharedmemCarveoutMaxShared;
+  }
+  cfg.attrs = attr;
+  cfg.numAttrs = n;
+  void* args[] = {params};
+  const cudaError_t err = cudaLaunchKernelExC(&cfg, kernel, args);
+  if (err != cudaSuccess) return fail(WB_STATUS_CUDA_ERROR, "%s: %s", what, cudaGetErrorString(err));
+  return checkLaunch(what);
 }
 
 }  // namespace wbk

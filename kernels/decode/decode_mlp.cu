@@ -181,21 +181,10 @@ WbStatus launchMlp(const WbDecodeMlpParams& p, cudaStream_t stream) {
   if (L.total > 48 * 1024 &&
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, L.total) != cudaSuccess)
     return checkLaunch("decode mlp: cudaFuncSetAttribute");
-  if (WbStatus s = preferSharedMemory(reinterpret_cast<const void*>(kernel), "decode mlp"); s != WB_STATUS_OK) return s;
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(p.inner / kRows);
-  cfg.blockDim = dim3(p.embd / 2);
-  cfg.dynamicSmemBytes = L.total;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = p.programmaticLaunch ? 1 : 0;
-  void* args[] = {const_cast<WbDecodeMlpParams*>(&p)};
-  const cudaError_t err = cudaLaunchKernelExC(&cfg, reinterpret_cast<const void*>(kernel), args);
-  if (err != cudaSuccess) return fail(WB_STATUS_CUDA_ERROR, "decode mlp launch: %s", cudaGetErrorString(err));
-  return checkLaunch("decode mlp launch");
+  // Its blocks need far more shared memory than the default split gives: always the largest.
+  return launchDecodeKernel(reinterpret_cast<const void*>(kernel), dim3(p.inner / kRows), dim3(p.embd / 2), L.total,
+                            p.programmaticLaunch != 0, true, stream, "decode mlp launch",
+                            const_cast<WbDecodeMlpParams*>(&p));
 }
 
 WbStatus checkMlp(const WbDecodeMlpParams& p) {
