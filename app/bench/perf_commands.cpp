@@ -105,22 +105,13 @@ void addPerfDecodeCommand(CLI::App& perf, int& exitCode) {
   c->add_option("--seed", o.seed, "Seed for weights and prompt")->capture_default_str();
   c->add_option("--paths", o.paths,
                 "eager, graph, fused, fused-nopdl, int4, int4-fp16-head, persistent, int4-persistent, "
-                "int4-fp16-head-persistent, fused-two-kernel-mlp, int4-two-kernel-mlp")
+                "int4-fp16-head-persistent, fused-max-smem, int4-default-smem")
       ->delimiter(',')
       ->capture_default_str();
   c->add_option("--int4-group-size", o.int4GroupSize, "int4 paths: inputs per group (32, 64, 128)")
       ->capture_default_str();
-  c->add_option("--mlp-rows", o.mlpRows,
-                "Fused paths: hidden units per block of the one-kernel MLP (16, 32; 0 = two kernels; -1 = 32 fp16, 0 int4)")
-      ->check(CLI::IsMember({-1, 0, 16, 32}))
-      ->capture_default_str();
-  c->add_option("--l2-prefetch-mb", o.l2PrefetchMb,
-                "Fused paths: MiB per weight tensor each kernel asks L2 to fetch for a later kernel "
-                "(0 = off; -1 = 16 with the one-kernel MLP, else 0)")
-      ->check(CLI::Range(-1, 1024))
-      ->capture_default_str();
   c->add_option("--max-shared-carveout", o.maxSharedCarveout,
-                "Fused paths: launch with the largest shared-memory carveout (1, 0; -1 = for int4 or the one-kernel MLP)")
+                "Fused paths: launch with the largest shared-memory carveout (1, 0; -1 = for int4 only)")
       ->check(CLI::IsMember({-1, 0, 1}))
       ->capture_default_str();
   c->add_option("--trace-dir", o.traceDir,

@@ -44,12 +44,12 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
     throw InputError("perf decode", "needs repeats >= 2, new tokens >= 2 and a prompt of >= 1 token");
   static const std::vector<std::string> known{"eager", "graph", "fused", "fused-nopdl", "int4", "int4-fp16-head",
                                               "persistent", "int4-persistent", "int4-fp16-head-persistent",
-                                              "fused-two-kernel-mlp", "int4-two-kernel-mlp"};
+                                              "fused-max-smem", "int4-default-smem"};
   for (const auto& p : o.paths)
     if (std::find(known.begin(), known.end(), p) == known.end())
       throw InputError("perf decode", "unknown path '" + p + "'",
                        "eager, graph, fused, fused-nopdl, int4, int4-fp16-head, persistent, int4-persistent, "
-                       "int4-fp16-head-persistent, fused-two-kernel-mlp, int4-two-kernel-mlp");
+                       "int4-fp16-head-persistent, fused-max-smem, int4-default-smem");
   if (!o.traceDir.empty() && !kinetoTraceBuilt())
     throw InputError("perf decode", "--trace-dir needs a CUDA build (Kineto traces CUDA kernels)");
   const auto device = parsePerfDevice(o.device);
@@ -64,8 +64,7 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
   r.config = {{"model", o.model.toJson()}, {"dtype", o.dtype},       {"batch", 1},
               {"prompt_tokens", o.promptLength}, {"new_tokens", o.newTokens}, {"warmup", o.warmup},
               {"repeats", o.repeats}, {"eager_attention", o.attention}, {"paths", o.paths},
-              {"int4_group_size", o.int4GroupSize}, {"mlp_rows", o.mlpRows}, {"l2_prefetch_mb", o.l2PrefetchMb},
-              {"max_shared_carveout", o.maxSharedCarveout},
+              {"int4_group_size", o.int4GroupSize}, {"max_shared_carveout", o.maxSharedCarveout},
               {"timing", device.is_cuda() ? "cuda events around the decode steps" : "steady_clock"}};
 
   torch::manual_seed(static_cast<int64_t>(o.seed));
@@ -167,8 +166,6 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
   if (wants(o, "graph")) std::tie(graphTokens, graphMean) = runGraph("graph", "cuda graph (static KV cache)", {});
   GraphDecodeOptions fused;
   fused.fused = true;
-  fused.fusedOptions.mlpRows = o.mlpRows;
-  fused.fusedOptions.l2PrefetchMaxBytes = o.l2PrefetchMb < 0 ? -1 : o.l2PrefetchMb << 20;
   fused.fusedOptions.maxSharedCarveout = o.maxSharedCarveout;
   if (wants(o, "fused"))
     std::tie(fusedTokens, fusedMean) = runGraph("fused", "cuda graph, fused kernels (fp16)", fused);
@@ -185,19 +182,20 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
     f.fusedOptions.groupSize = o.int4GroupSize;
     int4Mean = runGraph("int4", "cuda graph, fused kernels, int4 " + g + " Conv1D + LM head", f).second;
   }
-  double twoKernelMean = 0, int4TwoKernelMean = 0;
-  if (wants(o, "fused-two-kernel-mlp")) {
+  // The same two steps with the other shared-memory carveout, in this process.
+  double fusedMaxSmemMean = 0, int4DefaultSmemMean = 0;
+  if (wants(o, "fused-max-smem")) {
     auto f = fused;
-    f.fusedOptions.mlpRows = 0;
-    twoKernelMean = runGraph("fused-two-kernel-mlp", "cuda graph, fused kernels (fp16), MLP as two kernels", f).second;
+    f.fusedOptions.maxSharedCarveout = 1;
+    fusedMaxSmemMean = runGraph("fused-max-smem", "cuda graph, fused kernels (fp16), largest shared-memory carveout", f).second;
   }
-  if (wants(o, "int4-two-kernel-mlp")) {
+  if (wants(o, "int4-default-smem")) {
     auto f = fused;
     f.fusedOptions.int4 = f.fusedOptions.int4LmHead = true;
     f.fusedOptions.groupSize = o.int4GroupSize;
-    f.fusedOptions.mlpRows = 0;
-    int4TwoKernelMean =
-        runGraph("int4-two-kernel-mlp", "cuda graph, fused kernels, int4 " + g + " Conv1D + LM head, MLP as two kernels", f)
+    f.fusedOptions.maxSharedCarveout = 0;
+    int4DefaultSmemMean =
+        runGraph("int4-default-smem", "cuda graph, fused kernels, int4 " + g + " Conv1D + LM head, default carveout", f)
             .second;
   }
   if (wants(o, "int4-fp16-head")) {
@@ -239,8 +237,8 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
   if (eagerMean > 0 && graphMean > 0) r.summary["graph_speedup_vs_eager"] = eagerMean / graphMean;
   if (graphMean > 0 && fusedMean > 0) r.summary["fused_speedup_vs_graph"] = graphMean / fusedMean;
   if (fusedMean > 0 && int4Mean > 0) r.summary["int4_tokens_per_s_vs_fused_fp16"] = fusedMean / int4Mean;
-  if (fusedMean > 0 && twoKernelMean > 0) r.summary["one_kernel_mlp_speedup"] = twoKernelMean / fusedMean;
-  if (int4Mean > 0 && int4TwoKernelMean > 0) r.summary["int4_one_kernel_mlp_speedup"] = int4TwoKernelMean / int4Mean;
+  if (fusedMean > 0 && fusedMaxSmemMean > 0) r.summary["fused_max_smem_speedup"] = fusedMean / fusedMaxSmemMean;
+  if (int4Mean > 0 && int4DefaultSmemMean > 0) r.summary["int4_default_smem_speedup"] = int4Mean / int4DefaultSmemMean;
   if (fusedMean > 0 && int4HeadMean > 0) r.summary["int4_fp16_head_tokens_per_s_vs_fused_fp16"] = fusedMean / int4HeadMean;
   if (!eagerTokens.empty() && !graphTokens.empty()) {
     r.summary["tokens_compared"] = static_cast<int64_t>(graphTokens.size());

@@ -28,16 +28,14 @@ struct DecodePerfOptions {
   uint64_t seed = 1337;
   // eager, graph (LibTorch ops), fused, fused-nopdl, int4 (Conv1D + LM head), int4-fp16-head,
   // the persistent kernel: persistent (fp16), int4-persistent, int4-fp16-head-persistent;
-  // and the MLP as two GEMV kernels instead of one: fused-two-kernel-mlp, int4-two-kernel-mlp
+  // and the other shared-memory carveout: fused-max-smem (fp16), int4-default-smem
   std::vector<std::string> paths{"eager",          "graph",      "fused",          "fused-nopdl",
                                  "int4",           "int4-fp16-head", "persistent", "int4-persistent"};
   int64_t int4GroupSize = 128;
-  int mlpRows = -1;  // FusedDecodeOptions::mlpRows of every fused path but the *-two-kernel-mlp ones
-  int64_t l2PrefetchMb = -1;
-  int maxSharedCarveout = -1;  // FusedDecodeOptions::maxSharedCarveout of every fused path  // FusedDecodeOptions::l2PrefetchMaxBytes in MiB (0: off, -1: its default)
+  int maxSharedCarveout = -1;  // FusedDecodeOptions::maxSharedCarveout of the fused paths without "smem"
   // Non-empty: after timing, each graph path's next 32 tokens are traced with Kineto
   // (CUDA builds) into <traceDir>/decode-<path>.json (scripts/kernel-trace-summary reads it).
-  std::string traceDir;  // FusedDecodeOptions::l2PrefetchMaxBytes in MiB (0: off) of every fused path
+  std::string traceDir;
   std::string command;
 };
 

@@ -9,7 +9,6 @@
 
 #ifdef WB_HAVE_KERNELS
 #include "kernels/decode/decode.h"
-#include "kernels/decode/decode_mlp.h"
 #include "kernels/decode/decode_persistent.h"
 #endif
 
@@ -84,7 +83,7 @@ WbDecodeWeight decodeWeight(const GemvWeight& w, const torch::Tensor& bias) {
 // The fields every GEMV launch of the step sets; each phase then adds its own input
 // (LayerNorm, embedding, attention combine) and output (KV cache, argmax) fields.
 WbDecodeLinearParams linearParams(WbDecodeInput in, WbDecodeOutput out, int64_t n, int64_t k, const GemvWeight& w,
-                                  const torch::Tensor& bias, void* y, int programmaticLaunch) {
+                                  const torch::Tensor& bias, void* y, int programmaticLaunch, int maxSharedCarveout) {
   WbDecodeLinearParams p{};
   p.input = in;
   p.output = out;
@@ -93,29 +92,8 @@ WbDecodeLinearParams linearParams(WbDecodeInput in, WbDecodeOutput out, int64_t 
   p.weight = decodeWeight(w, bias);
   p.y = y;
   p.programmaticLaunch = programmaticLaunch;
+  p.maxSharedCarveout = maxSharedCarveout;
   return p;
-}
-
-// mlp.c_proj with hidden unit j as row j, as the one-kernel MLP reads it: the Conv1D
-// weight itself in fp16; for int4 the same codes, scales and zeros transposed, codes
-// packed two per byte along the output columns.
-GemvWeight transposedProj(const GemvWeight& rows) {
-  GemvWeight t;
-  if (rows.rows.defined()) {
-    t.rows = rows.rows.t().contiguous();
-    return t;
-  }
-  const auto& q = rows.packed;  // [C, H / 2], low nibble = even input
-  const auto codes = torch::stack({q.bitwise_and(0xF), q.bitwise_right_shift(4)}, -1).view({q.size(0), -1});
-  const auto ct = codes.t().contiguous();  // [H, C]
-  using torch::indexing::Slice;
-  t.packed = ct.index({Slice(), Slice(0, torch::indexing::None, 2)})
-                 .bitwise_or(ct.index({Slice(), Slice(1, torch::indexing::None, 2)}).bitwise_left_shift(4))
-                 .contiguous();
-  t.scales = rows.scales.t().contiguous();
-  if (rows.zeros.defined()) t.zeros = rows.zeros.t().contiguous();
-  t.groupSize = rows.groupSize;
-  return t;
 }
 
 void setLayerNorm(WbDecodeLinearParams& p, const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b,
@@ -130,42 +108,9 @@ void check(WbStatus s) {
   if (s != WB_STATUS_OK) throw RunError(kWhere, wbKernelsLastError());
 }
 
-// One kernel of the step, built first so that each can be told which later kernel's
-// weights to pull into L2 (FusedDecodeOptions::l2PrefetchMaxBytes), then launched in order.
-struct Launch {
-  enum Kind { kLinear, kAttention, kMlp } kind = kLinear;
-  WbDecodeLinearParams linear{};
-  WbDecodeAttentionParams attention{};
-  WbDecodeMlpParams mlp{};
-  WbDecodePrefetch weights{};  // what this kernel reads that never changes
-  void add(const torch::Tensor& t, int64_t cap) {
-    if (!t.defined()) return;
-    for (int r = 0; r < WB_DECODE_PREFETCH_RANGES; ++r)
-      if (weights.bytes[r] == 0) {
-        weights.ptr[r] = t.data_ptr();
-        weights.bytes[r] = std::min<int64_t>(cap, t.numel() * static_cast<int64_t>(t.element_size()));
-        return;
-      }
-  }
-  void add(const GemvWeight& w, int64_t cap) {
-    add(w.rows.defined() ? w.rows : w.packed, cap);
-    add(w.scales, cap);
-  }
-  bool hasWeights() const { return weights.bytes[0] > 0; }
-  void prefetch(const WbDecodePrefetch& p) {
-    (kind == kLinear ? linear.prefetch : kind == kAttention ? attention.prefetch : mlp.prefetch) = p;
-  }
-  void run(cudaStream_t stream) const {
-    check(kind == kLinear      ? wbDecodeLinear(&linear, stream)
-          : kind == kAttention ? wbDecodeAttention(&attention, stream)
-                               : wbDecodeMlp(&mlp, stream));
-  }
-};
-
 struct Layer {
   torch::Tensor ln1w, ln1b, ln2w, ln2b, qkvBias, projBias, fcBias, mprojBias;
   GemvWeight qkv, proj, fc, mproj;
-  GemvWeight mprojT;  // the one-kernel MLP's c_proj (transposedProj); mproj then only for the persistent step
   float scale = 1.f;
 };
 
@@ -177,9 +122,7 @@ struct FusedDecoder::Impl {
   std::vector<Layer> layers;
   torch::Tensor lnfW, lnfB, wte, wpe;
   GemvWeight head;
-  // residual and residual2 alternate as the layers' input under the one-kernel MLP,
-  // whose sums go to delta[0] / delta[1] in turn (see step()).
-  torch::Tensor residual, residual2, delta, q, hidden, partO, partMl, logits, argmaxValues, argmaxIndices, argmaxCounter;
+  torch::Tensor residual, q, hidden, partO, partMl, logits, argmaxValues, argmaxIndices, argmaxCounter;
   int64_t capacity = 0, embd = 0, heads = 0, inner = 0, vocab = 0, splits = 0;
   float eps = 1e-5f;
   int64_t weightBytes = 0;
@@ -279,9 +222,6 @@ FusedDecoder::FusedDecoder(Gpt2 model, int64_t capacity, const FusedDecodeOption
   auto& m = *impl_;
   m.model = model;
   m.options = o;
-  if (m.options.mlpRows < 0) m.options.mlpRows = o.int4 ? 0 : 32;
-  if (m.options.l2PrefetchMaxBytes < 0) m.options.l2PrefetchMaxBytes = m.options.mlpRows != 0 ? int64_t{16} << 20 : 0;
-  if (m.options.maxSharedCarveout < 0) m.options.maxSharedCarveout = o.int4 || m.options.mlpRows != 0 ? 1 : 0;
   m.capacity = capacity;
   m.embd = c.nEmbd;
   m.heads = c.nHead;
@@ -308,12 +248,6 @@ FusedDecoder::FusedDecoder(Gpt2 model, int64_t capacity, const FusedDecodeOption
     l.proj = prepare(attn->c_proj->weight.detach(), o.int4, o, prefix + "attn.c_proj.weight");
     l.fc = prepare(block->mlp->c_fc->weight.detach(), o.int4, o, prefix + "mlp.c_fc.weight");
     l.mproj = prepare(block->mlp->c_proj->weight.detach(), o.int4, o, prefix + "mlp.c_proj.weight");
-    if (m.options.mlpRows != 0) {
-      if (m.options.mlpRows != 16 && m.options.mlpRows != 32)
-        throw InputError(kWhere, "mlpRows must be -1, 0, 16 or 32");
-      l.mprojT = transposedProj(l.mproj);
-      if (!o.persistent) l.mproj = GemvWeight{};
-    }
     l.qkvBias = half(attn->c_attn->bias);
     l.projBias = half(attn->c_proj->bias);
     l.fcBias = half(block->mlp->c_fc->bias);
@@ -321,9 +255,7 @@ FusedDecoder::FusedDecoder(Gpt2 model, int64_t capacity, const FusedDecodeOption
     double scale = c.scaleAttnWeights ? 1.0 / std::sqrt(64.0) : 1.0;
     if (c.scaleAttnByInverseLayerIdx) scale /= static_cast<double>(index + 1);
     l.scale = static_cast<float>(scale);
-    const GemvWeight* mlpOut = m.options.mlpRows != 0 && !o.persistent ? &l.mprojT : &l.mproj;
-    for (const GemvWeight* w : std::initializer_list<const GemvWeight*>{&l.qkv, &l.proj, &l.fc, mlpOut})
-      m.weightBytes += w->bytes();
+    for (const auto* w : {&l.qkv, &l.proj, &l.fc, &l.mproj}) m.weightBytes += w->bytes();
     for (const auto* t : {&l.ln1w, &l.ln1b, &l.ln2w, &l.ln2b, &l.qkvBias, &l.projBias, &l.fcBias, &l.mprojBias})
       m.weightBytes += t->numel() * 2;
     m.layers.push_back(std::move(l));
@@ -341,8 +273,6 @@ FusedDecoder::FusedDecoder(Gpt2 model, int64_t capacity, const FusedDecodeOption
   const auto h16 = torch::TensorOptions().dtype(torch::kHalf).device(dev);
   const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(dev);
   m.residual = torch::zeros({m.embd}, h16);
-  m.residual2 = torch::zeros({m.embd}, h16);
-  m.delta = torch::zeros({2, m.embd}, f32);
   m.q = torch::zeros({m.embd}, h16);
   m.hidden = torch::zeros({m.inner}, h16);
   m.partO = torch::zeros({m.heads, m.splits, 64}, f32);
@@ -380,124 +310,69 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
     return;
   }
   const int pdl = m.options.programmaticLaunch ? 1 : 0;
+  const int carveout = m.options.maxSharedCarveout < 0 ? (m.options.int4 ? 1 : 0) : m.options.maxSharedCarveout;
   const auto* pos = cache.position.data_ptr<int64_t>();
   const int e = static_cast<int>(m.embd);
-  // Under the one-kernel MLP, layer i reads residual X[i % 2] plus the previous MLP's
-  // sums D[i % 2], writes their sum to X[(i + 1) % 2] (attention then adds to it in
-  // place) and zeroes D[(i + 1) % 2] for its own MLP: no kernel writes what another
-  // block of the same kernel reads, and every buffer is zeroed a layer before use.
-  const bool oneKernelMlp = m.options.mlpRows != 0;
-  torch::Tensor x[2] = {m.residual, oneKernelMlp ? m.residual2 : m.residual};
-  float* d[2] = {m.delta.data_ptr<float>(), m.delta.data_ptr<float>() + m.embd};
-  const size_t n = m.layers.size();
-  const int64_t cap = m.options.l2PrefetchMaxBytes;
-  auto addDelta = [&](WbDecodeLinearParams& p, size_t i) {
-    if (!oneKernelMlp || i == 0) return;
-    p.delta = d[i % 2];
-    p.deltaBias = m.layers[i - 1].mprojBias.data_ptr();
-    p.residual = x[(i + 1) % 2].data_ptr();
-  };
-  std::vector<Launch> launches;
-  auto linear = [&](const WbDecodeLinearParams& p, const GemvWeight& w, const torch::Tensor& bias) {
-    Launch l;
-    l.linear = p;
-    l.add(w, cap);
-    l.add(bias, cap);
-    launches.push_back(l);
-  };
-  launches.reserve(5 * n + 1);
-  for (size_t i = 0; i < n; ++i) {
+  for (size_t i = 0; i < m.layers.size(); ++i) {
     const Layer& l = m.layers[i];
     const auto& kc = cache.keys[i];
     const auto& vc = cache.values[i];
-    const auto& xin = x[i % 2];
-    const auto& xout = x[(i + 1) % 2];
     // 1. (embedding +) ln_1 + c_attn; q to a buffer, k/v into the cache.
     WbDecodeLinearParams a = linearParams(i == 0 ? WB_DECODE_IN_EMBED : WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_QKV,
-                                          3 * e, e, l.qkv, l.qkvBias, m.q.data_ptr(), pdl);
-    setLayerNorm(a, xin, l.ln1w, l.ln1b, m.eps);
+                                          3 * e, e, l.qkv, l.qkvBias, m.q.data_ptr(), pdl, carveout);
+    setLayerNorm(a, m.residual, l.ln1w, l.ln1b, m.eps);
     a.wte = m.wte.data_ptr();
     a.wpe = m.wpe.data_ptr();
     a.token = ids.data_ptr<int64_t>();
-    a.residual = xout.data_ptr();
-    addDelta(a, i);
-    if (oneKernelMlp) a.zeroDelta = d[(i + 1) % 2];
+    a.residual = m.residual.data_ptr();
     a.position = pos;
     a.kCache = kc.data_ptr();
     a.vCache = vc.data_ptr();
     a.capacity = static_cast<int>(m.capacity);
     a.heads = static_cast<int>(m.heads);
     a.headDim = 64;
-    linear(a, l.qkv, l.qkvBias);
+    check(wbDecodeLinear(&a, stream));
     // 2. attention of q over slots 0 .. position, in 64-key splits.
-    Launch at;
-    at.kind = Launch::kAttention;
-    at.attention.q = m.q.data_ptr();
-    at.attention.kCache = kc.data_ptr();
-    at.attention.vCache = vc.data_ptr();
-    at.attention.position = pos;
-    at.attention.partO = m.partO.data_ptr<float>();
-    at.attention.partMl = m.partMl.data_ptr<float>();
-    at.attention.heads = static_cast<int>(m.heads);
-    at.attention.headDim = 64;
-    at.attention.capacity = static_cast<int>(m.capacity);
-    at.attention.scale = l.scale;
-    at.attention.programmaticLaunch = pdl;
-    launches.push_back(at);
+    WbDecodeAttentionParams at{};
+    at.q = m.q.data_ptr();
+    at.kCache = kc.data_ptr();
+    at.vCache = vc.data_ptr();
+    at.position = pos;
+    at.partO = m.partO.data_ptr<float>();
+    at.partMl = m.partMl.data_ptr<float>();
+    at.heads = static_cast<int>(m.heads);
+    at.headDim = 64;
+    at.capacity = static_cast<int>(m.capacity);
+    at.scale = l.scale;
+    at.programmaticLaunch = pdl;
+    at.maxSharedCarveout = carveout;
+    check(wbDecodeAttention(&at, stream));
     // 3. combine the splits + attn.c_proj + residual.
     WbDecodeLinearParams pr = linearParams(WB_DECODE_IN_ATTENTION, WB_DECODE_OUT_RESIDUAL, e, e, l.proj, l.projBias,
-                                           xout.data_ptr(), pdl);
+                                           m.residual.data_ptr(), pdl, carveout);
     pr.attnO = m.partO.data_ptr<float>();
     pr.attnMl = m.partMl.data_ptr<float>();
     pr.attnSplits = static_cast<int>(m.splits);
     pr.position = pos;
     pr.heads = static_cast<int>(m.heads);
     pr.headDim = 64;
-    linear(pr, l.proj, l.projBias);
-    if (oneKernelMlp) {
-      // 4. ln_2 + c_fc + GELU + mlp.c_proj, summed into D; the next LayerNorm adds it.
-      Launch ml;
-      ml.kind = Launch::kMlp;
-      WbDecodeMlpParams& mp = ml.mlp;
-      mp.embd = e;
-      mp.inner = static_cast<int>(m.inner);
-      mp.rowsPerBlock = m.options.mlpRows;
-      mp.x = xout.data_ptr();
-      mp.lnWeight = l.ln2w.data_ptr();
-      mp.lnBias = l.ln2b.data_ptr();
-      mp.lnEps = m.eps;
-      mp.fc = decodeWeight(l.fc, l.fcBias);
-      if (l.mprojT.rows.defined()) {
-        mp.proj = l.mprojT.rows.data_ptr();
-      } else {
-        mp.qProj = l.mprojT.packed.data_ptr<uint8_t>();
-        mp.projScales = l.mprojT.scales.data_ptr();
-        mp.projZeros = l.mprojT.zeros.defined() ? l.mprojT.zeros.data_ptr<uint8_t>() : nullptr;
-        mp.projGroupSize = static_cast<int>(l.mprojT.groupSize);
-      }
-      mp.delta = d[(i + 1) % 2];
-      mp.programmaticLaunch = pdl;
-      ml.add(l.fc, cap);
-      ml.add(l.mprojT, cap);
-      launches.push_back(ml);
-      continue;
-    }
+    check(wbDecodeLinear(&pr, stream));
     // 4. ln_2 + c_fc + GELU.
     WbDecodeLinearParams fc = linearParams(WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_GELU, m.inner, e, l.fc, l.fcBias,
-                                           m.hidden.data_ptr(), pdl);
-    setLayerNorm(fc, xout, l.ln2w, l.ln2b, m.eps);
-    linear(fc, l.fc, l.fcBias);
+                                           m.hidden.data_ptr(), pdl, carveout);
+    setLayerNorm(fc, m.residual, l.ln2w, l.ln2b, m.eps);
+    check(wbDecodeLinear(&fc, stream));
     // 5. mlp.c_proj + residual.
     WbDecodeLinearParams mp = linearParams(WB_DECODE_IN_PLAIN, WB_DECODE_OUT_RESIDUAL, e, m.inner, l.mproj,
-                                           l.mprojBias, xout.data_ptr(), pdl);
+                                           l.mprojBias, m.residual.data_ptr(), pdl, carveout);
     mp.x = m.hidden.data_ptr();
-    linear(mp, l.mproj, l.mprojBias);
+    check(wbDecodeLinear(&mp, stream));
   }
   // ln_f + LM head + argmax; feeds the token back and advances the position.
   WbDecodeLinearParams h =
-      linearParams(WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_ARGMAX, m.vocab, e, m.head, {}, m.logits.data_ptr(), pdl);
-  setLayerNorm(h, x[n % 2], m.lnfW, m.lnfB, m.eps);
-  addDelta(h, n);
+      linearParams(WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_ARGMAX, m.vocab, e, m.head, {}, m.logits.data_ptr(), pdl,
+                   carveout);
+  setLayerNorm(h, m.residual, m.lnfW, m.lnfB, m.eps);
   h.position = pos;
   h.capacity = static_cast<int>(m.capacity);
   h.argmaxValues = m.argmaxValues.data_ptr<float>();
@@ -506,21 +381,7 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
   h.argmaxSlots = static_cast<int>(m.argmaxValues.numel());
   h.nextToken = ids.data_ptr<int64_t>();
   h.tokens = out.data_ptr<int64_t>();
-  linear(h, m.head, {});
-  // Each kernel asks L2 for the weights of the first weight-reading kernel after its
-  // successor (whose own weights it overlaps already); the last ones wrap around to the
-  // next step's first layer, since replays repeat the same sequence.
-  if (cap > 0)
-    for (size_t i = 0; i < launches.size(); ++i)
-      for (size_t k = 2; k < launches.size(); ++k)
-        if (const Launch& t = launches[(i + k) % launches.size()]; t.hasWeights()) {
-          launches[i].prefetch(t.weights);
-          break;
-        }
-  for (Launch& l : launches) {
-    l.linear.maxSharedCarveout = l.attention.maxSharedCarveout = m.options.maxSharedCarveout;
-    l.run(stream);
-  }
+    check(wbDecodeLinear(&h, stream));
   cache.length += 1;  // host-side count; stale under graph replay, as for the torch step
 }
 

@@ -1,9 +1,8 @@
 // One batch-1 GPT-2 decode step through the fused kernels of kernels/decode: per block
 // LayerNorm + c_attn GEMV that writes k/v into the static KV cache, split single-query
-// attention, combine + attn.c_proj + residual, and the MLP (LayerNorm + c_fc + GELU +
-// c_proj in one kernel whose sums the next LayerNorm adds to the residual, or as two
-// GEMVs); then ln_f + LM head + argmax, which also feeds the token back and advances
-// the cache's device-side position (4 L + 1 launches, no host synchronisation), so the
+// attention, combine + attn.c_proj + residual, LayerNorm + c_fc + GELU, mlp.c_proj +
+// residual; then ln_f + LM head + argmax, which also feeds the token back and advances
+// the cache's device-side position (5 L + 1 launches, no host synchronisation), so the
 // step captures into a CUDA graph (core/model/graph_decode.h); or, optionally, all of
 // that in one persistent cooperative kernel with grid barriers between the phases.
 // Weights are prepared once: fp16 rows [out, in] or the int4 layout of
@@ -27,22 +26,13 @@ struct FusedDecodeOptions {
   // parameter name; any other weight is quantized here with the spec above.
   std::vector<QuantizedWeight> packed;
   bool programmaticLaunch = true;  // overlap each kernel's weight reads with its predecessor
-  // Hidden units per block of the one-kernel MLP (kernels/decode/decode_mlp.h: 16 or 32);
-  // 0 runs c_fc + GELU and c_proj as two GEMV kernels (5 launches per layer, not 4).
-  // -1: what measured fastest on H100 (docs/PERF.md): 32 for fp16 layers, 0 for int4.
-  int mlpRows = -1;
-  // Each kernel asks L2 (cp.async.bulk.prefetch) for the weights of a kernel two or more
-  // launches later, at most this many bytes per weight tensor (the LM head exceeds L2);
-  // 0 = no prefetch. -1: 16 MiB with the one-kernel MLP (whose 9-25 MB of weights the
-  // attention kernel before it then fetches), else 0 (it slowed the two-kernel int4 step).
-  int64_t l2PrefetchMaxBytes = -1;
   // Launch every kernel asking for the largest shared-memory carveout
-  // (kernels/decode/decode_launch.h): 1 on, 0 off, -1 on for int4 layers or the
-  // one-kernel MLP (measured faster there, not for the fp16 per-phase step).
+  // (kernels/decode/decode_launch.h): 1 on, 0 off, -1 on for int4 layers only, which
+  // is what measured faster on H100 (docs/PERF.md, "Shared-memory carveout").
   int maxSharedCarveout = -1;
   // The whole step as one persistent cooperative kernel with grid barriers between the
   // phases (kernels/decode/decode_persistent.h); where the device or the shapes cannot
-  // take it, the per-phase kernels above run instead (persistentActive() says which).
+  // take it, the 5 L + 1 kernels above run instead (persistentActive() says which).
   bool persistent = false;
 };
 

@@ -52,7 +52,7 @@ struct GraphDecoder::Impl {
 
   // One decode step; identical work in warm-up, capture and (through the graph) replay.
   void step() {
-    if (fused) {  // the same four effects in 6 L + 1 kernels
+    if (fused) {  // the same four effects in 5 L + 1 kernels
       fused->step(cache, ids, out);
       logits = fused->logits();
       return;

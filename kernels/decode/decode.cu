@@ -80,12 +80,10 @@ __global__ void __launch_bounds__(kMaxWarps * 32) decodeLinearKernel(const WbDec
   // the time this kernel may start (see waitForPrevious).
   const int myRow0 = warpRow + lane / L::kLanes;
   load(myRow0, 0);
-  prefetchL2(p.prefetch);
   if (kNorm)
     for (int c = threadIdx.x; c < k / 8; c += blockDim.x) {
       reinterpret_cast<uint4*>(sln)[c] = __ldg(reinterpret_cast<const uint4*>(p.lnWeight) + c);
       reinterpret_cast<uint4*>(sln + k)[c] = __ldg(reinterpret_cast<const uint4*>(p.lnBias) + c);
-      if (p.delta) reinterpret_cast<uint4*>(sln + 2 * k)[c] = __ldg(reinterpret_cast<const uint4*>(p.deltaBias) + c);
     }
   float bias0 = 0.f, residual0 = 0.f;
   if (sub == 0 && myRow0 < n) {
@@ -94,8 +92,6 @@ __global__ void __launch_bounds__(kMaxWarps * 32) decodeLinearKernel(const WbDec
   }
   waitForPrevious();
   releaseDependents();
-  if (p.zeroDelta && blockIdx.x == 0)  // last read by the previous layer's first kernel
-    for (int i = threadIdx.x; i < k; i += blockDim.x) p.zeroDelta[i] = 0.f;
   const int64_t stepPos = kOut == WB_DECODE_OUT_QKV ? __ldcg(p.position) : 0;  // written by the previous step
   stageInput<kIn, kInt4>(p, sx, sxq, sln, scratch);
 
@@ -139,7 +135,6 @@ __global__ void __launch_bounds__(128) decodeAttentionKernel(const WbDecodeAtten
   __shared__ SplitShared sh;
   const int64_t pos = __ldcg(p.position);  // see waitForPrevious
   SplitKeys r;
-  prefetchL2(p.prefetch);
   fetchSplit(p, blockIdx.y, blockIdx.x, pos, threadIdx.x, r);
   waitForPrevious();
   releaseDependents();
@@ -167,7 +162,7 @@ WbStatus launchLinear(const WbDecodeLinearParams& p, cudaStream_t stream) {
   if (kOut == WB_DECODE_OUT_ARGMAX) blocks = std::min(std::min(blocks, 4 * sms), p.argmaxSlots);
   constexpr bool kNorm = kIn == WB_DECODE_IN_LAYERNORM || kIn == WB_DECODE_IN_EMBED;
   const size_t smem = static_cast<size_t>(p.k) * sizeof(float) + (kInt4 ? static_cast<size_t>(p.k) * 2 : 0) +
-                      (kNorm ? static_cast<size_t>(p.k) * (p.delta ? 6 : 4) : 0);
+                      (kNorm ? static_cast<size_t>(p.k) * 4 : 0);
   auto kernel = perLane <= 4 ? decodeLinearKernel<kIn, kOut, kInt4, kLanesPerRow, 4>
                              : decodeLinearKernel<kIn, kOut, kInt4, kLanesPerRow, 16>;
   if (smem > 48 * 1024 &&
@@ -209,13 +204,8 @@ WbStatus checkLinear(const WbDecodeLinearParams* params) {
       if (!p.x || reinterpret_cast<uintptr_t>(p.x) % 16 || !p.lnWeight || !p.lnBias ||
           reinterpret_cast<uintptr_t>(p.lnWeight) % 16 || reinterpret_cast<uintptr_t>(p.lnBias) % 16)
         return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: LayerNorm needs x (16-byte aligned), weight and bias");
-      if (p.delta && (reinterpret_cast<uintptr_t>(p.delta) % 16 || !p.deltaBias ||
-                      reinterpret_cast<uintptr_t>(p.deltaBias) % 16 || !p.residual || p.residual == p.x))
-        return fail(WB_STATUS_INVALID_ARGUMENT,
-                    "decode linear: delta needs 16-byte aligned delta and deltaBias and a residual other than x");
       break;
     case WB_DECODE_IN_EMBED:
-      if (p.delta) return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: delta is for LAYERNORM input only");
       if (!p.wte || !p.wpe || !p.token || !p.position || !p.residual || !p.lnWeight || !p.lnBias ||
           reinterpret_cast<uintptr_t>(p.lnWeight) % 16 || reinterpret_cast<uintptr_t>(p.lnBias) % 16)
         return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: embedding needs wte, wpe, token, position, residual, LayerNorm");

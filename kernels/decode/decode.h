@@ -32,16 +32,6 @@ typedef enum {
   WB_DECODE_OUT_ARGMAX = 4     /* y = logits; *nextToken = first argmax, tokens[*position + 1] = it, ++*position */
 } WbDecodeOutput;
 
-/* Weights of a later kernel that this one asks L2 to fetch (each block a slice of
- * every range, before waiting for its predecessor): the later kernel then reads them
- * from L2 while DRAM streams on in the background. Ranges 16-byte aligned; up to four
- * (weights, scales, zeros, bias); bytes 0 = unused. */
-#define WB_DECODE_PREFETCH_RANGES 4
-typedef struct {
-  const void* ptr[WB_DECODE_PREFETCH_RANGES];
-  long long bytes[WB_DECODE_PREFETCH_RANGES];
-} WbDecodePrefetch;
-
 /* A GEMV weight, shared by the per-phase kernels here and the persistent step of
  * decode_persistent.h: exactly one of weight (fp16) or qweight (int4, + scales, zeros,
  * groupSize). */
@@ -66,18 +56,11 @@ typedef struct {
   const void* wte;                      /* fp16 [vocab, K]: EMBED */
   const void* wpe;                      /* fp16 [positions, K]: EMBED */
   const int64_t* token;                 /* [1]: EMBED */
-  void* residual;                       /* fp16 [K]: EMBED writes e here, LAYERNORM with delta its input */
+  void* residual;                       /* fp16 [K]: EMBED writes e here */
   const float* attnO;                   /* [heads, splits, headDim]: ATTENTION */
   const float* attnMl;                  /* [heads, splits, 2] (max in log2 units, sum) */
   int attnSplits;
   const int64_t* position;              /* the step's position: EMBED, ATTENTION, QKV, ARGMAX */
-  /* LAYERNORM after a fused MLP (decode_mlp.h): x is the residual before that MLP's
-   * c_proj, delta its bias-free sums; the input is x + round(delta + deltaBias), rounded
-   * as the unfused path rounds, and block 0 stores it to residual (not x: other blocks
-   * read x concurrently). NULL delta: x as it is. */
-  const float* delta;                   /* fp32 [K] */
-  const void* deltaBias;                /* fp16 [K] */
-  float* zeroDelta;                     /* fp32 [K] or NULL: zeroed by block 0 for the next fused MLP */
   WbDecodeWeight weight;                /* [N, K] and bias [N] */
   /* output */
   void* y;                              /* fp16, see WbDecodeOutput */
@@ -91,8 +74,7 @@ typedef struct {
   int64_t* nextToken;                   /* [1] */
   int64_t* tokens;                      /* [capacity] */
   int programmaticLaunch;               /* nonzero: launch with programmatic stream serialization */
-  int maxSharedCarveout;                /* nonzero: prefer the largest shared-memory carveout (see decode_launch.h) */
-  WbDecodePrefetch prefetch;
+  int maxSharedCarveout;                /* nonzero: prefer the largest shared-memory carveout (decode_launch.h) */
 } WbDecodeLinearParams;
 
 typedef struct {
@@ -106,7 +88,6 @@ typedef struct {
   float scale;           /* applied to q.k */
   int programmaticLaunch;
   int maxSharedCarveout;
-  WbDecodePrefetch prefetch;
 } WbDecodeAttentionParams;
 
 /* Keys per attention split, and the number of splits a cache of `capacity` needs. */

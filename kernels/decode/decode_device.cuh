@@ -33,27 +33,6 @@ __device__ __forceinline__ void releaseDependents() {
 #endif
 }
 
-// This block's share of every range of `pf`, in 16-byte-aligned pieces of at most
-// 32 KB, one piece per thread; asynchronous, nothing to wait for.
-__device__ __forceinline__ void prefetchL2(const WbDecodePrefetch& pf) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  const long long blocks = static_cast<long long>(gridDim.x) * gridDim.y;
-  const long long block = blockIdx.x + static_cast<long long>(gridDim.x) * blockIdx.y;
-  for (int r = 0; r < WB_DECODE_PREFETCH_RANGES; ++r) {
-    const long long bytes = pf.bytes[r] / 16 * 16;
-    if (bytes <= 0) continue;
-    const long long share = (bytes / blocks + 15) / 16 * 16;
-    const long long begin = block * share, end = min(bytes, begin + share);
-    constexpr long long kPiece = 32 * 1024;
-    const long long at = begin + static_cast<long long>(threadIdx.x) * kPiece;
-    if (at >= end) continue;
-    const uint32_t n = static_cast<uint32_t>(min(kPiece, end - at));
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(static_cast<const char*>(pf.ptr[r]) + at), "r"(n)
-                 : "memory");
-  }
-#endif
-}
-
 __device__ __forceinline__ __half2 asHalf2(uint32_t v) { return *reinterpret_cast<__half2*>(&v); }
 __device__ __forceinline__ uint32_t asU32(__half2 v) { return *reinterpret_cast<uint32_t*>(&v); }
 __device__ __forceinline__ float roundHalf(float v) { return __half2float(__float2half_rn(v)); }
@@ -74,16 +53,6 @@ __device__ __forceinline__ void load8(const __half* src, float f[8]) {
     f[2 * e] = v.x;
     f[2 * e + 1] = v.y;
   }
-}
-
-// Eight fp32 values (already fp16-exact) to a 16-byte fp16 chunk.
-__device__ __forceinline__ void storeHalf8(__half* dst, const float f[8]) {
-  uint4 out;
-  out.x = asU32(__floats2half2_rn(f[0], f[1]));
-  out.y = asU32(__floats2half2_rn(f[2], f[3]));
-  out.z = asU32(__floats2half2_rn(f[4], f[5]));
-  out.w = asU32(__floats2half2_rn(f[6], f[7]));
-  *reinterpret_cast<uint4*>(dst) = out;
 }
 
 __device__ __forceinline__ float blockSum(float v, float* scratch) {
@@ -120,7 +89,14 @@ __device__ void stageInput(const WbDecodeLinearParams& p, float* sx, uint4* sxq,
       load8(static_cast<const __half*>(p.wpe) + pos * k + kc * 8, b);
 #pragma unroll
       for (int i = 0; i < 8; ++i) f[i] = roundHalf(a[i] + b[i]);
-      if (blockIdx.x == 0) storeHalf8(static_cast<__half*>(p.residual) + kc * 8, f);
+      if (blockIdx.x == 0) {
+        uint4 out;
+        out.x = asU32(__floats2half2_rn(f[0], f[1]));
+        out.y = asU32(__floats2half2_rn(f[2], f[3]));
+        out.z = asU32(__floats2half2_rn(f[4], f[5]));
+        out.w = asU32(__floats2half2_rn(f[6], f[7]));
+        *reinterpret_cast<uint4*>(static_cast<__half*>(p.residual) + kc * 8) = out;
+      }
     } else if (kIn == WB_DECODE_IN_ATTENTION) {
       const int d0 = kc * 8 % p.headDim, h = kc * 8 / p.headDim;
       const int splits = min(static_cast<int>(pos / kSplitKeys) + 1, p.attnSplits);
@@ -144,16 +120,6 @@ __device__ void stageInput(const WbDecodeLinearParams& p, float* sx, uint4* sxq,
       for (int i = 0; i < 8; ++i) f[i] = roundHalf(f[i] * inv);
     } else {
       load8(static_cast<const __half*>(p.x) + kc * 8, f);
-      if (kIn == WB_DECODE_IN_LAYERNORM && p.delta) {
-        // round(x + round(delta + bias)): the unfused c_proj + residual's two roundings.
-        const float4* d = reinterpret_cast<const float4*>(p.delta + kc * 8);
-        const float4 d0 = __ldcg(d), d1 = __ldcg(d + 1);
-        const float dd[8] = {d0.x, d0.y, d0.z, d0.w, d1.x, d1.y, d1.z, d1.w};
-        const __half* db = sln + 2 * k;  // staged before the wait
-#pragma unroll
-        for (int i = 0; i < 8; ++i) f[i] = roundHalf(f[i] + roundHalf(dd[i] + __half2float(db[kc * 8 + i])));
-        if (blockIdx.x == 0) storeHalf8(static_cast<__half*>(p.residual) + kc * 8, f);
-      }
     }
 #pragma unroll
     for (int i = 0; i < 8; ++i) sx[kc * 8 + i] = f[i];

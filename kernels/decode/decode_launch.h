@@ -1,6 +1,5 @@
-// The launch shared by the per-phase decode kernels (decode.cu, decode_mlp.cu):
-// cudaLaunchKernelExC with the per-launch attributes they take. Internal to
-// kernels/decode; host code only.
+// The launch of the per-phase decode kernels (decode.cu): cudaLaunchKernelExC with the
+// per-launch attributes they take. Internal to kernels/decode; host code only.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -14,9 +13,10 @@ namespace wbk {
 // it is recorded in a captured graph and never leaks into other launches of the same
 // kernel). An SM runs blocks of one L1 / shared split at a time, so a kernel whose
 // blocks need a larger split cannot start beside a predecessor that runs with a smaller
-// one; measured on H100 (docs/PERF.md, "Shared-memory carveout"), the int4 step went
-// from 274 to 234 us/token at 124M with every kernel asking for the largest, while the
-// fp16 per-phase step did not gain.
+// one. Measured on H100 (docs/PERF.md, "Shared-memory carveout"): the int4 step, whose
+// GEMVs stage their inputs in more shared memory, went from 259.7 to 223.0 us/token
+// at 124M (570.3 to 494.4 at medium) with every kernel asking for the largest; the
+// fp16 step went from 250.5 to 257.0, so it asks for nothing.
 inline WbStatus launchDecodeKernel(const void* kernel, dim3 grid, dim3 block, size_t smem, bool pdl, bool maxShared,
                                    cudaStream_t stream, const char* what, void* params) {
   cudaLaunchConfig_t cfg = {};

@@ -5,10 +5,9 @@
 // the same dequantized weights, 2x the eager fp16 error of that model plus 5e-3, since
 // the int4 GEMV sums 8 products in half2 as kernels/int4_matmul does). Greedy tokens
 // must equal eager decode's until a step where the two choices are a near tie: their
-// fp32 logits within that same tolerance. The same criteria hold for the MLP as one
-// kernel (16 or 32 hidden units per block, atomics into an fp32 delta) and as two, for
-// int4 group sizes 32 / 64 / 128, and for the persistent kernel (one cooperative launch
-// per step), at the 124M and medium widths.
+// fp32 logits within that same tolerance. The same criteria hold with either
+// shared-memory carveout and for the persistent kernel (one cooperative launch per
+// step), at the 124M and medium widths.
 #include "core/errors.h"
 #include "core/model/graph_decode.h"
 #include "core/techniques/quantize.h"
@@ -114,29 +113,23 @@ class TestFusedDecode : public QObject {
     if (!fusedDecodeBuilt()) QSKIP("built without CUDA kernels");
   }
 
-  // mlpRows: hidden units per block of the one-kernel MLP (0: c_fc and c_proj as two GEMVs).
+  // carveout: FusedDecodeOptions::maxSharedCarveout (-1: the default, off for fp16).
   void fusedFp16MatchesEager_data() {
     QTest::addColumn<bool>("pdl");
-    QTest::addColumn<int>("mlpRows");
-    QTest::addColumn<int>("layers");
-    QTest::addColumn<int>("embd");
-    QTest::newRow("programmatic launch") << true << 32 << 4 << 768;
-    QTest::newRow("plain launch") << false << 32 << 4 << 768;
-    QTest::newRow("MLP of 16-unit blocks") << true << 16 << 4 << 768;
-    QTest::newRow("MLP as two kernels") << true << 0 << 4 << 768;
-    QTest::newRow("1024 wide") << true << 32 << 2 << 1024;
+    QTest::addColumn<int>("carveout");
+    QTest::newRow("programmatic launch") << true << -1;
+    QTest::newRow("plain launch") << false << -1;
+    QTest::newRow("largest shared-memory carveout") << true << 1;
   }
   void fusedFp16MatchesEager() {
     QFETCH(bool, pdl);
-    QFETCH(int, mlpRows);
-    QFETCH(int, layers);
-    QFETCH(int, embd);
+    QFETCH(int, carveout);
     torch::manual_seed(21);
-    auto [m32, m16] = modelPair(Gpt2(gpt2Like(layers, embd)));
+    auto [m32, m16] = modelPair(Gpt2(gpt2Like(4)));
     GraphDecodeOptions go;
     go.fused = true;
     go.fusedOptions.programmaticLaunch = pdl;
-    go.fusedOptions.mlpRows = mlpRows;
+    go.fusedOptions.maxSharedCarveout = carveout;
     const auto c = compare(m16, m32, go, 1e-3, 48);
     qInfo("%s", qPrintable(c.message));
     QVERIFY2(c.fusedErr <= c.tol, qPrintable(c.message));
@@ -147,27 +140,21 @@ class TestFusedDecode : public QObject {
   void fusedInt4MatchesDequantizedEager_data() {
     QTest::addColumn<bool>("lmHead");
     QTest::addColumn<bool>("symmetric");
-    QTest::addColumn<int>("mlpRows");
-    QTest::addColumn<int>("groupSize");
-    QTest::addColumn<int>("embd");
-    QTest::newRow("int4 g128 sym, LM head too") << true << true << 32 << 128 << 768;
-    QTest::newRow("int4 g128 asym, fp16 LM head") << false << false << 32 << 128 << 768;
-    QTest::newRow("int4 g32 asym, MLP of 16-unit blocks") << false << false << 16 << 32 << 768;
-    QTest::newRow("int4 g128 sym, MLP as two kernels") << true << true << 0 << 128 << 768;
-    QTest::newRow("int4 g64 sym, 1024 wide") << true << true << 32 << 64 << 1024;
+    QTest::addColumn<int>("carveout");  // -1: the default, on for int4
+    QTest::newRow("int4 g128 sym, LM head too") << true << true << -1;
+    QTest::newRow("int4 g128 asym, fp16 LM head") << false << false << -1;
+    QTest::newRow("int4 g128 sym, default shared-memory carveout") << true << true << 0;
   }
   void fusedInt4MatchesDequantizedEager() {
     QFETCH(bool, lmHead);
     QFETCH(bool, symmetric);
-    QFETCH(int, mlpRows);
-    QFETCH(int, groupSize);
-    QFETCH(int, embd);
+    QFETCH(int, carveout);
     torch::manual_seed(22);
-    Gpt2 m32(gpt2Like(embd == 768 ? 3 : 2, embd));
+    Gpt2 m32(gpt2Like(3));
     // The reference holds exactly the values the packed weights decode to.
     QuantSpec spec;
     spec.bits = 4;
-    spec.groupSize = groupSize;
+    spec.groupSize = 128;
     spec.symmetric = symmetric;
     auto packed = quantizeModel(m32, spec, {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"}, lmHead);
     loadDequantized(m32, packed);
@@ -178,7 +165,7 @@ class TestFusedDecode : public QObject {
     go.fusedOptions.int4LmHead = lmHead;
     go.fusedOptions.symmetric = symmetric;
     go.fusedOptions.packed = packed;  // the very codes the reference decodes
-    go.fusedOptions.mlpRows = mlpRows;
+    go.fusedOptions.maxSharedCarveout = carveout;
     const auto c = compare(m16, ref, go, 5e-3, 32);
     qInfo("%s", qPrintable(c.message));
     QVERIFY2(c.fusedErr <= c.tol, qPrintable(c.message));
