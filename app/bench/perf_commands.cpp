@@ -80,6 +80,7 @@ void addPerfTrainCommand(CLI::App& perf, int& exitCode) {
   c->add_option("--peak-tflops", o.peakTflops, "Matmul peak for MFU (0: measure it)")->capture_default_str();
   c->add_option("--datasheet-tflops", o.datasheetTflops, "Datasheet peak for MFU")->capture_default_str();
   c->add_option("--seed", o.seed, "Seed for weights and tokens")->capture_default_str();
+  c->add_option("--trace", o.traceFile, "Also trace 3 steps after the timed ones with Kineto into this JSON file (CUDA)");
   addModelShapeOptions(*c, o.model);
   addPerfOutputOptions(*c, out);
   c->callback([&exitCode] {

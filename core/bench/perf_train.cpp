@@ -3,6 +3,7 @@
 
 #include <random>
 
+#include "core/bench/kineto_trace.h"
 #include "core/bench/memory_probe.h"
 #include "core/bench/mfu.h"
 #include "core/bench/perf_device.h"
@@ -21,6 +22,8 @@ PerfResult runTrainPerf(const TrainPerfOptions& o) {
   checkPrecisionSupported(precision, device, "--precision");
   const Gpt2Config cfg = o.model.config();
   if (o.seqLen > cfg.nPositions) throw InputError("--seq-len", "exceeds n_positions");
+  if (!o.traceFile.empty() && (!kinetoTraceBuilt() || !device.is_cuda()))
+    throw InputError("--trace", "kernel traces need a CUDA build and --device cuda");
 
   PerfResult r;
   r.kind = "train";
@@ -89,6 +92,18 @@ PerfResult runTrainPerf(const TrainPerfOptions& o) {
   CancelToken cancel;
   trainer.run(sink, cancel);
   const auto mem = probeMemory(device);
+  if (!o.traceFile.empty()) {  // after timing: the trace does not perturb the figures
+    TrainOptions traced = to;
+    traced.steps = 3;
+    traced.timingWarmup = 1;
+    Trainer tracer(model, traced, {tokens.data(), static_cast<int64_t>(tokens.size()), "random"}, {});
+    torch::cuda::synchronize();
+    startKinetoTrace();
+    tracer.run(TrainSink{}, cancel);
+    torch::cuda::synchronize();
+    stopKinetoTrace(o.traceFile);
+    r.config["trace"] = o.traceFile + " (3 steps after the timed ones)";
+  }
 
   const double flopsPerToken = gpt2TrainFlopsPerToken(cfg, model->parameterCount(), o.seqLen);
   const double meanTps = summarize(tps.samples).mean;

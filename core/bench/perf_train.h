@@ -28,6 +28,9 @@ struct TrainPerfOptions {
   double peakTflops = 0.0;
   double datasheetTflops = 989.4;  // H100 SXM dense bf16
   uint64_t seed = 1337;
+  // Non-empty: after timing, 3 more steps are traced with Kineto (CUDA builds) into this
+  // Chrome trace JSON file (scripts/kernel-trace-summary reads it).
+  std::string traceFile;
   std::string command;
 };
 

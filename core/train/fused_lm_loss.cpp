@@ -3,6 +3,7 @@
 #include "core/train/fused_lm_loss.h"
 
 #include <algorithm>
+#include <limits>
 #include <string>
 
 #include "core/errors.h"
@@ -27,7 +28,12 @@ class FusedLmHeadLossFunction : public torch::autograd::Function<FusedLmHeadLoss
     const auto h = hidden.reshape({-1, d});
     const auto t = targets.reshape({-1});
     const int64_t n = h.size(0);
-    const auto w = weight.to(cd);  // [vocab, d], cast once for every chunk
+    // The vocabulary padded to a multiple of 64 (zero rows): with GPT-2's 50257 the
+    // [rows, vocab] operands would have an odd leading dimension, which sends cuBLAS to
+    // slow unaligned kernels (measured on H100: ~32 of an 83 ms step, docs/PERF.md).
+    const int64_t vocab = weight.size(0), padded = (vocab + 63) / 64 * 64;
+    auto w = weight.to(cd);  // [padded, d], cast once for every chunk
+    if (padded != vocab) w = torch::cat({w, torch::zeros({padded - vocab, d}, w.options())});
     const auto valid = t.ne(ignoreIndex);
     const auto validF = valid.to(torch::kFloat32);
     // Read on the device only: no host synchronisation for the mean's denominator.
@@ -38,7 +44,7 @@ class FusedLmHeadLossFunction : public torch::autograd::Function<FusedLmHeadLoss
     auto lossSum = torch::zeros({}, f32);
     torch::Tensor dh, dw;
     if (needHidden) dh = torch::empty({n, d}, hidden.options());
-    if (needWeight) dw = torch::zeros(weight.sizes(), weight.options());
+    if (needWeight) dw = torch::zeros({padded, d}, weight.options());
     for (int64_t r0 = 0; r0 < n; r0 += chunkRows) {
       const int64_t rows = std::min(chunkRows, n - r0);
       const auto hc = h.narrow(0, r0, rows).to(cd);
@@ -47,6 +53,8 @@ class FusedLmHeadLossFunction : public torch::autograd::Function<FusedLmHeadLoss
       // The logits exist for this chunk only, in the compute dtype and then in fp32;
       // two statements so the compute-dtype copy is freed before log_softmax allocates.
       auto logp = torch::mm(hc, w.t()).to(torch::kFloat32);
+      // Padding columns get probability exactly 0: exp(-inf) adds nothing to the sums.
+      if (padded != vocab) logp.narrow(1, vocab, padded - vocab).fill_(-std::numeric_limits<float>::infinity());
       logp = torch::log_softmax(logp, 1);
       lossSum.sub_((logp.gather(1, tc).squeeze(1) * vc).sum());
       if (!needHidden && !needWeight) continue;
@@ -66,7 +74,7 @@ class FusedLmHeadLossFunction : public torch::autograd::Function<FusedLmHeadLoss
         else dw.add_(torch::mm(g.t(), hs));
       }
     }
-    if (dw.defined()) dw.div_(count.clamp_min(1.0));
+    if (dw.defined()) dw = dw.narrow(0, 0, vocab).div_(count.clamp_min(1.0));
     if (dh.defined()) dh = dh.view(hidden.sizes());
     // Neither an input nor an output, and never modified: plain saved data (which, unlike
     // save_for_backward, takes an undefined tensor for a gradient that is not needed).
