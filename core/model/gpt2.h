@@ -132,7 +132,8 @@ class Gpt2Impl : public torch::nn::Module {
   explicit Gpt2Impl(Gpt2Config config);
 
   // ids [B, T] (int64) -> logits [B, T, vocab]. With a cache, T new tokens continue
-  // the cached ones (positions cache->length ...).
+  // the cached ones (positions cache->length ...). On CUDA, for 256 rows or more, the
+  // logits are a view with a row stride of vocab padded to 64 (logitsFromHidden).
   torch::Tensor forward(const torch::Tensor& ids, KvCache* cache = nullptr);
   // Final hidden states after ln_f, [B, T, n_embd].
   torch::Tensor hidden(const torch::Tensor& ids, KvCache* cache = nullptr);
