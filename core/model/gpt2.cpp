@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "core/errors.h"
+#include "core/model/vocab_padding.h"
 #include "core/train/activation_checkpoint.h"
 
 namespace wb {
@@ -259,18 +260,14 @@ torch::Tensor Gpt2Impl::hidden(const torch::Tensor& ids, KvCache* cache) {
 
 torch::Tensor Gpt2Impl::logitsFromHidden(const torch::Tensor& h) {
   const auto& w = config_.tieWordEmbeddings ? transformer->wte->weight : lmHeadWeight;
-  // On CUDA, GPT-2's odd vocabulary (50257) gives [rows, vocab] logits an unaligned
-  // leading dimension, which sends cuBLAS to slow generic kernels for the forward GEMM
-  // and both backward ones (docs/PERF.md, "The vocabulary padded"). For many rows
-  // (training, evaluation, long prefills) multiply by the weight padded with zero rows
-  // to a multiple of 64 and return the view of the real columns; decode steps (a few
-  // rows) skip the 77 MB copy that costs.
+  // On CUDA, for many rows (training, evaluation, long prefills), the padded
+  // vocabulary (vocab_padding.h) for the forward GEMM and both backward ones, and the
+  // view of the real columns; decode steps (a few rows) skip the weight copy it costs.
   constexpr int64_t kPadFromRows = 256;
-  const int64_t vocab = w.size(0), padded = (vocab + 63) / 64 * 64;
+  const int64_t vocab = w.size(0);
   const int64_t rows = h.size(-1) > 0 ? h.numel() / h.size(-1) : 0;
-  if (!h.is_cuda() || padded == vocab || rows < kPadFromRows) return torch::matmul(h, w.t());
-  const auto wp = torch::cat({w, torch::zeros({padded - vocab, w.size(1)}, w.options())});
-  return torch::matmul(h, wp.t()).narrow(-1, 0, vocab);
+  if (!h.is_cuda() || paddedVocab(vocab) == vocab || rows < kPadFromRows) return torch::matmul(h, w.t());
+  return torch::matmul(h, padVocabRows(w).t()).narrow(-1, 0, vocab);
 }
 
 torch::Tensor Gpt2Impl::forward(const torch::Tensor& ids, KvCache* cache) {

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/errors.h"
+#include "core/model/vocab_padding.h"
 
 namespace wb {
 namespace {
@@ -28,12 +29,10 @@ class FusedLmHeadLossFunction : public torch::autograd::Function<FusedLmHeadLoss
     const auto h = hidden.reshape({-1, d});
     const auto t = targets.reshape({-1});
     const int64_t n = h.size(0);
-    // The vocabulary padded to a multiple of 64 (zero rows): with GPT-2's 50257 the
-    // [rows, vocab] operands would have an odd leading dimension, which sends cuBLAS to
-    // slow unaligned kernels (measured on H100: ~32 of an 83 ms step, docs/PERF.md).
-    const int64_t vocab = weight.size(0), padded = (vocab + 63) / 64 * 64;
-    auto w = weight.to(cd);  // [padded, d], cast once for every chunk
-    if (padded != vocab) w = torch::cat({w, torch::zeros({padded - vocab, d}, w.options())});
+    // The vocabulary padded (vocab_padding.h: GPT-2's odd 50257 sent these matmuls to
+    // slow unaligned kernels, ~32 of an 83 ms step on H100).
+    const int64_t vocab = weight.size(0), padded = paddedVocab(vocab);
+    const auto w = padVocabRows(weight.to(cd));  // [padded, d], cast once for every chunk
     const auto valid = t.ne(ignoreIndex);
     const auto validF = valid.to(torch::kFloat32);
     // Read on the device only: no host synchronisation for the mean's denominator.

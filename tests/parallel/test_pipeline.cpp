@@ -655,16 +655,12 @@ class TestPipeline : public QObject {
     QFETCH(int, stages);
     QFETCH(int, replicas);
     const auto tokens = makeTokens(4000, 1);
-    TrainOptions t;
+    TrainOptions t = sixSteps();
     t.steps = 4;
-    t.batchSize = 8;
     t.gradAccum = 2;
-    t.seqLen = 16;
     t.lr = 1e-3;
     t.minLr = 1e-4;
     t.warmupSteps = 1;
-    t.timingWarmup = 0;
-    t.seed = 42;
     CancelToken cancel;
     Gpt2 ref = modelWithSeed(5);
     Trainer single(ref, t, {tokens.data(), 4000, "train"}, {});
