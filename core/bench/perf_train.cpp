@@ -37,6 +37,7 @@ PerfResult runTrainPerf(const TrainPerfOptions& o) {
               {"activation_checkpointing", o.activationCheckpointing},
               {"fused_lm_head_loss", o.fusedLmHeadLoss},
               {"lm_head_chunk_rows", o.lmHeadChunkRows},
+              {"loss_kernel", o.lossKernel},
               {"warmup_steps", o.warmup},
               {"timed_steps", o.repeats},
               {"timing", device.is_cuda() ? "cuda events per step" : "steady_clock per step"}};
@@ -78,6 +79,7 @@ PerfResult runTrainPerf(const TrainPerfOptions& o) {
   to.activationCheckpointing = o.activationCheckpointing;
   to.fusedLmHeadLoss = o.fusedLmHeadLoss;
   to.lmHeadChunkRows = o.lmHeadChunkRows;
+  to.lossKernel = o.lossKernel;
   to.seed = o.seed;
   Trainer trainer(model, to, {tokens.data(), static_cast<int64_t>(tokens.size()), "random"}, {});
   BenchMetric stepMs{"step_ms", {}}, tps{"tokens_per_s", {}};
@@ -111,7 +113,9 @@ PerfResult runTrainPerf(const TrainPerfOptions& o) {
   PerfRow row;
   row.label = std::string("libtorch ") + o.precision + (o.fusedOptimizer ? ", fused AdamW" : ", AdamW") +
               (o.activationCheckpointing ? ", act. ckpt" : "") +
-              (o.fusedLmHeadLoss ? ", fused LM-head loss (" + std::to_string(o.lmHeadChunkRows) + " rows)" : "");
+              (o.fusedLmHeadLoss ? ", fused LM-head loss (" + std::to_string(o.lmHeadChunkRows) + " rows" +
+                                     (o.lossKernel ? "" : ", LibTorch softmax") + ")"
+                                  : "");
   row.metrics = {stepMs, tps};
   row.values["achieved_tflops"] = achieved * 1e-12;
   const Mfu measured = modelFlopsUtilisation(achieved, peak * 1e12, "the measured matmul peak");

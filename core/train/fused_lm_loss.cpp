@@ -3,11 +3,11 @@
 #include "core/train/fused_lm_loss.h"
 
 #include <algorithm>
-#include <limits>
 #include <string>
 
 #include "core/errors.h"
 #include "core/model/vocab_padding.h"
+#include "core/train/softmax_xent.h"
 
 namespace wb {
 namespace {
@@ -22,7 +22,7 @@ class FusedLmHeadLossFunction : public torch::autograd::Function<FusedLmHeadLoss
  public:
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& hidden, const torch::Tensor& weight,
                                const torch::Tensor& targets, int64_t computeDtype, int64_t chunkRows,
-                               int64_t ignoreIndex, bool needHidden, bool needWeight) {
+                               int64_t ignoreIndex, int64_t xentImpl, bool needHidden, bool needWeight) {
     const auto cd = static_cast<c10::ScalarType>(computeDtype);
     const auto f32 = hidden.options().dtype(torch::kFloat32);
     const int64_t d = hidden.size(-1);
@@ -49,19 +49,13 @@ class FusedLmHeadLossFunction : public torch::autograd::Function<FusedLmHeadLoss
       const auto hc = h.narrow(0, r0, rows).to(cd);
       const auto tc = safeTargets.narrow(0, r0, rows);
       const auto vc = validF.narrow(0, r0, rows);
-      // The logits exist for this chunk only, in the compute dtype and then in fp32;
-      // two statements so the compute-dtype copy is freed before log_softmax allocates.
-      auto logp = torch::mm(hc, w.t()).to(torch::kFloat32);
-      // Padding columns get probability exactly 0: exp(-inf) adds nothing to the sums.
-      if (padded != vocab) logp.narrow(1, vocab, padded - vocab).fill_(-std::numeric_limits<float>::infinity());
-      logp = torch::log_softmax(logp, 1);
-      lossSum.sub_((logp.gather(1, tc).squeeze(1) * vc).sum());
+      // The logits exist for this chunk only; the loss kernel turns them into the
+      // gradient in place (softmax_xent.h), the reference path into an fp32 copy.
+      auto xent = softmaxXent(torch::mm(hc, w.t()), tc.squeeze(1), vc, vocab, needHidden || needWeight,
+                              static_cast<XentImpl>(xentImpl));
+      lossSum.add_(xent.rowLoss.sum());
       if (!needHidden && !needWeight) continue;
-      // softmax - onehot(target), formed in fp32 so entries near p = 1 keep their
-      // precision before the cast; exp_ reuses the log-probabilities' storage.
-      auto p = logp.exp_();
-      p.scatter_add_(1, tc, vc.neg().unsqueeze(1));
-      const auto g = p.to(cd);  // [rows, vocab], not yet scaled by rowScale
+      const auto& g = xent.grad;  // [rows, padded] softmax - onehot, not yet scaled by rowScale
       const auto sc = rowScale.narrow(0, r0, rows).unsqueeze(1);
       // Scaling the [rows, d] factors instead of g saves a pass over [rows, vocab].
       if (needHidden) dh.narrow(0, r0, rows).copy_(torch::mm(g, w) * sc);
@@ -89,7 +83,7 @@ class FusedLmHeadLossFunction : public torch::autograd::Function<FusedLmHeadLoss
     if (dh.defined()) dh = dh * g;
     if (dw.defined()) dw = dw * g;
     // One entry per forward argument; the non-tensor ones get none.
-    return {dh, dw, {}, {}, {}, {}, {}, {}};
+    return {dh, dw, {}, {}, {}, {}, {}, {}, {}};
   }
 };
 
@@ -118,7 +112,7 @@ torch::Tensor fusedLmHeadLoss(const torch::Tensor& hidden, const torch::Tensor& 
   const auto cd = amp ? ampDtype : hidden.scalar_type();
   const bool grad = torch::GradMode::is_enabled();
   return FusedLmHeadLossFunction::apply(hidden, weight, targets, static_cast<int64_t>(cd), o.chunkRows,
-                                        o.ignoreIndex, grad && hidden.requires_grad(),
+                                        o.ignoreIndex, static_cast<int64_t>(o.xent), grad && hidden.requires_grad(),
                                         grad && weight.requires_grad());
 }
 

@@ -1,14 +1,15 @@
 // Next-token cross-entropy fused with the LM head for training: the rows of the final
 // hidden states are taken in chunks, each chunk's logits (h W^T, in the autocast dtype)
-// go through an fp32 log-softmax, and the gradients for h and W are formed right there,
-// so the [rows, vocab] logits and their fp32 copies never exist for the whole batch
-// (the backward only scales the saved gradients). Plain LibTorch ops, CPU and CUDA.
-// Not here: a custom kernel, label smoothing, reductions other than the mean.
+// go through the softmax cross-entropy of core/train/softmax_xent.h (a fused kernel on
+// CUDA, an fp32 log-softmax elsewhere), and the gradients for h and W are formed right
+// there, so the [rows, vocab] logits never exist for the whole batch (the backward only
+// scales the saved gradients). Not here: label smoothing, reductions other than the mean.
 #pragma once
 
 #include <cstdint>
 
 #include "core/torch_compat.h"
+#include "core/train/softmax_xent.h"
 
 namespace wb {
 
@@ -17,6 +18,7 @@ struct FusedLmLossOptions {
   // logits and their log-softmax; later the fp32 probabilities and their 16-bit copy).
   int64_t chunkRows = 4096;
   int64_t ignoreIndex = -100;  // targets equal to it add no loss and no gradient
+  XentImpl xent = XentImpl::Auto;  // Reference: LibTorch ops even where the kernel fits
 };
 
 // Mean over the targets != ignoreIndex of -log softmax(hidden W^T)[target], as a 0-d

@@ -115,6 +115,7 @@ void Trainer::run(const TrainSink& sink, const CancelToken& cancel,
               model_->config().tieWordEmbeddings ? model_->transformer->wte->weight : model_->lmHeadWeight;
           FusedLmLossOptions fo;
           fo.chunkRows = o_.lmHeadChunkRows;
+          fo.xent = o_.lossKernel ? XentImpl::Auto : XentImpl::Reference;
           l = fusedLmHeadLoss(model_->hidden(x), head, y, fo) / static_cast<double>(o_.gradAccum);
         } else {
           const auto logits = hooks_.forward ? hooks_.forward(x) : model_->forward(x);

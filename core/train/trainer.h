@@ -47,6 +47,9 @@ struct TrainOptions {
   // fp32 copies never exist; the same loss and gradients. Not with hooks.loss/forward.
   bool fusedLmHeadLoss = false;
   int64_t lmHeadChunkRows = 4096;  // rows per chunk of the fused loss
+  // The fused loss's softmax cross-entropy through the CUDA kernel where it fits
+  // (core/train/softmax_xent.h); false: LibTorch ops (the reference), for A/B timing.
+  bool lossKernel = true;
   uint64_t seed = 1337;
 };
 // After `step` completed steps: whether to evaluate (every evalEvery, and after the

@@ -8,6 +8,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "kernels/common/convert.cuh"
 #include "kernels/common/mma_sm80.cuh"
 #include "kernels/common/status_internal.h"
 #include "kernels/int4_matmul/int4_matmul.h"
@@ -27,18 +28,8 @@ __device__ __forceinline__ uint32_t lop3Nibbles(uint32_t w) {
 __device__ __forceinline__ __half2 asHalf2(uint32_t v) { return *reinterpret_cast<__half2*>(&v); }
 __device__ __forceinline__ uint32_t asU32(__half2 v) { return *reinterpret_cast<uint32_t*>(&v); }
 
-__device__ __forceinline__ float toFloat(__half v) { return __half2float(v); }
-__device__ __forceinline__ float toFloat(__nv_bfloat16 v) { return __bfloat162float(v); }
-template <typename T>
-__device__ __forceinline__ T fromFloat(float v);
-template <>
-__device__ __forceinline__ __half fromFloat<__half>(float v) {
-  return __float2half_rn(v);
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 fromFloat<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
+using wbk::fromFloat;
+using wbk::toFloat;
 
 // Shared x layout for the GEMV: row m, 16-byte chunk kc = 4 c + e (c = 32-input chunk,
 // e = word) lives at m * K/8 + e * K/32 + c, so the 32 lanes of a warp (consecutive c)
