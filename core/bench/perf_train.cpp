@@ -38,6 +38,7 @@ PerfResult runTrainPerf(const TrainPerfOptions& o) {
               {"fused_lm_head_loss", o.fusedLmHeadLoss},
               {"lm_head_chunk_rows", o.lmHeadChunkRows},
               {"loss_kernel", o.lossKernel},
+              {"grads_to_none", o.gradsToNone},
               {"warmup_steps", o.warmup},
               {"timed_steps", o.repeats},
               {"timing", device.is_cuda() ? "cuda events per step" : "steady_clock per step"}};
@@ -80,6 +81,7 @@ PerfResult runTrainPerf(const TrainPerfOptions& o) {
   to.fusedLmHeadLoss = o.fusedLmHeadLoss;
   to.lmHeadChunkRows = o.lmHeadChunkRows;
   to.lossKernel = o.lossKernel;
+  to.gradsToNone = o.gradsToNone;
   to.seed = o.seed;
   Trainer trainer(model, to, {tokens.data(), static_cast<int64_t>(tokens.size()), "random"}, {});
   BenchMetric stepMs{"step_ms", {}}, tps{"tokens_per_s", {}};
@@ -115,7 +117,8 @@ PerfResult runTrainPerf(const TrainPerfOptions& o) {
               (o.activationCheckpointing ? ", act. ckpt" : "") +
               (o.fusedLmHeadLoss ? ", fused LM-head loss (" + std::to_string(o.lmHeadChunkRows) + " rows" +
                                      (o.lossKernel ? "" : ", LibTorch softmax") + ")"
-                                  : "");
+                                  : "") +
+              (o.gradsToNone ? "" : ", grads zeroed");
   row.metrics = {stepMs, tps};
   row.values["achieved_tflops"] = achieved * 1e-12;
   const Mfu measured = modelFlopsUtilisation(achieved, peak * 1e12, "the measured matmul peak");

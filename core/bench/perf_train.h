@@ -25,6 +25,7 @@ struct TrainPerfOptions {
   bool fusedLmHeadLoss = false;  // chunked LM head + loss (core/train/fused_lm_loss.h)
   int64_t lmHeadChunkRows = 4096;
   bool lossKernel = true;  // its softmax cross-entropy kernel (CUDA, 16-bit) or LibTorch ops
+  bool gradsToNone = true;  // TrainOptions::gradsToNone
   // Matmul peak for MFU in TFLOP/s; 0: measure it here (8192^3 GEMMs in the training dtype).
   double peakTflops = 0.0;
   double datasheetTflops = 989.4;  // H100 SXM dense bf16

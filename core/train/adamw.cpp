@@ -58,9 +58,12 @@ void AdamW::fusedStep(double lr) {
                        std::get<2>(key) ? o_.weightDecay : 0.0, o_.eps);
 }
 
-void AdamW::zeroGrad() {
-  for (auto& [name, p] : params_)
-    if (p.grad().defined()) p.mutable_grad().zero_();
+void AdamW::zeroGrad(bool setToNone) {
+  for (auto& [name, p] : params_) {
+    if (!p.grad().defined()) continue;
+    if (setToNone) p.mutable_grad().reset();
+    else p.mutable_grad().zero_();
+  }
 }
 
 void AdamW::step(double lr) {

@@ -23,7 +23,10 @@ class AdamW {
   AdamW(std::vector<std::pair<std::string, torch::Tensor>> params, AdamWOptions options);
   void step(double lr);
   bool fused() const { return o_.fused; }
-  void zeroGrad();
+  // setToNone drops the gradients (as PyTorch's default zero_grad): the next backward
+  // then stores each gradient instead of adding it to zeros, which saves a fill and an
+  // add per parameter (~300 launches per GPT-2 step). Otherwise they are zeroed in place.
+  void zeroGrad(bool setToNone = false);
   int64_t steps() const { return step_; }
   // "exp_avg.<param>" and "exp_avg_sq.<param>" tensors (created lazily at the first step).
   std::vector<std::pair<std::string, torch::Tensor>> stateTensors() const;

@@ -96,7 +96,7 @@ void Trainer::run(const TrainSink& sink, const CancelToken& cancel,
     cancel.throwIfCancelled();
     const double lr = warmupCosineLr(step_, o_.steps, o_.warmupSteps, o_.lr, o_.minLr);
     timer.start();
-    optimizer_.zeroGrad();
+    optimizer_.zeroGrad(o_.gradsToNone);
     // Summed on the device and read once per step: no host sync between micro-batches.
     auto lossSum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat32).device(device_));
     std::vector<std::pair<std::string, double>> parts;

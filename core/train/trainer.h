@@ -50,6 +50,9 @@ struct TrainOptions {
   // The fused loss's softmax cross-entropy through the CUDA kernel where it fits
   // (core/train/softmax_xent.h); false: LibTorch ops (the reference), for A/B timing.
   bool lossKernel = true;
+  // Gradients dropped between steps rather than zeroed (AdamW::zeroGrad); every GPT-2
+  // parameter gets a gradient each step, so the update is the same.
+  bool gradsToNone = true;
   uint64_t seed = 1337;
 };
 // After `step` completed steps: whether to evaluate (every evalEvery, and after the
