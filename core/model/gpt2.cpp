@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "core/errors.h"
+#include "core/model/fused_layer_norm.h"
 #include "core/model/vocab_padding.h"
 #include "core/train/activation_checkpoint.h"
 
@@ -174,11 +175,11 @@ torch::Tensor Gpt2BlockImpl::forward(const torch::Tensor& x, KvCache* cache,
 
 torch::Tensor Gpt2BlockImpl::forwardAttention(const torch::Tensor& x, KvCache* cache,
                                               AttentionBackend backend) {
-  return x + attn->forward(ln_1->forward(x), cache, backend);
+  return x + attn->forward(layerNormForTraining(ln_1, x, fusedLayerNorm_), cache, backend);
 }
 
 torch::Tensor Gpt2BlockImpl::forwardMlp(const torch::Tensor& h) {
-  return h + mlp->forward(ln_2->forward(h));
+  return h + mlp->forward(layerNormForTraining(ln_2, h, fusedLayerNorm_));
 }
 
 Gpt2TransformerImpl::Gpt2TransformerImpl(const Gpt2Config& c) {
@@ -255,7 +256,7 @@ torch::Tensor Gpt2Impl::hidden(const torch::Tensor& ids, KvCache* cache) {
     cache->length += t;
     if (cache->staticPosition()) cache->position.add_(t);
   }
-  return transformer->ln_f->forward(x);
+  return layerNormForTraining(transformer->ln_f, x, fusedLayerNorm_);
 }
 
 torch::Tensor Gpt2Impl::logitsFromHidden(const torch::Tensor& h) {
@@ -272,6 +273,11 @@ torch::Tensor Gpt2Impl::logitsFromHidden(const torch::Tensor& h) {
 
 torch::Tensor Gpt2Impl::forward(const torch::Tensor& ids, KvCache* cache) {
   return logitsFromHidden(hidden(ids, cache));
+}
+
+void Gpt2Impl::setFusedLayerNorm(bool on) {
+  fusedLayerNorm_ = on;
+  for (const auto& block : *transformer->h) block->as<Gpt2Block>()->setFusedLayerNorm(on);
 }
 
 void Gpt2Impl::setInnerDim(int64_t n) {

@@ -112,9 +112,15 @@ class Gpt2BlockImpl : public torch::nn::Module {
   // stage boundary may fall between them (core/parallel/partition.h).
   torch::Tensor forwardAttention(const torch::Tensor& x, KvCache* cache, AttentionBackend backend);
   torch::Tensor forwardMlp(const torch::Tensor& h);
+  // ln_1 / ln_2 through the fused CUDA LayerNorm under autocast (fused_layer_norm.h);
+  // off: LibTorch's layer_norm always. Set for the whole model by Gpt2Impl.
+  void setFusedLayerNorm(bool on) { fusedLayerNorm_ = on; }
   torch::nn::LayerNorm ln_1{nullptr}, ln_2{nullptr};
   Gpt2Attention attn{nullptr};
   Gpt2Mlp mlp{nullptr};
+
+ private:
+  bool fusedLayerNorm_ = true;
 };
 TORCH_MODULE(Gpt2Block);
 
@@ -150,6 +156,11 @@ class Gpt2Impl : public torch::nn::Module {
   // with grad enabled and no cache only).
   void setActivationCheckpointing(bool on) { checkpointing_ = on; }
   bool activationCheckpointing() const { return checkpointing_; }
+  // Every LayerNorm (ln_1, ln_2, ln_f) through the fused CUDA kernel where it applies:
+  // fp32 activations on CUDA under fp16/bf16 autocast (core/model/fused_layer_norm.h).
+  // On by default; off gives LibTorch's layer_norm everywhere. Elsewhere no effect.
+  void setFusedLayerNorm(bool on);
+  bool fusedLayerNormEnabled() const { return fusedLayerNorm_; }
 
   const Gpt2Config& config() const { return config_; }
   // After MLP-neuron pruning left every layer with `n` neurons: config.n_inner = n, so
@@ -167,6 +178,7 @@ class Gpt2Impl : public torch::nn::Module {
   Gpt2Config config_;
   AttentionBackend backend_ = AttentionBackend::Math;
   bool checkpointing_ = false;
+  bool fusedLayerNorm_ = true;
 };
 TORCH_MODULE(Gpt2);
 

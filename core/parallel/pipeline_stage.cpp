@@ -4,6 +4,7 @@
 #include <string_view>
 
 #include "core/errors.h"
+#include "core/model/fused_layer_norm.h"
 
 namespace wb {
 
@@ -108,7 +109,7 @@ torch::Tensor PipelineStage::run(const torch::Tensor& input, const torch::Tensor
     if (p.mlp) x = p.block->forwardMlp(x);
   }
   if (!last()) return x;
-  const auto h = model_->transformer->ln_f->forward(x);
+  const auto h = layerNormForTraining(model_->transformer->ln_f, x, model_->fusedLayerNormEnabled());
   const auto logits = torch::matmul(h, head_.t());
   const int64_t vocab = logits.size(-1);
   // As Trainer: mean cross-entropy in fp32 over the micro-batch's tokens.
