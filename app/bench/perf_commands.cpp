@@ -80,6 +80,8 @@ void addPerfTrainCommand(CLI::App& perf, int& exitCode) {
   c->add_option("--loss-kernel", o.lossKernel,
                 "Fused loss: softmax cross-entropy kernel where it fits (false: LibTorch ops)")
       ->capture_default_str();
+  c->add_option("--fused-layernorm", o.fusedLayerNorm, "LayerNorm kernel under autocast (false: LibTorch's)")
+      ->capture_default_str();
   c->add_option("--grads-to-none", o.gradsToNone, "Drop gradients between steps (false: zero them in place)")
       ->capture_default_str();
   c->add_option("--peak-tflops", o.peakTflops, "Matmul peak for MFU (0: measure it)")->capture_default_str();

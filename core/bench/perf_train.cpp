@@ -39,6 +39,7 @@ PerfResult runTrainPerf(const TrainPerfOptions& o) {
               {"lm_head_chunk_rows", o.lmHeadChunkRows},
               {"loss_kernel", o.lossKernel},
               {"grads_to_none", o.gradsToNone},
+              {"fused_layer_norm", o.fusedLayerNorm},
               {"warmup_steps", o.warmup},
               {"timed_steps", o.repeats},
               {"timing", device.is_cuda() ? "cuda events per step" : "steady_clock per step"}};
@@ -62,6 +63,7 @@ PerfResult runTrainPerf(const TrainPerfOptions& o) {
   Gpt2 model(cfg);
   model->to(device);
   model->setAttentionBackend(parseAttentionBackend(o.attention, "--attention"));
+  model->setFusedLayerNorm(o.fusedLayerNorm);
   // Random tokens: throughput does not depend on the text.
   std::vector<uint16_t> tokens(static_cast<size_t>(std::max<int64_t>(1 << 20, 4 * o.batchSize * (o.seqLen + 1))));
   std::mt19937_64 rng(o.seed);
@@ -118,7 +120,7 @@ PerfResult runTrainPerf(const TrainPerfOptions& o) {
               (o.fusedLmHeadLoss ? ", fused LM-head loss (" + std::to_string(o.lmHeadChunkRows) + " rows" +
                                      (o.lossKernel ? "" : ", LibTorch softmax") + ")"
                                   : "") +
-              (o.gradsToNone ? "" : ", grads zeroed");
+              (o.gradsToNone ? "" : ", grads zeroed") + (o.fusedLayerNorm ? "" : ", LibTorch LayerNorm");
   row.metrics = {stepMs, tps};
   row.values["achieved_tflops"] = achieved * 1e-12;
   const Mfu measured = modelFlopsUtilisation(achieved, peak * 1e12, "the measured matmul peak");

@@ -26,6 +26,7 @@ struct TrainPerfOptions {
   int64_t lmHeadChunkRows = 4096;
   bool lossKernel = true;  // its softmax cross-entropy kernel (CUDA, 16-bit) or LibTorch ops
   bool gradsToNone = true;  // TrainOptions::gradsToNone
+  bool fusedLayerNorm = true;  // Gpt2::setFusedLayerNorm (kernels/layernorm under autocast)
   // Matmul peak for MFU in TFLOP/s; 0: measure it here (8192^3 GEMMs in the training dtype).
   double peakTflops = 0.0;
   double datasheetTflops = 989.4;  // H100 SXM dense bf16
