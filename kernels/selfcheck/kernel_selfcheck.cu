@@ -2,7 +2,7 @@
 // fresh random inputs (outputs poisoned with NaN first, so an unwritten element fails),
 // then times them with CUDA events after warm-up. Needs no LibTorch, so it runs on a
 // GPU machine straight from a binary built anywhere nvcc exists.
-// Usage: wb_kernel_selfcheck [--check-only | --time-only]
+// Usage: wb_kernel_selfcheck [--check-only | --time-only | --time-xent]
 // Not here: the comparison with LibTorch's SDPA (gpt2-bench perf attention does that).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -18,6 +18,7 @@
 
 #include "kernels/flash_attention/flash_attention.h"
 #include "kernels/int4_matmul/int4_matmul.h"
+#include "kernels/softmax_xent/softmax_xent.h"
 
 namespace {
 
@@ -410,6 +411,34 @@ void timeInt4(int M, int N, int K, int group, WbDtype dt, bool gemm) {
   for (auto* b : scs) delete b;
 }
 
+// The training loss's softmax cross-entropy on one GPT-2 chunk (rows x 50,304 padded
+// columns, in place), each variant; the logits drift as each call overwrites them with
+// gradients in [-1, 1], which does not change the work.
+void timeXent(int rows, WbDtype dt) {
+  const int vocab = 50257, ld = 50304;
+  std::vector<uint16_t> hl(size_t(rows) * ld);
+  std::mt19937 r(5);
+  std::normal_distribution<float> nd(0.f, 3.f);
+  for (auto& v : hl) v = toBits(nd(r), dt);
+  std::vector<int64_t> ht(rows);
+  for (auto& t : ht) t = int64_t(r() % vocab);
+  DevBuf<uint16_t> logits(hl.size());
+  logits.up(hl);
+  DevBuf<int64_t> targets(rows);
+  targets.up(ht);
+  DevBuf<float> valid(rows), loss(rows);
+  valid.up(std::vector<float>(rows, 1.f));
+  for (WbSoftmaxXentVariant variant : {WB_SOFTMAX_XENT_REGISTERS, WB_SOFTMAX_XENT_SHARED}) {
+    WbSoftmaxXentParams p{};
+    p.logits = logits.p, p.targets = targets.p, p.valid = valid.p, p.rowLoss = loss.p;
+    p.rows = rows, p.vocab = vocab, p.ld = ld, p.writeGrad = 1, p.dtype = dt, p.variant = variant;
+    const Timing t = timeIt([&] { WB(wbSoftmaxXent(&p, nullptr)); }, 3, 20, 5);
+    std::printf("TIME softmax xent %s %s %dx%d: %.4f +- %.4f ms (n=%d)  %.0f GB/s (read + write)\n",
+                variant == WB_SOFTMAX_XENT_SHARED ? "shared" : "registers", dt == WB_DTYPE_BF16 ? "bf16" : "fp16",
+                rows, ld, t.mean, t.std, t.n, 4.0 * rows * ld / (t.mean * 1e-3) / 1e9);
+  }
+}
+
 void timeCopy() {
   const size_t bytes = size_t(1) << 30;
   DevBuf<uint8_t> a(bytes), b(bytes);
@@ -422,10 +451,11 @@ void timeCopy() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool check = true, timing = true;
+  bool check = true, timing = true, xentOnly = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--check-only")) timing = false;
     else if (!std::strcmp(argv[i], "--time-only")) check = false;
+    else if (!std::strcmp(argv[i], "--time-xent")) check = false, xentOnly = true;
   }
   cudaDeviceProp prop{};
   CK(cudaGetDeviceProperties(&prop, 0));
@@ -453,8 +483,14 @@ int main(int argc, char** argv) {
     checkInt4(8, 2304, 3072, 128, false, WB_DTYPE_F16, false, rng);
     checkInt4(3, 96, 96, 32, false, WB_DTYPE_BF16, true, rng);  // K not a multiple of the 64-wide tile
   }
+  if (xentOnly) {
+    timeCopy();
+    for (int rows : {4096, 16384}) timeXent(rows, WB_DTYPE_BF16);
+    timing = false;
+  }
   if (timing) {
     timeCopy();
+    timeXent(16384, WB_DTYPE_BF16);
     for (bool causal : {true, false}) timeFlash(16, 12, 1024, 64, causal, WB_DTYPE_BF16);
     timeFlash(16, 12, 1024, 64, true, WB_DTYPE_F16);
     timeFlash(8, 16, 2048, 128, true, WB_DTYPE_BF16);

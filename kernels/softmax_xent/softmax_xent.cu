@@ -1,7 +1,9 @@
 // Row-wise softmax cross-entropy with its gradient written in place; see softmax_xent.h.
-// One 1024-thread block per row: each thread loads its (at most eight) 16-byte vectors
-// once into registers, the block reduces an online (max, sum of exp) pair, and the same
-// registers give the gradient, so the row crosses HBM once each way.
+// One 1024-thread block per row. The row's 16-byte vectors are read once and kept on
+// chip: in registers (at most eight per thread; one block per SM fits) or staged in
+// shared memory (two 100 KB rows per SM at GPT-2's vocabulary, so one row's loads
+// overlap the other's reduction and stores). The block reduces an online (max, sum of
+// exp) pair, and the kept vectors give the gradient: the row crosses HBM once each way.
 #include "kernels/softmax_xent/softmax_xent.h"
 
 #include <cmath>
@@ -16,6 +18,9 @@ constexpr int kThreads = 1024;
 constexpr int kPerVector = 8;  // 16-bit elements per 16-byte load
 constexpr int kVectorsPerThread = WB_SOFTMAX_XENT_MAX_COLUMNS / (kThreads * kPerVector);
 constexpr int kWarps = kThreads / 32;
+// Shared memory an SM can give two staged rows (H100: 227 KB per block, 228 KB per SM,
+// 1 KB of each block's reserved).
+constexpr size_t kSharedPerSmForTwoRows = 226 * 1024;
 
 using wbk::fromFloat;
 using wbk::toFloat;
@@ -28,42 +33,44 @@ __device__ __forceinline__ void merge(float& m, float& s, float m2, float s2) {
   m = mx;
 }
 
+// Folds vector v (columns 8 v .. 8 v + 7) into the thread's pair; padding is -inf.
 template <typename T>
-__global__ void __launch_bounds__(kThreads, 1)
-    softmaxXentKernel(T* __restrict__ logits, const int64_t* __restrict__ targets, const float* __restrict__ valid,
-                      float* __restrict__ rowLoss, int vocab, int ld, int writeGrad) {
-  const int row = blockIdx.x;
-  T* x = logits + static_cast<size_t>(row) * ld;
-  const int vectors = ld / kPerVector;
-  const int64_t target = targets[row];
-  const bool targetOk = target >= 0 && target < vocab;
-  __shared__ float targetLogit;
-  __shared__ float warpMax[kWarps], warpSum[kWarps];
-  // Read before any thread of the block may overwrite the row (the reduction's
-  // __syncthreads separates this read from the gradient stores).
-  if (threadIdx.x == 0) targetLogit = targetOk ? toFloat(x[target]) : NAN;
-
-  uint4 cache[kVectorsPerThread];
-  float m = -INFINITY, s = 0.f;
+__device__ __forceinline__ void accumulate(const uint4& vec, int v, int vocab, float& m, float& s) {
+  const T* e = reinterpret_cast<const T*>(&vec);
+  float f[kPerVector], vm = -INFINITY;
 #pragma unroll
-  for (int i = 0; i < kVectorsPerThread; ++i) {
-    const int v = threadIdx.x + i * kThreads;
-    if (v >= vectors) break;
-    cache[i] = reinterpret_cast<const uint4*>(x)[v];
-    const T* e = reinterpret_cast<const T*>(&cache[i]);
-    float f[kPerVector], vm = -INFINITY;
-#pragma unroll
-    for (int j = 0; j < kPerVector; ++j) {
-      f[j] = v * kPerVector + j < vocab ? toFloat(e[j]) : -INFINITY;
-      vm = fmaxf(vm, f[j]);
-    }
-    float vs = 0.f;
-    if (vm != -INFINITY) {
-#pragma unroll
-      for (int j = 0; j < kPerVector; ++j) vs += __expf(f[j] - vm);
-    }
-    merge(m, s, vm, vs);
+  for (int j = 0; j < kPerVector; ++j) {
+    f[j] = v * kPerVector + j < vocab ? toFloat(e[j]) : -INFINITY;
+    vm = fmaxf(vm, f[j]);
   }
+  float vs = 0.f;
+  if (vm != -INFINITY) {
+#pragma unroll
+    for (int j = 0; j < kPerVector; ++j) vs += __expf(f[j] - vm);
+  }
+  merge(m, s, vm, vs);
+}
+
+// softmax - w onehot(target) of vector v, rounded once.
+template <typename T>
+__device__ __forceinline__ uint4 gradient(const uint4& vec, int v, int vocab, int64_t target, float w, float m,
+                                          float invSum) {
+  const T* e = reinterpret_cast<const T*>(&vec);
+  uint4 out;
+  T* o = reinterpret_cast<T*>(&out);
+#pragma unroll
+  for (int j = 0; j < kPerVector; ++j) {
+    const int col = v * kPerVector + j;
+    float p = col < vocab ? __expf(toFloat(e[j]) - m) * invSum : 0.f;
+    if (col == target) p -= w;
+    o[j] = fromFloat<T>(p);
+  }
+  return out;
+}
+
+// The block's (max, sum) pair, in every thread.
+__device__ __forceinline__ void blockReduce(float& m, float& s) {
+  __shared__ float warpMax[kWarps], warpSum[kWarps];
 #pragma unroll
   for (int off = 16; off > 0; off >>= 1) {
     const float m2 = __shfl_xor_sync(0xffffffffu, m, off), s2 = __shfl_xor_sync(0xffffffffu, s, off);
@@ -82,27 +89,83 @@ __global__ void __launch_bounds__(kThreads, 1)
     const float m2 = __shfl_xor_sync(0xffffffffu, m, off), s2 = __shfl_xor_sync(0xffffffffu, s, off);
     merge(m, s, m2, s2);
   }
-  // Every warp now holds the row's pair.
+}
+
+template <typename T, bool kShared>
+__global__ void __launch_bounds__(kThreads, kShared ? 2 : 1)
+    softmaxXentKernel(T* __restrict__ logits, const int64_t* __restrict__ targets, const float* __restrict__ valid,
+                      float* __restrict__ rowLoss, int vocab, int ld, int writeGrad) {
+  extern __shared__ uint4 staged[];
+  const int row = blockIdx.x;
+  T* x = logits + static_cast<size_t>(row) * ld;
+  uint4* xv = reinterpret_cast<uint4*>(x);
+  const int vectors = ld / kPerVector;
+  const int64_t target = targets[row];
+  const bool targetOk = target >= 0 && target < vocab;
+  __shared__ float targetLogit;
+  // Read before any thread of the block may overwrite the row (the reduction's
+  // __syncthreads separates this read from the gradient stores).
+  if (threadIdx.x == 0) targetLogit = targetOk ? toFloat(x[target]) : NAN;
+
+  uint4 cache[kShared ? 1 : kVectorsPerThread];
+  float m = -INFINITY, s = 0.f;
+  if constexpr (kShared) {
+    // Four loads in flight per thread before their exps.
+#pragma unroll 4
+    for (int v = threadIdx.x; v < vectors; v += kThreads) {
+      const uint4 vec = xv[v];
+      staged[v] = vec;
+      accumulate<T>(vec, v, vocab, m, s);
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < kVectorsPerThread; ++i) {
+      const int v = threadIdx.x + i * kThreads;
+      if (v >= vectors) break;
+      cache[i] = xv[v];
+      accumulate<T>(cache[i], v, vocab, m, s);
+    }
+  }
+  blockReduce(m, s);
   const float w = valid[row];
   if (threadIdx.x == 0) rowLoss[row] = w * (m + logf(s) - targetLogit);
   if (!writeGrad) return;
   const float invSum = 1.f / s;
+  if constexpr (kShared) {
+    // Each thread reads back only the vectors it staged: no barrier needed.
+#pragma unroll 4
+    for (int v = threadIdx.x; v < vectors; v += kThreads) xv[v] = gradient<T>(staged[v], v, vocab, target, w, m, invSum);
+  } else {
 #pragma unroll
-  for (int i = 0; i < kVectorsPerThread; ++i) {
-    const int v = threadIdx.x + i * kThreads;
-    if (v >= vectors) break;
-    const T* e = reinterpret_cast<const T*>(&cache[i]);
-    uint4 out;
-    T* o = reinterpret_cast<T*>(&out);
-#pragma unroll
-    for (int j = 0; j < kPerVector; ++j) {
-      const int col = v * kPerVector + j;
-      float p = col < vocab ? __expf(toFloat(e[j]) - m) * invSum : 0.f;
-      if (col == target) p -= w;
-      o[j] = fromFloat<T>(p);
+    for (int i = 0; i < kVectorsPerThread; ++i) {
+      const int v = threadIdx.x + i * kThreads;
+      if (v >= vectors) break;
+      xv[v] = gradient<T>(cache[i], v, vocab, target, w, m, invSum);
     }
-    reinterpret_cast<uint4*>(x)[v] = out;
   }
+}
+
+template <typename T>
+WbStatus launch(const WbSoftmaxXentParams* p, cudaStream_t stream) {
+  const size_t rowBytes = static_cast<size_t>(p->ld) * sizeof(T);
+  const bool shared = p->variant == WB_SOFTMAX_XENT_SHARED ||
+                      (p->variant == WB_SOFTMAX_XENT_AUTO && 2 * rowBytes <= kSharedPerSmForTwoRows);
+  const dim3 grid(static_cast<unsigned>(p->rows)), block(kThreads);
+  if (shared) {
+    const auto kernel = softmaxXentKernel<T, true>;
+    // Above 48 KB of dynamic shared memory a kernel must opt in; cheap, so per launch.
+    const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                 static_cast<int>(rowBytes));
+    if (err != cudaSuccess)
+      return wbk::fail(WB_STATUS_CUDA_ERROR, "softmax xent: %zu bytes of shared memory per row: %s", rowBytes,
+                       cudaGetErrorString(err));
+    kernel<<<grid, block, rowBytes, stream>>>(static_cast<T*>(p->logits), p->targets, p->valid, p->rowLoss, p->vocab,
+                                              p->ld, p->writeGrad);
+  } else {
+    softmaxXentKernel<T, false><<<grid, block, 0, stream>>>(static_cast<T*>(p->logits), p->targets, p->valid,
+                                                            p->rowLoss, p->vocab, p->ld, p->writeGrad);
+  }
+  return wbk::checkLaunch("softmax xent launch");
 }
 
 }  // namespace
@@ -119,15 +182,11 @@ extern "C" WbStatus wbSoftmaxXent(const WbSoftmaxXentParams* p, cudaStream_t str
                      kPerVector, WB_SOFTMAX_XENT_MAX_COLUMNS);
   if (reinterpret_cast<uintptr_t>(p->logits) % 16 != 0)
     return wbk::fail(WB_STATUS_INVALID_ARGUMENT, "softmax xent: logits must be 16-byte aligned");
+  if (p->variant != WB_SOFTMAX_XENT_AUTO && p->variant != WB_SOFTMAX_XENT_REGISTERS &&
+      p->variant != WB_SOFTMAX_XENT_SHARED)
+    return wbk::fail(WB_STATUS_INVALID_ARGUMENT, "softmax xent: unknown variant %d", static_cast<int>(p->variant));
   if (p->rows == 0) return WB_STATUS_OK;
-  const dim3 grid(static_cast<unsigned>(p->rows)), block(kThreads);
-  if (p->dtype == WB_DTYPE_BF16)
-    softmaxXentKernel<__nv_bfloat16><<<grid, block, 0, stream>>>(static_cast<__nv_bfloat16*>(p->logits), p->targets,
-                                                                  p->valid, p->rowLoss, p->vocab, p->ld, p->writeGrad);
-  else if (p->dtype == WB_DTYPE_F16)
-    softmaxXentKernel<__half><<<grid, block, 0, stream>>>(static_cast<__half*>(p->logits), p->targets, p->valid,
-                                                          p->rowLoss, p->vocab, p->ld, p->writeGrad);
-  else
-    return wbk::fail(WB_STATUS_INVALID_ARGUMENT, "softmax xent: dtype must be fp16 or bf16");
-  return wbk::checkLaunch("softmax xent launch");
+  if (p->dtype == WB_DTYPE_BF16) return launch<__nv_bfloat16>(p, stream);
+  if (p->dtype == WB_DTYPE_F16) return launch<__half>(p, stream);
+  return wbk::fail(WB_STATUS_INVALID_ARGUMENT, "softmax xent: dtype must be fp16 or bf16");
 }

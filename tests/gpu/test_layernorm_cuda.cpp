@@ -1,6 +1,8 @@
 // The fused LayerNorm (kernels/layernorm via layernorm_cuda.h / fused_layer_norm.h)
 // against LibTorch's fp32 layer_norm. Tolerances: the 16-bit output within one unit in
-// the last place of the rounded fp32 reference (rel 2^-7 bf16, 2^-10 fp16) + 1e-6 abs;
+// the last place of the rounded fp32 reference (rel 2^-7 bf16, 2^-10 fp16) + 1e-4 abs
+// (the fp32 reduction order alone moves y by up to ~4e-5 on rows of scale 0.1 and
+// offset ~3, where rstd ~ 10 magnifies a 1e-6 difference in the mean);
 // mean 1e-6 abs + 1e-5 rel, rstd 1e-5 rel; dx 1e-5 abs + 1e-4 rel; dweight, dbias
 // within 1e-4 of the reference's norm; a 2-layer GPT-2 under bf16 autocast gives the
 // unfused loss within 2e-3 rel and each parameter gradient within 2e-2 of its norm.
@@ -109,7 +111,7 @@ class TestLayerNormCuda : public QObject {
     const auto got = layerNormForwardCuda(in.x, in.weight, in.bias, kEps, dt);
     QCOMPARE(got.y.scalar_type(), dt);
     const auto refY = std::get<0>(ref).to(dt);
-    checkClose(got.y, refY, 1e-6, bf16 ? 1.0 / 128 : 1.0 / 1024, "y");
+    checkClose(got.y, refY, 1e-4, bf16 ? 1.0 / 128 : 1.0 / 1024, "y");
     checkClose(got.mean, std::get<1>(ref).reshape({-1}), 1e-6, 1e-5, "mean");
     checkClose(got.rstd, std::get<2>(ref).reshape({-1}), 0.0, 1e-5, "rstd");
 
