@@ -27,7 +27,7 @@ bool softmaxXentKernelFits(const torch::Tensor& logits) {
 }
 
 torch::Tensor softmaxXentCuda(const torch::Tensor& logits, const torch::Tensor& targets, const torch::Tensor& valid,
-                              int64_t vocab, bool writeGrad, int variant) {
+                              int64_t vocab, bool writeGrad) {
   if (!softmaxXentKernelFits(logits))
     throw InputError(kXentWhere, "logits must be contiguous fp16/bf16 [rows, ld] on CUDA with ld a multiple of 8 and "
                                  "at most 65536, 16-byte aligned; got " +
@@ -56,7 +56,6 @@ torch::Tensor softmaxXentCuda(const torch::Tensor& logits, const torch::Tensor& 
   p.ld = static_cast<int>(ld);
   p.writeGrad = writeGrad ? 1 : 0;
   p.dtype = logits.scalar_type() == torch::kBFloat16 ? WB_DTYPE_BF16 : WB_DTYPE_F16;
-  p.variant = static_cast<WbSoftmaxXentVariant>(variant);
   if (wbSoftmaxXent(&p, compat::currentCudaStream(logits.device())) != WB_STATUS_OK)
     throw RunError(kXentWhere, wbKernelsLastError());
   return rowLoss;
@@ -68,7 +67,7 @@ bool softmaxXentKernelBuilt() { return false; }
 
 bool softmaxXentKernelFits(const torch::Tensor&) { return false; }
 
-torch::Tensor softmaxXentCuda(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&, int64_t, bool, int) {
+torch::Tensor softmaxXentCuda(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&, int64_t, bool) {
   throw RunError(kXentWhere, "built without CUDA kernels", "build against CUDA LibTorch with nvcc (cmake --preset cuda)");
 }
 

@@ -16,9 +16,8 @@ bool softmaxXentKernelFits(const torch::Tensor& logits);
 
 // logits [rows, ld] (first `vocab` columns real), targets int64 [rows] in [0, vocab),
 // valid fp32 [rows]; returns the fp32 row losses. With writeGrad the logits become
-// softmax - valid * onehot(target), padding columns 0. variant: the kernel's
-// WbSoftmaxXentVariant (0 auto, 1 the row in registers, 2 in shared memory), for tests.
+// softmax - valid * onehot(target), padding columns 0.
 torch::Tensor softmaxXentCuda(const torch::Tensor& logits, const torch::Tensor& targets, const torch::Tensor& valid,
-                              int64_t vocab, bool writeGrad, int variant = 0);
+                              int64_t vocab, bool writeGrad);
 
 }  // namespace wb

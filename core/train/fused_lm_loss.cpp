@@ -39,7 +39,7 @@ class FusedLmHeadLossFunction : public torch::autograd::Function<FusedLmHeadLoss
     const auto count = validF.sum();
     // d mean / d row-loss; ignored rows get 0, so their (unmasked) softmax rows vanish.
     const auto rowScale = validF / count.clamp_min(1.0);
-    const auto safeTargets = t.masked_fill(valid.logical_not(), 0).unsqueeze(1);  // [n, 1]
+    const auto safeTargets = t.masked_fill(valid.logical_not(), 0);
     auto lossSum = torch::zeros({}, f32);
     torch::Tensor dh, dw;
     if (needHidden) dh = torch::empty({n, d}, hidden.options());
@@ -51,7 +51,7 @@ class FusedLmHeadLossFunction : public torch::autograd::Function<FusedLmHeadLoss
       const auto vc = validF.narrow(0, r0, rows);
       // The logits exist for this chunk only; the loss kernel turns them into the
       // gradient in place (softmax_xent.h), the reference path into an fp32 copy.
-      auto xent = softmaxXent(torch::mm(hc, w.t()), tc.squeeze(1), vc, vocab, needHidden || needWeight,
+      auto xent = softmaxXent(torch::mm(hc, w.t()), tc, vc, vocab, needHidden || needWeight,
                               static_cast<XentImpl>(xentImpl));
       lossSum.add_(xent.rowLoss.sum());
       if (!needHidden && !needWeight) continue;

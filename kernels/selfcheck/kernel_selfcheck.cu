@@ -412,7 +412,7 @@ void timeInt4(int M, int N, int K, int group, WbDtype dt, bool gemm) {
 }
 
 // The training loss's softmax cross-entropy on one GPT-2 chunk (rows x 50,304 padded
-// columns, in place), each variant; the logits drift as each call overwrites them with
+// columns, in place); the logits drift as each call overwrites them with
 // gradients in [-1, 1], which does not change the work.
 void timeXent(int rows, WbDtype dt) {
   const int vocab = 50257, ld = 50304;
@@ -428,15 +428,13 @@ void timeXent(int rows, WbDtype dt) {
   targets.up(ht);
   DevBuf<float> valid(rows), loss(rows);
   valid.up(std::vector<float>(rows, 1.f));
-  for (WbSoftmaxXentVariant variant : {WB_SOFTMAX_XENT_REGISTERS, WB_SOFTMAX_XENT_SHARED}) {
-    WbSoftmaxXentParams p{};
-    p.logits = logits.p, p.targets = targets.p, p.valid = valid.p, p.rowLoss = loss.p;
-    p.rows = rows, p.vocab = vocab, p.ld = ld, p.writeGrad = 1, p.dtype = dt, p.variant = variant;
-    const Timing t = timeIt([&] { WB(wbSoftmaxXent(&p, nullptr)); }, 3, 20, 5);
-    std::printf("TIME softmax xent %s %s %dx%d: %.4f +- %.4f ms (n=%d)  %.0f GB/s (read + write)\n",
-                variant == WB_SOFTMAX_XENT_SHARED ? "shared" : "registers", dt == WB_DTYPE_BF16 ? "bf16" : "fp16",
-                rows, ld, t.mean, t.std, t.n, 4.0 * rows * ld / (t.mean * 1e-3) / 1e9);
-  }
+  WbSoftmaxXentParams p{};
+  p.logits = logits.p, p.targets = targets.p, p.valid = valid.p, p.rowLoss = loss.p;
+  p.rows = rows, p.vocab = vocab, p.ld = ld, p.writeGrad = 1, p.dtype = dt;
+  const Timing t = timeIt([&] { WB(wbSoftmaxXent(&p, nullptr)); }, 3, 20, 5);
+  std::printf("TIME softmax xent %s %dx%d: %.4f +- %.4f ms (n=%d)  %.0f GB/s (read + write)\n",
+              dt == WB_DTYPE_BF16 ? "bf16" : "fp16", rows, ld, t.mean, t.std, t.n,
+              4.0 * rows * ld / (t.mean * 1e-3) / 1e9);
 }
 
 void timeCopy() {

@@ -1,9 +1,10 @@
 // Row-wise softmax cross-entropy with its gradient written in place; see softmax_xent.h.
-// One 1024-thread block per row. The row's 16-byte vectors are read once and kept on
-// chip: in registers (at most eight per thread; one block per SM fits) or staged in
-// shared memory (two 100 KB rows per SM at GPT-2's vocabulary, so one row's loads
-// overlap the other's reduction and stores). The block reduces an online (max, sum of
-// exp) pair, and the kept vectors give the gradient: the row crosses HBM once each way.
+// One 1024-thread block per row. The row's 16-byte vectors are read once and staged in
+// shared memory: two 100 KB rows per SM at GPT-2's vocabulary, so one row's loads
+// overlap the other's reduction and stores (holding the row in registers instead allows
+// one row per SM and measured 1.26x slower: docs/PERF.md). The block reduces an online
+// (max, sum of exp) pair, and the staged vectors give the gradient: the row crosses HBM
+// once each way.
 #include "kernels/softmax_xent/softmax_xent.h"
 
 #include <cmath>
@@ -16,11 +17,7 @@ namespace {
 
 constexpr int kThreads = 1024;
 constexpr int kPerVector = 8;  // 16-bit elements per 16-byte load
-constexpr int kVectorsPerThread = WB_SOFTMAX_XENT_MAX_COLUMNS / (kThreads * kPerVector);
 constexpr int kWarps = kThreads / 32;
-// Shared memory an SM can give two staged rows (H100: 227 KB per block, 228 KB per SM,
-// 1 KB of each block's reserved).
-constexpr size_t kSharedPerSmForTwoRows = 226 * 1024;
 
 using wbk::fromFloat;
 using wbk::toFloat;
@@ -91,8 +88,8 @@ __device__ __forceinline__ void blockReduce(float& m, float& s) {
   }
 }
 
-template <typename T, bool kShared>
-__global__ void __launch_bounds__(kThreads, kShared ? 2 : 1)
+template <typename T>
+__global__ void __launch_bounds__(kThreads, 2)
     softmaxXentKernel(T* __restrict__ logits, const int64_t* __restrict__ targets, const float* __restrict__ valid,
                       float* __restrict__ rowLoss, int vocab, int ld, int writeGrad) {
   extern __shared__ uint4 staged[];
@@ -107,64 +104,36 @@ __global__ void __launch_bounds__(kThreads, kShared ? 2 : 1)
   // __syncthreads separates this read from the gradient stores).
   if (threadIdx.x == 0) targetLogit = targetOk ? toFloat(x[target]) : NAN;
 
-  uint4 cache[kShared ? 1 : kVectorsPerThread];
   float m = -INFINITY, s = 0.f;
-  if constexpr (kShared) {
-    // Four loads in flight per thread before their exps.
+  // Four loads in flight per thread before their exps.
 #pragma unroll 4
-    for (int v = threadIdx.x; v < vectors; v += kThreads) {
-      const uint4 vec = xv[v];
-      staged[v] = vec;
-      accumulate<T>(vec, v, vocab, m, s);
-    }
-  } else {
-#pragma unroll
-    for (int i = 0; i < kVectorsPerThread; ++i) {
-      const int v = threadIdx.x + i * kThreads;
-      if (v >= vectors) break;
-      cache[i] = xv[v];
-      accumulate<T>(cache[i], v, vocab, m, s);
-    }
+  for (int v = threadIdx.x; v < vectors; v += kThreads) {
+    const uint4 vec = xv[v];
+    staged[v] = vec;
+    accumulate<T>(vec, v, vocab, m, s);
   }
   blockReduce(m, s);
   const float w = valid[row];
   if (threadIdx.x == 0) rowLoss[row] = w * (m + logf(s) - targetLogit);
   if (!writeGrad) return;
   const float invSum = 1.f / s;
-  if constexpr (kShared) {
-    // Each thread reads back only the vectors it staged: no barrier needed.
+  // Each thread reads back only the vectors it staged: no barrier needed.
 #pragma unroll 4
-    for (int v = threadIdx.x; v < vectors; v += kThreads) xv[v] = gradient<T>(staged[v], v, vocab, target, w, m, invSum);
-  } else {
-#pragma unroll
-    for (int i = 0; i < kVectorsPerThread; ++i) {
-      const int v = threadIdx.x + i * kThreads;
-      if (v >= vectors) break;
-      xv[v] = gradient<T>(cache[i], v, vocab, target, w, m, invSum);
-    }
-  }
+  for (int v = threadIdx.x; v < vectors; v += kThreads) xv[v] = gradient<T>(staged[v], v, vocab, target, w, m, invSum);
 }
 
 template <typename T>
 WbStatus launch(const WbSoftmaxXentParams* p, cudaStream_t stream) {
   const size_t rowBytes = static_cast<size_t>(p->ld) * sizeof(T);
-  const bool shared = p->variant == WB_SOFTMAX_XENT_SHARED ||
-                      (p->variant == WB_SOFTMAX_XENT_AUTO && 2 * rowBytes <= kSharedPerSmForTwoRows);
-  const dim3 grid(static_cast<unsigned>(p->rows)), block(kThreads);
-  if (shared) {
-    const auto kernel = softmaxXentKernel<T, true>;
-    // Above 48 KB of dynamic shared memory a kernel must opt in; cheap, so per launch.
-    const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                 static_cast<int>(rowBytes));
-    if (err != cudaSuccess)
-      return wbk::fail(WB_STATUS_CUDA_ERROR, "softmax xent: %zu bytes of shared memory per row: %s", rowBytes,
-                       cudaGetErrorString(err));
-    kernel<<<grid, block, rowBytes, stream>>>(static_cast<T*>(p->logits), p->targets, p->valid, p->rowLoss, p->vocab,
-                                              p->ld, p->writeGrad);
-  } else {
-    softmaxXentKernel<T, false><<<grid, block, 0, stream>>>(static_cast<T*>(p->logits), p->targets, p->valid,
-                                                            p->rowLoss, p->vocab, p->ld, p->writeGrad);
-  }
+  const auto kernel = softmaxXentKernel<T>;
+  // Above 48 KB of dynamic shared memory a kernel must opt in; cheap, so per launch.
+  const cudaError_t err =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(rowBytes));
+  if (err != cudaSuccess)
+    return wbk::fail(WB_STATUS_CUDA_ERROR, "softmax xent: %zu bytes of shared memory per row: %s", rowBytes,
+                     cudaGetErrorString(err));
+  kernel<<<dim3(static_cast<unsigned>(p->rows)), dim3(kThreads), rowBytes, stream>>>(
+      static_cast<T*>(p->logits), p->targets, p->valid, p->rowLoss, p->vocab, p->ld, p->writeGrad);
   return wbk::checkLaunch("softmax xent launch");
 }
 
@@ -182,9 +151,6 @@ extern "C" WbStatus wbSoftmaxXent(const WbSoftmaxXentParams* p, cudaStream_t str
                      kPerVector, WB_SOFTMAX_XENT_MAX_COLUMNS);
   if (reinterpret_cast<uintptr_t>(p->logits) % 16 != 0)
     return wbk::fail(WB_STATUS_INVALID_ARGUMENT, "softmax xent: logits must be 16-byte aligned");
-  if (p->variant != WB_SOFTMAX_XENT_AUTO && p->variant != WB_SOFTMAX_XENT_REGISTERS &&
-      p->variant != WB_SOFTMAX_XENT_SHARED)
-    return wbk::fail(WB_STATUS_INVALID_ARGUMENT, "softmax xent: unknown variant %d", static_cast<int>(p->variant));
   if (p->rows == 0) return WB_STATUS_OK;
   if (p->dtype == WB_DTYPE_BF16) return launch<__nv_bfloat16>(p, stream);
   if (p->dtype == WB_DTYPE_F16) return launch<__half>(p, stream);

@@ -5,8 +5,8 @@
  * onehot(target[r]) (columns >= vocab set to 0), all in fp32 before the one rounding.
  * The training loss of core/train/fused_lm_loss.h calls it on each chunk of LM-head
  * logits: one read and one write of the chunk instead of an fp32 copy, log-softmax,
- * exp and the casts between them. One block per row keeps the row on chip (registers
- * or shared memory), so ld must be a multiple of 8 (16-byte loads) and at most 65536.
+ * exp and the casts between them. One block per row stages the row in shared memory,
+ * so ld must be a multiple of 8 (16-byte loads) and at most 65536.
  * The CPU reference is softmaxXentReference in core/train/softmax_xent.h. */
 #pragma once
 
@@ -20,12 +20,6 @@ extern "C" {
 
 enum { WB_SOFTMAX_XENT_MAX_COLUMNS = 65536 };
 
-typedef enum {
-  WB_SOFTMAX_XENT_AUTO = 0,      /* shared memory when two rows fit per SM, else registers */
-  WB_SOFTMAX_XENT_REGISTERS = 1, /* the row held in registers: one row per SM in flight */
-  WB_SOFTMAX_XENT_SHARED = 2     /* the row staged in shared memory: up to two rows per SM */
-} WbSoftmaxXentVariant;
-
 typedef struct {
   void* logits;            /* [rows, ld], contiguous rows, 16-byte aligned; in: logits, out: gradient */
   const int64_t* targets;  /* [rows], in [0, vocab); a row with an out-of-range target gets a NaN loss */
@@ -34,7 +28,6 @@ typedef struct {
   int rows, vocab, ld;
   int writeGrad;           /* 0: loss only, the logits are left as they were */
   WbDtype dtype;
-  WbSoftmaxXentVariant variant;
 } WbSoftmaxXentParams;
 
 WbStatus wbSoftmaxXent(const WbSoftmaxXentParams* params, cudaStream_t stream);
