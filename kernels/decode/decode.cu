@@ -90,10 +90,13 @@ __global__ void __launch_bounds__(kMaxWarps * 32) decodeLinearKernel(const WbDec
     if (p.weight.bias) bias0 = __half2float(static_cast<const __half*>(p.weight.bias)[myRow0]);
     if (kOut == WB_DECODE_OUT_RESIDUAL) residual0 = __half2float(__ldcg(static_cast<const __half*>(p.y) + myRow0));
   }
+  // The position was last advanced by the previous step's argmax, long finished when
+  // the combine of this step's attention may start.
+  const int64_t attnPos = kIn == WB_DECODE_IN_ATTENTION ? __ldcg(p.position) : -1;
   waitForPrevious();
   releaseDependents();
   const int64_t stepPos = kOut == WB_DECODE_OUT_QKV ? __ldcg(p.position) : 0;  // written by the previous step
-  stageInput<kIn, kInt4>(p, sx, sxq, sln, scratch);
+  stageInput<kIn, kInt4>(p, sx, sxq, sln, scratch, attnPos);
 
   float best = -FLT_MAX;
   int bestIdx = 0x7fffffff;

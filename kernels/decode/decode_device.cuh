@@ -73,13 +73,69 @@ __device__ __forceinline__ float geluTanh(float x) {
 }
 
 
+// The combine of one head's split-attention partials for inputs kc*8 .. kc*8+7 (fp16-
+// rounded, as the eager path rounds the attention output). The partials are
+// independent loads: they are issued kCombineBatch splits at a time, so a batch costs
+// one L2 round trip (one per split made the c_proj kernel grow with the position).
+// Batches after the first rescale the running sums to the new maximum; with one batch
+// the sums are those of a single pass over the splits.
+constexpr int kCombineBatch = 4;
+__device__ __forceinline__ void combineSplits(const WbDecodeLinearParams& p, int64_t pos, int kc, float f[8]) {
+  const int d0 = kc * 8 % p.headDim, h = kc * 8 / p.headDim;
+  const int splits = min(static_cast<int>(pos / kSplitKeys) + 1, p.attnSplits);
+  const float2* ml = reinterpret_cast<const float2*>(p.attnMl) + static_cast<int64_t>(h) * p.attnSplits;
+  const float* o = p.attnO + static_cast<int64_t>(h) * p.attnSplits * p.headDim + d0;
+  float m = -FLT_MAX, l = 0.f;
+#pragma unroll
+  for (int i = 0; i < 8; ++i) f[i] = 0.f;
+  for (int s0 = 0; s0 < splits; s0 += kCombineBatch) {
+    float2 mls[kCombineBatch];
+    float4 o0[kCombineBatch], o1[kCombineBatch];
+#pragma unroll
+    for (int j = 0; j < kCombineBatch; ++j) {
+      const int s = s0 + j;
+      mls[j] = make_float2(-FLT_MAX, 0.f);
+      o0[j] = o1[j] = make_float4(0.f, 0.f, 0.f, 0.f);
+      if (s < splits) {
+        mls[j] = __ldcg(ml + s);
+        const float4* os = reinterpret_cast<const float4*>(o + static_cast<int64_t>(s) * p.headDim);
+        o0[j] = __ldcg(os);
+        o1[j] = __ldcg(os + 1);
+      }
+    }
+    float mb = m;
+#pragma unroll
+    for (int j = 0; j < kCombineBatch; ++j) mb = fmaxf(mb, mls[j].x);
+    const float c = exp2f(m - mb);  // 0 before the first batch (m = -FLT_MAX)
+    l *= c;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) f[i] *= c;
+#pragma unroll
+    for (int j = 0; j < kCombineBatch; ++j) {
+      if (s0 + j >= splits) continue;
+      const float w = exp2f(mls[j].x - mb);
+      l += w * mls[j].y;
+      f[0] += w * o0[j].x, f[1] += w * o0[j].y, f[2] += w * o0[j].z, f[3] += w * o0[j].w;
+      f[4] += w * o1[j].x, f[5] += w * o1[j].y, f[6] += w * o1[j].z, f[7] += w * o1[j].w;
+    }
+    m = mb;
+  }
+  const float inv = 1.f / l;
+#pragma unroll
+  for (int i = 0; i < 8; ++i) f[i] = roundHalf(f[i] * inv);
+}
+
 // Builds the block's input vector in shared memory: fp32 [K] for fp16 weights, or for
 // int4 the fp16 pairs (x0,x4),(x1,x5),.. of each 8-input chunk kc = 4c + e at slot
 // e * K/32 + c, the order the nibble trick produces (as kernels/int4_matmul).
+// `attnPos` >= 0: the step's position, read by the caller before its wait (ATTENTION).
 template <int kIn, bool kInt4>
-__device__ void stageInput(const WbDecodeLinearParams& p, float* sx, uint4* sxq, const __half* sln, float* scratch) {
+__device__ void stageInput(const WbDecodeLinearParams& p, float* sx, uint4* sxq, const __half* sln, float* scratch,
+                           int64_t attnPos = -1) {
   const int k = p.k, chunks8 = k / 8;
-  const int64_t pos = (kIn == WB_DECODE_IN_EMBED || kIn == WB_DECODE_IN_ATTENTION) ? __ldcg(p.position) : 0;
+  const int64_t pos = kIn == WB_DECODE_IN_ATTENTION && attnPos >= 0 ? attnPos
+                      : (kIn == WB_DECODE_IN_EMBED || kIn == WB_DECODE_IN_ATTENTION) ? __ldcg(p.position)
+                                                                                      : 0;
   for (int kc = threadIdx.x; kc < chunks8; kc += blockDim.x) {
     float f[8];
     if (kIn == WB_DECODE_IN_EMBED) {
@@ -98,26 +154,7 @@ __device__ void stageInput(const WbDecodeLinearParams& p, float* sx, uint4* sxq,
         *reinterpret_cast<uint4*>(static_cast<__half*>(p.residual) + kc * 8) = out;
       }
     } else if (kIn == WB_DECODE_IN_ATTENTION) {
-      const int d0 = kc * 8 % p.headDim, h = kc * 8 / p.headDim;
-      const int splits = min(static_cast<int>(pos / kSplitKeys) + 1, p.attnSplits);
-      const float* ml = p.attnMl + static_cast<int64_t>(h) * p.attnSplits * 2;
-      float m = -FLT_MAX;
-      for (int s = 0; s < splits; ++s) m = fmaxf(m, __ldcg(ml + 2 * s));
-      float l = 0.f;
-#pragma unroll
-      for (int i = 0; i < 8; ++i) f[i] = 0.f;
-      for (int s = 0; s < splits; ++s) {
-        const float w = exp2f(__ldcg(ml + 2 * s) - m);
-        l += w * __ldcg(ml + 2 * s + 1);
-        const float4* o =
-            reinterpret_cast<const float4*>(p.attnO + (static_cast<int64_t>(h) * p.attnSplits + s) * p.headDim + d0);
-        const float4 o0 = __ldcg(o), o1 = __ldcg(o + 1);
-        f[0] += w * o0.x, f[1] += w * o0.y, f[2] += w * o0.z, f[3] += w * o0.w;
-        f[4] += w * o1.x, f[5] += w * o1.y, f[6] += w * o1.z, f[7] += w * o1.w;
-      }
-      const float inv = 1.f / l;
-#pragma unroll
-      for (int i = 0; i < 8; ++i) f[i] = roundHalf(f[i] * inv);
+      combineSplits(p, pos, kc, f);
     } else {
       load8(static_cast<const __half*>(p.x) + kc * 8, f);
     }

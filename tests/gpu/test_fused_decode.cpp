@@ -7,7 +7,7 @@
 // must equal eager decode's until a step where the two choices are a near tie: their
 // fp32 logits within that same tolerance. The same criteria hold with either
 // shared-memory carveout and for the persistent kernel (one cooperative launch per
-// step), at the 124M and medium widths.
+// step), at the 124M and medium widths, and past four attention splits.
 #include "core/errors.h"
 #include "core/model/graph_decode.h"
 #include "core/techniques/quantize.h"
@@ -22,9 +22,9 @@ namespace {
 const torch::Device kCuda(torch::kCUDA, 0);
 
 // GPT-2's vocabulary, width and heads: the kernels' real shapes.
-Gpt2Config gpt2Like(int64_t layers, int64_t embd = 768) {
+Gpt2Config gpt2Like(int64_t layers, int64_t embd = 768, int64_t positions = 256) {
   return test::tinyConfig(
-      {.vocab = 50257, .positions = 256, .embd = embd, .layers = layers, .heads = embd / 64});
+      {.vocab = 50257, .positions = positions, .embd = embd, .layers = layers, .heads = embd / 64});
 }
 
 // Logits [steps, vocab] (fp32, CPU) of the full sequence's positions that predict each
@@ -47,9 +47,10 @@ struct Check {
 };
 
 // Runs the fused graph token by token, keeping each step's logits, then compares.
-Check compare(Gpt2& m16, Gpt2& m32, const GraphDecodeOptions& go, double absFloor, int64_t newTokens) {
+Check compare(Gpt2& m16, Gpt2& m32, const GraphDecodeOptions& go, double absFloor, int64_t newTokens,
+              int64_t capacity = 64) {
   const std::vector<int64_t> prompt{464, 2068, 7586, 21831, 18045, 625, 262};
-  GraphDecoder d(m16, 64, go);
+  GraphDecoder d(m16, capacity, go);
   d.prefill(prompt);
   std::vector<torch::Tensor> stepLogits;
   for (int64_t i = 1; i < newTokens; ++i) {
@@ -213,6 +214,21 @@ class TestFusedDecode : public QObject {
     QVERIFY2(c.fusedErr <= c.tol, qPrintable(c.message));
     QVERIFY2(c.identical == c.steps || c.nearTie, qPrintable("diverged without a near tie: " + c.message));
     QVERIFY(c.identical >= 1);
+  }
+
+  // Positions 7 .. 306 of a 320-slot cache: up to five 64-key splits, so the c_proj
+  // kernel's combine of the split partials takes a second batch of loads (and rescales
+  // the first batch's sums to the new maximum).
+  void fusedMatchesEagerPastFourSplits() {
+    torch::manual_seed(23);
+    auto [m32, m16] = modelPair(Gpt2(gpt2Like(2, 768, 512)));
+    GraphDecodeOptions go;
+    go.fused = true;
+    const auto c = compare(m16, m32, go, 1e-3, 300, 320);
+    qInfo("%s", qPrintable(c.message));
+    QVERIFY2(c.fusedErr <= c.tol, qPrintable(c.message));
+    QVERIFY2(c.identical == c.steps || c.nearTie, qPrintable("diverged without a near tie: " + c.message));
+    QCOMPARE(c.steps, int64_t{300});
   }
 
   void rejectsWhatItCannotFuse() {
