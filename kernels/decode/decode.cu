@@ -161,6 +161,9 @@ WbStatus launchLinear(const WbDecodeLinearParams& p, cudaStream_t stream) {
   const int sms = smCount();
   const int warpRows = (p.n + L::kRowsPerWarp - 1) / L::kRowsPerWarp;
   int warps = kOut == WB_DECODE_OUT_ARGMAX ? kMaxWarps : std::clamp((warpRows + 2 * sms - 1) / (2 * sms), 2, kMaxWarps);
+  // The attention combine runs one 8-input chunk per thread: enough threads that none
+  // takes two in a row (each is an L2 round trip).
+  if (kIn == WB_DECODE_IN_ATTENTION) warps = std::max(warps, std::min(kMaxWarps, (p.k / 8 + 31) / 32));
   int blocks = (warpRows + warps - 1) / warps;
   if (kOut == WB_DECODE_OUT_ARGMAX) blocks = std::min(std::min(blocks, 4 * sms), p.argmaxSlots);
   constexpr bool kNorm = kIn == WB_DECODE_IN_LAYERNORM || kIn == WB_DECODE_IN_EMBED;

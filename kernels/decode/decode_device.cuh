@@ -136,30 +136,54 @@ __device__ void stageInput(const WbDecodeLinearParams& p, float* sx, uint4* sxq,
   const int64_t pos = kIn == WB_DECODE_IN_ATTENTION && attnPos >= 0 ? attnPos
                       : (kIn == WB_DECODE_IN_EMBED || kIn == WB_DECODE_IN_ATTENTION) ? __ldcg(p.position)
                                                                                       : 0;
-  for (int kc = threadIdx.x; kc < chunks8; kc += blockDim.x) {
-    float f[8];
-    if (kIn == WB_DECODE_IN_EMBED) {
-      float a[8], b[8];
-      const int64_t tok = __ldcg(p.token);
-      load8(static_cast<const __half*>(p.wte) + tok * k + kc * 8, a);
-      load8(static_cast<const __half*>(p.wpe) + pos * k + kc * 8, b);
+  if constexpr (kIn == WB_DECODE_IN_PLAIN || kIn == WB_DECODE_IN_LAYERNORM) {
+    // Up to kStageLoads chunks per thread (K = 3072 on 96 threads takes four): their
+    // loads are issued together, one L2 round trip rather than one per chunk.
+    constexpr int kStageLoads = 4;
+    for (int kc0 = threadIdx.x; kc0 < chunks8; kc0 += kStageLoads * blockDim.x) {
+      uint4 raw[kStageLoads];
 #pragma unroll
-      for (int i = 0; i < 8; ++i) f[i] = roundHalf(a[i] + b[i]);
-      if (blockIdx.x == 0) {
-        uint4 out;
-        out.x = asU32(__floats2half2_rn(f[0], f[1]));
-        out.y = asU32(__floats2half2_rn(f[2], f[3]));
-        out.z = asU32(__floats2half2_rn(f[4], f[5]));
-        out.w = asU32(__floats2half2_rn(f[6], f[7]));
-        *reinterpret_cast<uint4*>(static_cast<__half*>(p.residual) + kc * 8) = out;
+      for (int u = 0; u < kStageLoads; ++u) {
+        const int kc = kc0 + u * static_cast<int>(blockDim.x);
+        if (kc < chunks8) raw[u] = __ldcg(reinterpret_cast<const uint4*>(static_cast<const __half*>(p.x) + kc * 8));
       }
-    } else if (kIn == WB_DECODE_IN_ATTENTION) {
-      combineSplits(p, pos, kc, f);
-    } else {
-      load8(static_cast<const __half*>(p.x) + kc * 8, f);
-    }
 #pragma unroll
-    for (int i = 0; i < 8; ++i) sx[kc * 8 + i] = f[i];
+      for (int u = 0; u < kStageLoads; ++u) {
+        const int kc = kc0 + u * static_cast<int>(blockDim.x);
+        if (kc >= chunks8) continue;
+        const uint32_t* r = reinterpret_cast<const uint32_t*>(&raw[u]);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const float2 v = __half22float2(asHalf2(r[e]));
+          sx[kc * 8 + 2 * e] = v.x;
+          sx[kc * 8 + 2 * e + 1] = v.y;
+        }
+      }
+    }
+  } else {
+    for (int kc = threadIdx.x; kc < chunks8; kc += blockDim.x) {
+      float f[8];
+      if constexpr (kIn == WB_DECODE_IN_EMBED) {
+        float a[8], b[8];
+        const int64_t tok = __ldcg(p.token);
+        load8(static_cast<const __half*>(p.wte) + tok * k + kc * 8, a);
+        load8(static_cast<const __half*>(p.wpe) + pos * k + kc * 8, b);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) f[i] = roundHalf(a[i] + b[i]);
+        if (blockIdx.x == 0) {
+          uint4 out;
+          out.x = asU32(__floats2half2_rn(f[0], f[1]));
+          out.y = asU32(__floats2half2_rn(f[2], f[3]));
+          out.z = asU32(__floats2half2_rn(f[4], f[5]));
+          out.w = asU32(__floats2half2_rn(f[6], f[7]));
+          *reinterpret_cast<uint4*>(static_cast<__half*>(p.residual) + kc * 8) = out;
+        }
+      } else {
+        combineSplits(p, pos, kc, f);
+      }
+#pragma unroll
+      for (int i = 0; i < 8; ++i) sx[kc * 8 + i] = f[i];
+    }
   }
   if (kIn == WB_DECODE_IN_LAYERNORM || kIn == WB_DECODE_IN_EMBED) {
     // Two passes over shared memory (mean, then centred squares) as LibTorch's
