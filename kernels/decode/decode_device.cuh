@@ -76,7 +76,7 @@ __device__ __forceinline__ float geluTanh(float x) {
 // The combine of one head's split-attention partials for inputs kc*8 .. kc*8+7 (fp16-
 // rounded, as the eager path rounds the attention output). The partials are
 // independent loads: they are issued kCombineBatch splits at a time, so a batch costs
-// one L2 round trip (one per split made the c_proj kernel grow with the position).
+// one L2 round trip (serial loads cost one per split, on the c_proj kernel's critical path).
 // Batches after the first rescale the running sums to the new maximum; with one batch
 // the sums are those of a single pass over the splits.
 constexpr int kCombineBatch = 4;
