@@ -118,9 +118,10 @@ void addPerfDecodeCommand(CLI::App& perf, int& exitCode) {
       ->capture_default_str();
   c->add_option("--int4-group-size", o.int4GroupSize, "int4 paths: inputs per group (32, 64, 128)")
       ->capture_default_str();
-  c->add_option("--max-shared-carveout", o.maxSharedCarveout,
-                "Fused paths: launch with the largest shared-memory carveout (1, 0; -1 = for int4 only)")
-      ->check(CLI::IsMember({-1, 0, 1}))
+  c->add_option("--shared-carveout", o.sharedCarveout,
+                "Fused paths: the shared-memory carveout every kernel asks for, percent (0 = no request, "
+                "-1 = the weight format's default)")
+      ->check(CLI::Range(-1, 100))
       ->capture_default_str();
   c->add_option("--trace-dir", o.traceDir,
                 "Also trace 32 tokens of each graph path with Kineto into DIR/decode-<path>.json (CUDA builds)")

@@ -64,7 +64,7 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
   r.config = {{"model", o.model.toJson()}, {"dtype", o.dtype},       {"batch", 1},
               {"prompt_tokens", o.promptLength}, {"new_tokens", o.newTokens}, {"warmup", o.warmup},
               {"repeats", o.repeats}, {"eager_attention", o.attention}, {"paths", o.paths},
-              {"int4_group_size", o.int4GroupSize}, {"max_shared_carveout", o.maxSharedCarveout},
+              {"int4_group_size", o.int4GroupSize}, {"shared_carveout", o.sharedCarveout},
               {"timing", device.is_cuda() ? "cuda events around the decode steps" : "steady_clock"}};
 
   torch::manual_seed(static_cast<int64_t>(o.seed));
@@ -166,7 +166,7 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
   if (wants(o, "graph")) std::tie(graphTokens, graphMean) = runGraph("graph", "cuda graph (static KV cache)", {});
   GraphDecodeOptions fused;
   fused.fused = true;
-  fused.fusedOptions.maxSharedCarveout = o.maxSharedCarveout;
+  fused.fusedOptions.sharedCarveout = o.sharedCarveout;
   if (wants(o, "fused"))
     std::tie(fusedTokens, fusedMean) = runGraph("fused", "cuda graph, fused kernels (fp16)", fused);
   if (wants(o, "fused-nopdl")) {
@@ -186,16 +186,16 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
   double fusedMaxSmemMean = 0, int4DefaultSmemMean = 0;
   if (wants(o, "fused-max-smem")) {
     auto f = fused;
-    f.fusedOptions.maxSharedCarveout = 1;
+    f.fusedOptions.sharedCarveout = 100;
     fusedMaxSmemMean = runGraph("fused-max-smem", "cuda graph, fused kernels (fp16), largest shared-memory carveout", f).second;
   }
   if (wants(o, "int4-default-smem")) {
     auto f = fused;
     f.fusedOptions.int4 = f.fusedOptions.int4LmHead = true;
     f.fusedOptions.groupSize = o.int4GroupSize;
-    f.fusedOptions.maxSharedCarveout = 0;
+    f.fusedOptions.sharedCarveout = 0;
     int4DefaultSmemMean =
-        runGraph("int4-default-smem", "cuda graph, fused kernels, int4 " + g + " Conv1D + LM head, default carveout", f)
+        runGraph("int4-default-smem", "cuda graph, fused kernels, int4 " + g + " Conv1D + LM head, no carveout request", f)
             .second;
   }
   if (wants(o, "int4-fp16-head")) {

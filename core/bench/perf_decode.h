@@ -28,11 +28,12 @@ struct DecodePerfOptions {
   uint64_t seed = 1337;
   // eager, graph (LibTorch ops), fused, fused-nopdl, int4 (Conv1D + LM head), int4-fp16-head,
   // the persistent kernel: persistent (fp16), int4-persistent, int4-fp16-head-persistent;
-  // and the other shared-memory carveout: fused-max-smem (fp16), int4-default-smem
+  // and other shared-memory carveouts: fused-max-smem (fp16, the largest), int4-default-smem
+  // (int4, no request)
   std::vector<std::string> paths{"eager",          "graph",      "fused",          "fused-nopdl",
                                  "int4",           "int4-fp16-head", "persistent", "int4-persistent"};
   int64_t int4GroupSize = 128;
-  int maxSharedCarveout = -1;  // FusedDecodeOptions::maxSharedCarveout of the fused paths without "smem"
+  int sharedCarveout = -1;  // FusedDecodeOptions::sharedCarveout of the fused paths without "smem"
   // Non-empty: after timing, each graph path's next 32 tokens are traced with Kineto
   // (CUDA builds) into <traceDir>/decode-<path>.json (scripts/kernel-trace-summary reads it).
   std::string traceDir;

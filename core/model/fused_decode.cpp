@@ -80,10 +80,15 @@ WbDecodeWeight decodeWeight(const GemvWeight& w, const torch::Tensor& bias) {
   return d;
 }
 
+// The carveout measured fastest on H100 (docs/PERF.md, "Block shape and carveout"): 15%
+// (a 32 KB split) for fp16 weights, 44% (100 KB) for int4, whose blocks also stage the
+// input in the packed order. Every kernel of a step asks for the same one.
+int defaultCarveout(bool int4) { return int4 ? 44 : 15; }
+
 // The fields every GEMV launch of the step sets; each phase then adds its own input
 // (LayerNorm, embedding, attention combine) and output (KV cache, argmax) fields.
 WbDecodeLinearParams linearParams(WbDecodeInput in, WbDecodeOutput out, int64_t n, int64_t k, const GemvWeight& w,
-                                  const torch::Tensor& bias, void* y, int programmaticLaunch, int maxSharedCarveout) {
+                                  const torch::Tensor& bias, void* y, int programmaticLaunch, int sharedCarveout) {
   WbDecodeLinearParams p{};
   p.input = in;
   p.output = out;
@@ -92,7 +97,7 @@ WbDecodeLinearParams linearParams(WbDecodeInput in, WbDecodeOutput out, int64_t 
   p.weight = decodeWeight(w, bias);
   p.y = y;
   p.programmaticLaunch = programmaticLaunch;
-  p.maxSharedCarveout = maxSharedCarveout;
+  p.sharedCarveout = sharedCarveout;
   return p;
 }
 
@@ -310,7 +315,7 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
     return;
   }
   const int pdl = m.options.programmaticLaunch ? 1 : 0;
-  const int carveout = m.options.maxSharedCarveout < 0 ? (m.options.int4 ? 1 : 0) : m.options.maxSharedCarveout;
+  const int carveout = m.options.sharedCarveout >= 0 ? m.options.sharedCarveout : defaultCarveout(m.options.int4);
   const auto* pos = cache.position.data_ptr<int64_t>();
   const int e = static_cast<int>(m.embd);
   for (size_t i = 0; i < m.layers.size(); ++i) {
@@ -345,7 +350,7 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
     at.capacity = static_cast<int>(m.capacity);
     at.scale = l.scale;
     at.programmaticLaunch = pdl;
-    at.maxSharedCarveout = carveout;
+    at.sharedCarveout = carveout;
     check(wbDecodeAttention(&at, stream));
     // 3. combine the splits + attn.c_proj + residual.
     WbDecodeLinearParams pr = linearParams(WB_DECODE_IN_ATTENTION, WB_DECODE_OUT_RESIDUAL, e, e, l.proj, l.projBias,

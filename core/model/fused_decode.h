@@ -26,10 +26,10 @@ struct FusedDecodeOptions {
   // parameter name; any other weight is quantized here with the spec above.
   std::vector<QuantizedWeight> packed;
   bool programmaticLaunch = true;  // overlap each kernel's weight reads with its predecessor
-  // Launch every kernel asking for the largest shared-memory carveout
-  // (kernels/decode/decode_launch.h): 1 on, 0 off, -1 on for int4 layers only, which
-  // is what measured faster on H100 (docs/PERF.md, "Shared-memory carveout").
-  int maxSharedCarveout = -1;
+  // The shared-memory carveout every kernel of the step asks for, percent of the largest
+  // (kernels/decode/decode_launch.h): 1..100, 0 no request, -1 the one measured fastest
+  // on H100 for the weight format (docs/PERF.md, "Block shape and carveout").
+  int sharedCarveout = -1;
   // The whole step as one persistent cooperative kernel with grid barriers between the
   // phases (kernels/decode/decode_persistent.h); where the device or the shapes cannot
   // take it, the 5 L + 1 kernels above run instead (persistentActive() says which).

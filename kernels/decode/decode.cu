@@ -19,7 +19,13 @@
 namespace wbk {
 namespace {
 
-constexpr int kMaxWarps = 8;  // warps per GEMV block: 2 .. 8, chosen so that >= 2 blocks land per SM
+// Warps per GEMV block: enough for one block per SM to hold the rows, at most
+// kMaxWarps (kMaxWarpsLong for rows of more than 4 chunks a lane, which hold 16 chunks
+// a lane in registers). Measured on H100 (docs/PERF.md, "Block shape and carveout"): one
+// block per SM of up to 12 warps beat two per SM of up to 8 (124M fp16 207.6 vs 216.8
+// us/token, int4 169.7 vs 183.0): fewer blocks to launch, finish and synchronise.
+constexpr int kMaxWarps = 12, kMaxWarpsLong = 8;
+constexpr int kArgmaxWarps = 8;  // the LM head: a resident grid of 4 blocks per SM
 
 template <bool kInt4, int kLanesPerRow>
 struct RowLayout {
@@ -29,7 +35,7 @@ struct RowLayout {
 };
 
 template <int kIn, int kOut, bool kInt4, int kLanesPerRow, int kVmax>
-__global__ void __launch_bounds__(kMaxWarps * 32) decodeLinearKernel(const WbDecodeLinearParams p) {
+__global__ void __launch_bounds__((kVmax == 4 ? kMaxWarps : kMaxWarpsLong) * 32) decodeLinearKernel(const WbDecodeLinearParams p) {
   using L = RowLayout<kInt4, kLanesPerRow>;
   constexpr bool kNorm = kIn == WB_DECODE_IN_LAYERNORM || kIn == WB_DECODE_IN_EMBED;
   extern __shared__ float4 smem[];
@@ -156,14 +162,14 @@ WbStatus launchLinear(const WbDecodeLinearParams& p, cudaStream_t stream) {
   using L = RowLayout<kInt4, kLanesPerRow>;
   const int rowChunks = p.k / L::kInputsPerChunk;
   const int perLane = (rowChunks + L::kLanes - 1) / L::kLanes;
-  // Enough blocks for every SM to hold two (the small GEMVs are latency-bound), else
-  // eight warps; the argmax GEMV loops over its rows with a resident grid.
+  // One block per SM holds the rows; the argmax GEMV loops over its rows with a resident grid.
   const int sms = smCount();
   const int warpRows = (p.n + L::kRowsPerWarp - 1) / L::kRowsPerWarp;
-  int warps = kOut == WB_DECODE_OUT_ARGMAX ? kMaxWarps : std::clamp((warpRows + 2 * sms - 1) / (2 * sms), 2, kMaxWarps);
+  const int cap = perLane <= 4 ? kMaxWarps : kMaxWarpsLong;
+  int warps = kOut == WB_DECODE_OUT_ARGMAX ? kArgmaxWarps : std::clamp((warpRows + sms - 1) / sms, 2, cap);
   // The attention combine runs one 8-input chunk per thread: enough threads that none
   // takes two in a row (each is an L2 round trip).
-  if (kIn == WB_DECODE_IN_ATTENTION) warps = std::max(warps, std::min(kMaxWarps, (p.k / 8 + 31) / 32));
+  if (kIn == WB_DECODE_IN_ATTENTION) warps = std::max(warps, std::min(cap, (p.k / 8 + 31) / 32));
   int blocks = (warpRows + warps - 1) / warps;
   if (kOut == WB_DECODE_OUT_ARGMAX) blocks = std::min(std::min(blocks, 4 * sms), p.argmaxSlots);
   constexpr bool kNorm = kIn == WB_DECODE_IN_LAYERNORM || kIn == WB_DECODE_IN_EMBED;
@@ -175,7 +181,7 @@ WbStatus launchLinear(const WbDecodeLinearParams& p, cudaStream_t stream) {
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) != cudaSuccess)
     return checkLaunch("decode linear: cudaFuncSetAttribute");
   return launchDecodeKernel(reinterpret_cast<const void*>(kernel), dim3(blocks), dim3(warps * 32), smem,
-                            p.programmaticLaunch != 0, p.maxSharedCarveout != 0, stream, "decode linear launch",
+                            p.programmaticLaunch != 0, p.sharedCarveout, stream, "decode linear launch",
                             const_cast<WbDecodeLinearParams*>(&p));
 }
 
@@ -280,6 +286,6 @@ extern "C" WbStatus wbDecodeAttention(const WbDecodeAttentionParams* params, cud
     return fail(WB_STATUS_INVALID_ARGUMENT, "decode attention: q and the caches must be 16-byte aligned");
   const dim3 grid(wbDecodeAttentionSplits(p.capacity), p.heads);
   return launchDecodeKernel(reinterpret_cast<const void*>(decodeAttentionKernel), grid, dim3(128), 0,
-                            p.programmaticLaunch != 0, p.maxSharedCarveout != 0, stream, "decode attention launch",
+                            p.programmaticLaunch != 0, p.sharedCarveout, stream, "decode attention launch",
                             const_cast<WbDecodeAttentionParams*>(&p));
 }

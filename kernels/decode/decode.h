@@ -74,7 +74,7 @@ typedef struct {
   int64_t* nextToken;                   /* [1] */
   int64_t* tokens;                      /* [capacity] */
   int programmaticLaunch;               /* nonzero: launch with programmatic stream serialization */
-  int maxSharedCarveout;                /* nonzero: prefer the largest shared-memory carveout (decode_launch.h) */
+  int sharedCarveout;                   /* 1..100: preferred shared-memory carveout, percent (0: no request) */
 } WbDecodeLinearParams;
 
 typedef struct {
@@ -87,7 +87,7 @@ typedef struct {
   int heads, headDim, capacity;
   float scale;           /* applied to q.k */
   int programmaticLaunch;
-  int maxSharedCarveout;
+  int sharedCarveout;    /* as WbDecodeLinearParams */
 } WbDecodeAttentionParams;
 
 /* Keys per attention split, and the number of splits a cache of `capacity` needs. */

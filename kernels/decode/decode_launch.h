@@ -9,15 +9,14 @@
 namespace wbk {
 
 // pdl: programmatic stream serialization (the kernel's pre-wait part overlaps its
-// predecessor). maxShared: ask for the largest shared-memory carveout, per launch (so
-// it is recorded in a captured graph and never leaks into other launches of the same
-// kernel). An SM runs blocks of one L1 / shared split at a time, so a kernel whose
-// blocks need a larger split cannot start beside a predecessor that runs with a smaller
-// one. Measured on H100 (docs/PERF.md, "Shared-memory carveout"): the int4 step, whose
-// GEMVs stage their inputs in more shared memory, went from 259.7 to 223.0 us/token
-// at 124M (570.3 to 494.4 at medium) with every kernel asking for the largest; the
-// fp16 step went from 250.5 to 257.0, so it asks for nothing.
-inline WbStatus launchDecodeKernel(const void* kernel, dim3 grid, dim3 block, size_t smem, bool pdl, bool maxShared,
+// predecessor). carveout (1..100; 0: no request): the preferred shared-memory carveout,
+// percent of the largest, per launch (so it is recorded in a captured graph and never
+// leaks into other launches of the same kernel). An SM runs blocks of one L1 / shared
+// split at a time, so a kernel whose blocks would get another split than its
+// predecessor's cannot start beside it, which defeats programmatic launch: every kernel
+// of a step asks for the same split. Which one is measured (docs/PERF.md, "Block shape
+// and carveout"): enough for the step's largest blocks, the rest left to L1.
+inline WbStatus launchDecodeKernel(const void* kernel, dim3 grid, dim3 block, size_t smem, bool pdl, int carveout,
                                    cudaStream_t stream, const char* what, void* params) {
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = grid;
@@ -30,9 +29,9 @@ inline WbStatus launchDecodeKernel(const void* kernel, dim3 grid, dim3 block, si
     attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[n++].val.programmaticStreamSerializationAllowed = 1;
   }
-  if (maxShared) {
+  if (carveout > 0) {
     attr[n].id = cudaLaunchAttributePreferredSharedMemoryCarveout;
-    attr[n++].val.sharedMemCarveout = cudaSharedmemCarveoutMaxShared;
+    attr[n++].val.sharedMemCarveout = carveout;
   }
   cfg.attrs = attr;
   cfg.numAttrs = n;

@@ -114,13 +114,13 @@ class TestFusedDecode : public QObject {
     if (!fusedDecodeBuilt()) QSKIP("built without CUDA kernels");
   }
 
-  // carveout: FusedDecodeOptions::maxSharedCarveout (-1: the default, off for fp16).
+  // carveout: FusedDecodeOptions::sharedCarveout (-1: the format's default).
   void fusedFp16MatchesEager_data() {
     QTest::addColumn<bool>("pdl");
     QTest::addColumn<int>("carveout");
     QTest::newRow("programmatic launch") << true << -1;
     QTest::newRow("plain launch") << false << -1;
-    QTest::newRow("largest shared-memory carveout") << true << 1;
+    QTest::newRow("largest shared-memory carveout") << true << 100;
   }
   void fusedFp16MatchesEager() {
     QFETCH(bool, pdl);
@@ -130,7 +130,7 @@ class TestFusedDecode : public QObject {
     GraphDecodeOptions go;
     go.fused = true;
     go.fusedOptions.programmaticLaunch = pdl;
-    go.fusedOptions.maxSharedCarveout = carveout;
+    go.fusedOptions.sharedCarveout = carveout;
     const auto c = compare(m16, m32, go, 1e-3, 48);
     qInfo("%s", qPrintable(c.message));
     QVERIFY2(c.fusedErr <= c.tol, qPrintable(c.message));
@@ -141,10 +141,10 @@ class TestFusedDecode : public QObject {
   void fusedInt4MatchesDequantizedEager_data() {
     QTest::addColumn<bool>("lmHead");
     QTest::addColumn<bool>("symmetric");
-    QTest::addColumn<int>("carveout");  // -1: the default, on for int4
+    QTest::addColumn<int>("carveout");  // -1: the format's default
     QTest::newRow("int4 g128 sym, LM head too") << true << true << -1;
     QTest::newRow("int4 g128 asym, fp16 LM head") << false << false << -1;
-    QTest::newRow("int4 g128 sym, default shared-memory carveout") << true << true << 0;
+    QTest::newRow("int4 g128 sym, no carveout request") << true << true << 0;
   }
   void fusedInt4MatchesDequantizedEager() {
     QFETCH(bool, lmHead);
@@ -166,7 +166,7 @@ class TestFusedDecode : public QObject {
     go.fusedOptions.int4LmHead = lmHead;
     go.fusedOptions.symmetric = symmetric;
     go.fusedOptions.packed = packed;  // the very codes the reference decodes
-    go.fusedOptions.maxSharedCarveout = carveout;
+    go.fusedOptions.sharedCarveout = carveout;
     const auto c = compare(m16, ref, go, 5e-3, 32);
     qInfo("%s", qPrintable(c.message));
     QVERIFY2(c.fusedErr <= c.tol, qPrintable(c.message));
