@@ -44,12 +44,14 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
     throw InputError("perf decode", "needs repeats >= 2, new tokens >= 2 and a prompt of >= 1 token");
   static const std::vector<std::string> known{"eager", "graph", "fused", "fused-nopdl", "int4", "int4-fp16-head",
                                               "persistent", "int4-persistent", "int4-fp16-head-persistent",
-                                              "fused-max-smem", "int4-default-smem"};
+                                              "fused-max-smem", "int4-default-smem", "fused-ln-two-pass",
+                                              "int4-ln-two-pass"};
   for (const auto& p : o.paths)
     if (std::find(known.begin(), known.end(), p) == known.end())
       throw InputError("perf decode", "unknown path '" + p + "'",
                        "eager, graph, fused, fused-nopdl, int4, int4-fp16-head, persistent, int4-persistent, "
-                       "int4-fp16-head-persistent, fused-max-smem, int4-default-smem");
+                       "int4-fp16-head-persistent, fused-max-smem, int4-default-smem, fused-ln-two-pass, "
+                       "int4-ln-two-pass");
   if (!o.traceDir.empty() && !kinetoTraceBuilt())
     throw InputError("perf decode", "--trace-dir needs a CUDA build (Kineto traces CUDA kernels)");
   const auto device = parsePerfDevice(o.device);
@@ -198,6 +200,23 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
         runGraph("int4-default-smem", "cuda graph, fused kernels, int4 " + g + " Conv1D + LM head, no carveout request", f)
             .second;
   }
+  // The same two steps with LayerNorm in two passes over shared memory (the previous default).
+  double fusedTwoPassMean = 0, int4TwoPassMean = 0;
+  if (wants(o, "fused-ln-two-pass")) {
+    auto f = fused;
+    f.fusedOptions.layerNormTwoPass = true;
+    fusedTwoPassMean =
+        runGraph("fused-ln-two-pass", "cuda graph, fused kernels (fp16), two-pass LayerNorm", f).second;
+  }
+  if (wants(o, "int4-ln-two-pass")) {
+    auto f = fused;
+    f.fusedOptions.int4 = f.fusedOptions.int4LmHead = true;
+    f.fusedOptions.groupSize = o.int4GroupSize;
+    f.fusedOptions.layerNormTwoPass = true;
+    int4TwoPassMean =
+        runGraph("int4-ln-two-pass", "cuda graph, fused kernels, int4 " + g + " Conv1D + LM head, two-pass LayerNorm", f)
+            .second;
+  }
   if (wants(o, "int4-fp16-head")) {
     auto f = fused;
     f.fusedOptions.int4 = true;
@@ -238,6 +257,8 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
   if (graphMean > 0 && fusedMean > 0) r.summary["fused_speedup_vs_graph"] = graphMean / fusedMean;
   if (fusedMean > 0 && int4Mean > 0) r.summary["int4_tokens_per_s_vs_fused_fp16"] = fusedMean / int4Mean;
   if (fusedMean > 0 && fusedMaxSmemMean > 0) r.summary["fused_max_smem_speedup"] = fusedMean / fusedMaxSmemMean;
+  if (fusedMean > 0 && fusedTwoPassMean > 0) r.summary["fused_one_pass_ln_speedup"] = fusedTwoPassMean / fusedMean;
+  if (int4Mean > 0 && int4TwoPassMean > 0) r.summary["int4_one_pass_ln_speedup"] = int4TwoPassMean / int4Mean;
   if (int4Mean > 0 && int4DefaultSmemMean > 0) r.summary["int4_default_smem_speedup"] = int4Mean / int4DefaultSmemMean;
   if (fusedMean > 0 && int4HeadMean > 0) r.summary["int4_fp16_head_tokens_per_s_vs_fused_fp16"] = fusedMean / int4HeadMean;
   if (!eagerTokens.empty() && !graphTokens.empty()) {

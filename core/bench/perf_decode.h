@@ -29,7 +29,7 @@ struct DecodePerfOptions {
   // eager, graph (LibTorch ops), fused, fused-nopdl, int4 (Conv1D + LM head), int4-fp16-head,
   // the persistent kernel: persistent (fp16), int4-persistent, int4-fp16-head-persistent;
   // and other shared-memory carveouts: fused-max-smem (fp16, the largest), int4-default-smem
-  // (int4, no request)
+  // (int4, no request); and the two-pass LayerNorm: fused-ln-two-pass, int4-ln-two-pass
   std::vector<std::string> paths{"eager",          "graph",      "fused",          "fused-nopdl",
                                  "int4",           "int4-fp16-head", "persistent", "int4-persistent"};
   int64_t int4GroupSize = 128;

@@ -318,6 +318,7 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
   const int carveout = m.options.sharedCarveout >= 0 ? m.options.sharedCarveout : defaultCarveout(m.options.int4);
   const auto* pos = cache.position.data_ptr<int64_t>();
   const int e = static_cast<int>(m.embd);
+  const int twoPass = m.options.layerNormTwoPass ? 1 : 0;
   for (size_t i = 0; i < m.layers.size(); ++i) {
     const Layer& l = m.layers[i];
     const auto& kc = cache.keys[i];
@@ -326,6 +327,7 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
     WbDecodeLinearParams a = linearParams(i == 0 ? WB_DECODE_IN_EMBED : WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_QKV,
                                           3 * e, e, l.qkv, l.qkvBias, m.q.data_ptr(), pdl, carveout);
     setLayerNorm(a, m.residual, l.ln1w, l.ln1b, m.eps);
+    a.lnTwoPass = twoPass;
     a.wte = m.wte.data_ptr();
     a.wpe = m.wpe.data_ptr();
     a.token = ids.data_ptr<int64_t>();
@@ -366,6 +368,7 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
     WbDecodeLinearParams fc = linearParams(WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_GELU, m.inner, e, l.fc, l.fcBias,
                                            m.hidden.data_ptr(), pdl, carveout);
     setLayerNorm(fc, m.residual, l.ln2w, l.ln2b, m.eps);
+    fc.lnTwoPass = twoPass;
     check(wbDecodeLinear(&fc, stream));
     // 5. mlp.c_proj + residual.
     WbDecodeLinearParams mp = linearParams(WB_DECODE_IN_PLAIN, WB_DECODE_OUT_RESIDUAL, e, m.inner, l.mproj,
@@ -378,6 +381,7 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
       linearParams(WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_ARGMAX, m.vocab, e, m.head, {}, m.logits.data_ptr(), pdl,
                    carveout);
   setLayerNorm(h, m.residual, m.lnfW, m.lnfB, m.eps);
+  h.lnTwoPass = twoPass;
   h.position = pos;
   h.capacity = static_cast<int>(m.capacity);
   h.argmaxValues = m.argmaxValues.data_ptr<float>();

@@ -30,6 +30,10 @@ struct FusedDecodeOptions {
   // (kernels/decode/decode_launch.h): 1..100, 0 no request, -1 the one measured fastest
   // on H100 for the weight format (docs/PERF.md, "Block shape and carveout").
   int sharedCarveout = -1;
+  // LayerNorm kernels reduce x in two passes over shared memory (LibTorch's order)
+  // instead of one pass over per-thread sums of x and x^2, the faster default on H100
+  // (docs/PERF.md, "One-pass LayerNorm"); kept to compare the two.
+  bool layerNormTwoPass = false;
   // The whole step as one persistent cooperative kernel with grid barriers between the
   // phases (kernels/decode/decode_persistent.h); where the device or the shapes cannot
   // take it, the 5 L + 1 kernels above run instead (persistentActive() says which).

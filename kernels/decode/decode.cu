@@ -42,7 +42,7 @@ __global__ void __launch_bounds__((kVmax == 4 ? kMaxWarps : kMaxWarpsLong) * 32)
   float* sx = reinterpret_cast<float*>(smem);                 // [K]
   uint4* sxq = reinterpret_cast<uint4*>(sx + p.k);            // int4: [K/8]
   __half* sln = reinterpret_cast<__half*>(sxq + (kInt4 ? p.k / 8 : 0));  // LayerNorm: weight [K], bias [K]
-  __shared__ float scratch[kMaxWarps];
+  __shared__ float scratch[2 * kMaxWarps];  // stageInput: up to two floats a warp
   __shared__ float bestValue[kMaxWarps];
   __shared__ int bestIndex[kMaxWarps];
   __shared__ bool lastBlock;

@@ -75,6 +75,8 @@ typedef struct {
   int64_t* tokens;                      /* [capacity] */
   int programmaticLaunch;               /* nonzero: launch with programmatic stream serialization */
   int sharedCarveout;                   /* 1..100: preferred shared-memory carveout, percent (0: no request) */
+  int lnTwoPass;                        /* LAYERNORM: nonzero: two passes over x (mean, then centred squares),
+                                           LibTorch's order; 0: one pass, sums of x and x^2 */
 } WbDecodeLinearParams;
 
 typedef struct {

@@ -125,13 +125,101 @@ __device__ __forceinline__ void combineSplits(const WbDecodeLinearParams& p, int
   for (int i = 0; i < 8; ++i) f[i] = roundHalf(f[i] * inv);
 }
 
+// An 8-input chunk as the fp16 pairs (x0,x4),(x1,x5),(x2,x6),(x3,x7): the order the
+// int4 nibble trick produces (stageInput's int4 layout).
+__device__ __forceinline__ uint4 packInt4Order(const float* f) {
+  uint4 out;
+  out.x = asU32(__floats2half2_rn(f[0], f[4]));
+  out.y = asU32(__floats2half2_rn(f[1], f[5]));
+  out.z = asU32(__floats2half2_rn(f[2], f[6]));
+  out.w = asU32(__floats2half2_rn(f[3], f[7]));
+  return out;
+}
+
+// LAYERNORM in one pass: every thread keeps its chunks of x (up to kLnChunks, packed)
+// in registers and sums them and their squares; the block adds the per-warp sums after
+// one barrier, and each thread then normalises its own chunks. Two barriers where the
+// two passes over shared memory take six. The variance is E[x^2] - mean^2 in fp32
+// over the fp16 residual: cancellation only matters where |mean| >> std, far from a
+// residual stream (and the result is rounded to fp16). `scratch`: two floats per warp.
+constexpr int kLnChunks = 4;
+template <bool kInt4>
+__device__ void stageLayerNormOnePass(const WbDecodeLinearParams& p, float* sx, uint4* sxq, const __half* sln,
+                                      float* scratch) {
+  const int k = p.k, chunks8 = k / 8, threads = static_cast<int>(blockDim.x);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  // The chunks stay packed (4 registers each, converted again where used): unpacked
+  // fp32 copies cost the LM head a quarter of its resident blocks.
+  uint4 raw[kLnChunks];
+#pragma unroll
+  for (int u = 0; u < kLnChunks; ++u) {
+    const int kc = static_cast<int>(threadIdx.x) + u * threads;
+    raw[u] = make_uint4(0, 0, 0, 0);
+    if (kc < chunks8) raw[u] = __ldcg(reinterpret_cast<const uint4*>(static_cast<const __half*>(p.x) + kc * 8));
+  }
+  float sum = 0.f, squares = 0.f;  // zero-filled chunks past the end add nothing
+#pragma unroll
+  for (int u = 0; u < kLnChunks; ++u) {
+    const uint32_t* r = reinterpret_cast<const uint32_t*>(&raw[u]);
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const float2 f = __half22float2(asHalf2(r[e]));
+      sum += f.x + f.y;
+      squares = fmaf(f.x, f.x, fmaf(f.y, f.y, squares));
+    }
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    squares += __shfl_xor_sync(0xffffffffu, squares, o);
+  }
+  if (lane == 0) scratch[2 * warp] = sum, scratch[2 * warp + 1] = squares;
+  __syncthreads();
+  sum = squares = 0.f;
+  for (int w = 0; w < threads / 32; ++w) sum += scratch[2 * w], squares += scratch[2 * w + 1];
+  const float mean = sum / static_cast<float>(k);
+  const float rstd = rsqrtf(fmaxf(squares / static_cast<float>(k) - mean * mean, 0.f) + p.lnEps);
+  const int chunks32 = k / 32;
+#pragma unroll
+  for (int u = 0; u < kLnChunks; ++u) {
+    const int kc = static_cast<int>(threadIdx.x) + u * threads;
+    if (kc >= chunks8) continue;
+    const uint4 gw = reinterpret_cast<const uint4*>(sln)[kc], bw = reinterpret_cast<const uint4*>(sln + k)[kc];
+    const uint32_t* r = reinterpret_cast<const uint32_t*>(&raw[u]);
+    const uint32_t* g = reinterpret_cast<const uint32_t*>(&gw);
+    const uint32_t* b = reinterpret_cast<const uint32_t*>(&bw);
+    float f[8];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const float2 x = __half22float2(asHalf2(r[e])), gg = __half22float2(asHalf2(g[e])),
+                   bb = __half22float2(asHalf2(b[e]));
+      f[2 * e] = roundHalf((x.x - mean) * rstd * gg.x + bb.x);
+      f[2 * e + 1] = roundHalf((x.y - mean) * rstd * gg.y + bb.y);
+    }
+    if (kInt4) {
+      sxq[(kc & 3) * chunks32 + (kc >> 2)] = packInt4Order(f);
+    } else {
+      reinterpret_cast<float4*>(sx + kc * 8)[0] = make_float4(f[0], f[1], f[2], f[3]);
+      reinterpret_cast<float4*>(sx + kc * 8)[1] = make_float4(f[4], f[5], f[6], f[7]);
+    }
+  }
+  __syncthreads();
+}
+
 // Builds the block's input vector in shared memory: fp32 [K] for fp16 weights, or for
 // int4 the fp16 pairs (x0,x4),(x1,x5),.. of each 8-input chunk kc = 4c + e at slot
 // e * K/32 + c, the order the nibble trick produces (as kernels/int4_matmul).
 // `attnPos` >= 0: the step's position, read by the caller before its wait (ATTENTION).
-template <int kIn, bool kInt4>
+// kOnePass: LAYERNORM may take stageLayerNormOnePass (unless p.lnTwoPass).
+template <int kIn, bool kInt4, bool kOnePass = true>
 __device__ void stageInput(const WbDecodeLinearParams& p, float* sx, uint4* sxq, const __half* sln, float* scratch,
                            int64_t attnPos = -1) {
+  if constexpr (kIn == WB_DECODE_IN_LAYERNORM && kOnePass) {
+    if (!p.lnTwoPass && p.k / 8 <= kLnChunks * static_cast<int>(blockDim.x)) {
+      stageLayerNormOnePass<kInt4>(p, sx, sxq, sln, scratch);
+      return;
+    }
+  }
   const int k = p.k, chunks8 = k / 8;
   const int64_t pos = kIn == WB_DECODE_IN_ATTENTION && attnPos >= 0 ? attnPos
                       : (kIn == WB_DECODE_IN_EMBED || kIn == WB_DECODE_IN_ATTENTION) ? __ldcg(p.position)
@@ -207,13 +295,7 @@ __device__ void stageInput(const WbDecodeLinearParams& p, float* sx, uint4* sxq,
     __syncthreads();
     const int chunks32 = k / 32;
     for (int kc = threadIdx.x; kc < chunks8; kc += blockDim.x) {
-      const float* f = sx + kc * 8;
-      uint4 out;
-      out.x = asU32(__floats2half2_rn(f[0], f[4]));
-      out.y = asU32(__floats2half2_rn(f[1], f[5]));
-      out.z = asU32(__floats2half2_rn(f[2], f[6]));
-      out.w = asU32(__floats2half2_rn(f[3], f[7]));
-      sxq[(kc & 3) * chunks32 + (kc >> 2)] = out;
+      sxq[(kc & 3) * chunks32 + (kc >> 2)] = packInt4Order(sx + kc * 8);
     }
   }
   __syncthreads();

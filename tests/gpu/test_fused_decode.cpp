@@ -6,7 +6,7 @@
 // the int4 GEMV sums 8 products in half2 as kernels/int4_matmul does). Greedy tokens
 // must equal eager decode's until a step where the two choices are a near tie: their
 // fp32 logits within that same tolerance. The same criteria hold with either
-// shared-memory carveout and for the persistent kernel (one cooperative launch per
+// shared-memory carveout, with the one- or two-pass LayerNorm, and for the persistent kernel (one cooperative launch per
 // step), at the 124M and medium widths, and past four attention splits.
 #include "core/errors.h"
 #include "core/model/graph_decode.h"
@@ -118,19 +118,23 @@ class TestFusedDecode : public QObject {
   void fusedFp16MatchesEager_data() {
     QTest::addColumn<bool>("pdl");
     QTest::addColumn<int>("carveout");
-    QTest::newRow("programmatic launch") << true << -1;
-    QTest::newRow("plain launch") << false << -1;
-    QTest::newRow("largest shared-memory carveout") << true << 100;
+    QTest::addColumn<bool>("twoPass");  // FusedDecodeOptions::layerNormTwoPass
+    QTest::newRow("programmatic launch") << true << -1 << false;
+    QTest::newRow("plain launch") << false << -1 << false;
+    QTest::newRow("largest shared-memory carveout") << true << 100 << false;
+    QTest::newRow("two-pass LayerNorm") << true << -1 << true;
   }
   void fusedFp16MatchesEager() {
     QFETCH(bool, pdl);
     QFETCH(int, carveout);
+    QFETCH(bool, twoPass);
     torch::manual_seed(21);
     auto [m32, m16] = modelPair(Gpt2(gpt2Like(4)));
     GraphDecodeOptions go;
     go.fused = true;
     go.fusedOptions.programmaticLaunch = pdl;
     go.fusedOptions.sharedCarveout = carveout;
+    go.fusedOptions.layerNormTwoPass = twoPass;
     const auto c = compare(m16, m32, go, 1e-3, 48);
     qInfo("%s", qPrintable(c.message));
     QVERIFY2(c.fusedErr <= c.tol, qPrintable(c.message));
