@@ -80,9 +80,10 @@ WbDecodeWeight decodeWeight(const GemvWeight& w, const torch::Tensor& bias) {
   return d;
 }
 
-// The carveout measured fastest on H100 (docs/PERF.md, "Block shape and carveout"): 15%
-// (a 32 KB split) for fp16 weights, 44% (100 KB) for int4, whose blocks also stage the
-// input in the packed order. Every kernel of a step asks for the same one.
+// The carveout measured fastest on H100 (docs/PERF.md, "Block shape, carveout and
+// one-pass LayerNorm"): 15% (a 32 KB split) for fp16 weights, 44% (100 KB) for int4,
+// whose blocks also stage the input in the packed order. Every kernel of a step asks
+// for the same one.
 int defaultCarveout(bool int4) { return int4 ? 44 : 15; }
 
 // The fields every GEMV launch of the step sets; each phase then adds its own input

@@ -28,11 +28,12 @@ struct FusedDecodeOptions {
   bool programmaticLaunch = true;  // overlap each kernel's weight reads with its predecessor
   // The shared-memory carveout every kernel of the step asks for, percent of the largest
   // (kernels/decode/decode_launch.h): 1..100, 0 no request, -1 the one measured fastest
-  // on H100 for the weight format (docs/PERF.md, "Block shape and carveout").
+  // on H100 for the weight format (docs/PERF.md, section
+  // "Block shape, carveout and one-pass LayerNorm").
   int sharedCarveout = -1;
   // LayerNorm kernels reduce x in two passes over shared memory (LibTorch's order)
   // instead of one pass over per-thread sums of x and x^2, the faster default on H100
-  // (docs/PERF.md, "One-pass LayerNorm"); kept to compare the two.
+  // (docs/PERF.md, same section); kept to compare the two.
   bool layerNormTwoPass = false;
   // The whole step as one persistent cooperative kernel with grid barriers between the
   // phases (kernels/decode/decode_persistent.h); where the device or the shapes cannot

@@ -21,9 +21,10 @@ namespace {
 
 // Warps per GEMV block: enough for one block per SM to hold the rows, at most
 // kMaxWarps (kMaxWarpsLong for rows of more than 4 chunks a lane, which hold 16 chunks
-// a lane in registers). Measured on H100 (docs/PERF.md, "Block shape and carveout"): one
-// block per SM of up to 12 warps beat two per SM of up to 8 (124M fp16 207.6 vs 216.8
-// us/token, int4 169.7 vs 183.0): fewer blocks to launch, finish and synchronise.
+// a lane in registers). Measured on H100 (docs/PERF.md, "Block shape, carveout and
+// one-pass LayerNorm"): one block per SM of up to 12 warps beat two per SM of up to 8
+// (124M fp16 207.6 vs 216.8 us/token, int4 169.7 vs 183.0): fewer blocks to launch,
+// finish and synchronise.
 constexpr int kMaxWarps = 12, kMaxWarpsLong = 8;
 constexpr int kArgmaxWarps = 8;  // the LM head: a resident grid of 4 blocks per SM
 

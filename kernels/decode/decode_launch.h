@@ -14,8 +14,8 @@ namespace wbk {
 // leaks into other launches of the same kernel). An SM runs blocks of one L1 / shared
 // split at a time, so a kernel whose blocks would get another split than its
 // predecessor's cannot start beside it, which defeats programmatic launch: every kernel
-// of a step asks for the same split. Which one is measured (docs/PERF.md, "Block shape
-// and carveout"): enough for the step's largest blocks, the rest left to L1.
+// of a step asks for the same split. Which one is measured (docs/PERF.md, "Block shape,
+// carveout and one-pass LayerNorm"): enough for the step's largest blocks, the rest L1.
 inline WbStatus launchDecodeKernel(const void* kernel, dim3 grid, dim3 block, size_t smem, bool pdl, int carveout,
                                    cudaStream_t stream, const char* what, void* params) {
   cudaLaunchConfig_t cfg = {};
