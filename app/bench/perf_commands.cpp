@@ -111,9 +111,7 @@ void addPerfDecodeCommand(CLI::App& perf, int& exitCode) {
   c->add_option("--warmup", o.warmup, "Untimed repeats")->capture_default_str();
   c->add_option("--repeats", o.repeats, "Timed repeats")->capture_default_str();
   c->add_option("--seed", o.seed, "Seed for weights and prompt")->capture_default_str();
-  c->add_option("--paths", o.paths,
-                "eager, graph, fused, fused-nopdl, int4, int4-fp16-head, persistent, int4-persistent, "
-                "int4-fp16-head-persistent, fused-max-smem, int4-default-smem, fused-ln-two-pass, int4-ln-two-pass")
+  c->add_option("--paths", o.paths, decodePerfPathList())
       ->delimiter(',')
       ->capture_default_str();
   c->add_option("--int4-group-size", o.int4GroupSize, "int4 paths: inputs per group (32, 64, 128)")

@@ -39,19 +39,27 @@ int64_t identicalPrefix(const std::vector<int64_t>& a, const std::vector<int64_t
 
 }  // namespace
 
-PerfResult runDecodePerf(const DecodePerfOptions& o) {
-  if (o.repeats < 2 || o.newTokens < 2 || o.promptLength < 1)
-    throw InputError("perf decode", "needs repeats >= 2, new tokens >= 2 and a prompt of >= 1 token");
-  static const std::vector<std::string> known{"eager", "graph", "fused", "fused-nopdl", "int4", "int4-fp16-head",
+const std::vector<std::string>& decodePerfPaths() {
+  static const std::vector<std::string> paths{"eager", "graph", "fused", "fused-nopdl", "int4", "int4-fp16-head",
                                               "persistent", "int4-persistent", "int4-fp16-head-persistent",
                                               "fused-max-smem", "int4-default-smem", "fused-ln-two-pass",
                                               "int4-ln-two-pass"};
+  return paths;
+}
+
+std::string decodePerfPathList() {
+  std::string list;
+  for (const auto& p : decodePerfPaths()) list += (list.empty() ? "" : ", ") + p;
+  return list;
+}
+
+PerfResult runDecodePerf(const DecodePerfOptions& o) {
+  if (o.repeats < 2 || o.newTokens < 2 || o.promptLength < 1)
+    throw InputError("perf decode", "needs repeats >= 2, new tokens >= 2 and a prompt of >= 1 token");
+  const auto& known = decodePerfPaths();
   for (const auto& p : o.paths)
     if (std::find(known.begin(), known.end(), p) == known.end())
-      throw InputError("perf decode", "unknown path '" + p + "'",
-                       "eager, graph, fused, fused-nopdl, int4, int4-fp16-head, persistent, int4-persistent, "
-                       "int4-fp16-head-persistent, fused-max-smem, int4-default-smem, fused-ln-two-pass, "
-                       "int4-ln-two-pass");
+      throw InputError("perf decode", "unknown path '" + p + "'", "one of: " + decodePerfPathList());
   if (!o.traceDir.empty() && !kinetoTraceBuilt())
     throw InputError("perf decode", "--trace-dir needs a CUDA build (Kineto traces CUDA kernels)");
   const auto device = parsePerfDevice(o.device);

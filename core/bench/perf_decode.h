@@ -42,4 +42,9 @@ struct DecodePerfOptions {
 
 PerfResult runDecodePerf(const DecodePerfOptions& options);
 
+// Every --paths name runDecodePerf knows, and the same as one ", "-separated line (help
+// texts and errors take it from here, so a new path is named in one place).
+const std::vector<std::string>& decodePerfPaths();
+std::string decodePerfPathList();
+
 }  // namespace wb

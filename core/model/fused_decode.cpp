@@ -224,6 +224,9 @@ FusedDecoder::FusedDecoder(Gpt2 model, int64_t capacity, const FusedDecodeOption
     throw InputError(kWhere, "activation " + c.activation + " (the kernels apply tanh-GELU)");
   if (capacity < 1 || capacity > c.nPositions) throw InputError(kWhere, "capacity must be in [1, n_positions]");
   if (c.nEmbd % 32 != 0 || c.innerDim() % 32 != 0) throw InputError(kWhere, "widths must be multiples of 32");
+  if (o.sharedCarveout < -1 || o.sharedCarveout > 100)
+    throw InputError(kWhere, "sharedCarveout " + std::to_string(o.sharedCarveout) + " is not a carveout",
+                     "-1 (the weight format's default), 0 (no request) or 1..100 percent");
   torch::NoGradGuard noGrad;
   auto& m = *impl_;
   m.model = model;

@@ -206,6 +206,9 @@ WbStatus checkLinear(const WbDecodeLinearParams* params) {
   const int gs = p.weight.groupSize;
   if (p.weight.qweight && (!p.weight.scales || (gs != 32 && gs != 64 && gs != 128) || p.k % gs != 0))
     return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: int4 needs scales and a group size of 32, 64 or 128 dividing K");
+  if (p.sharedCarveout < 0 || p.sharedCarveout > 100)
+    return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: sharedCarveout %d is not 0 (no request) or 1..100 percent",
+                p.sharedCarveout);
   const void* w = p.weight.weight ? p.weight.weight : p.weight.qweight;
   if (reinterpret_cast<uintptr_t>(w) % 16 || !p.y)
     return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: weights must be 16-byte aligned and y given");
@@ -280,6 +283,9 @@ extern "C" WbStatus wbDecodeAttention(const WbDecodeAttentionParams* params, cud
   if (!params) return fail(WB_STATUS_INVALID_ARGUMENT, "decode attention: params is NULL");
   const WbDecodeAttentionParams& p = *params;
   if (p.headDim != 64) return fail(WB_STATUS_UNSUPPORTED, "decode attention: head dim %d (64 only)", p.headDim);
+  if (p.sharedCarveout < 0 || p.sharedCarveout > 100)
+    return fail(WB_STATUS_INVALID_ARGUMENT, "decode attention: sharedCarveout %d is not 0 (no request) or 1..100 percent",
+                p.sharedCarveout);
   if (!p.q || !p.kCache || !p.vCache || !p.position || !p.partO || !p.partMl || p.heads < 1 || p.capacity < 1)
     return fail(WB_STATUS_INVALID_ARGUMENT, "decode attention: a pointer is NULL or a size is not positive");
   if (reinterpret_cast<uintptr_t>(p.q) % 16 || reinterpret_cast<uintptr_t>(p.kCache) % 16 ||

@@ -6,8 +6,9 @@
 // the int4 GEMV sums 8 products in half2 as kernels/int4_matmul does). Greedy tokens
 // must equal eager decode's until a step where the two choices are a near tie: their
 // fp32 logits within that same tolerance. The same criteria hold with either
-// shared-memory carveout, with the one- or two-pass LayerNorm, and for the persistent kernel (one cooperative launch per
-// step), at the 124M and medium widths, and past four attention splits.
+// shared-memory carveout, with the one- or two-pass LayerNorm, and for the persistent
+// kernel (one cooperative launch per step), at the 124M and medium widths, and past four
+// attention splits.
 #include "core/errors.h"
 #include "core/model/graph_decode.h"
 #include "core/techniques/quantize.h"
@@ -241,6 +242,16 @@ class TestFusedDecode : public QObject {
     GraphDecodeOptions go;
     go.fused = true;
     QVERIFY_THROWS_EXCEPTION(InputError, GraphDecoder(m, 32, go));
+    // A carveout outside -1..100 is refused by name before any launch.
+    m->to(torch::kHalf);
+    go.fusedOptions.sharedCarveout = 101;
+    bool named = false;
+    try {
+      GraphDecoder d(m, 32, go);
+    } catch (const InputError& e) {
+      named = QString(e.what()).contains("sharedCarveout 101");
+    }
+    QVERIFY(named);
   }
 };
 
