@@ -43,7 +43,9 @@ const std::vector<std::string>& decodePerfPaths() {
   static const std::vector<std::string> paths{"eager", "graph", "fused", "fused-nopdl", "int4", "int4-fp16-head",
                                               "persistent", "int4-persistent", "int4-fp16-head-persistent",
                                               "fused-max-smem", "int4-default-smem", "fused-ln-two-pass",
-                                              "int4-ln-two-pass"};
+                                              "int4-ln-two-pass", "fused-attn-block", "int4-attn-block",
+                                              "int4-fp16-head-attn-block", "fused-attn-block-atomic",
+                                              "int4-attn-block-atomic"};
   return paths;
 }
 
@@ -159,6 +161,11 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
       if (!graph.fusedPersistent())
         r.warnings.push_back(path + ": the persistent kernel could not run here; the per-phase kernels were timed");
     }
+    if (go.fusedOptions.attentionBlock) {
+      row.values["attention_block_active"] = graph.fusedAttentionBlock() ? 1 : 0;
+      if (!graph.fusedAttentionBlock())
+        r.warnings.push_back(path + ": the attention-block kernels could not run here; the per-phase kernels were timed");
+    }
     if (const int64_t bytes = graph.fusedWeightBytes(); bytes > 0) {
       row.values["weight_mb_per_token"] = static_cast<double>(bytes) / 1e6;
       row.values["weight_gb_per_s"] = static_cast<double>(bytes) / (mean * 1e-6) / 1e9;
@@ -231,6 +238,40 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
     f.fusedOptions.groupSize = o.int4GroupSize;
     int4HeadMean = runGraph("int4-fp16-head", "cuda graph, fused kernels, int4 " + g + " Conv1D, fp16 LM head", f).second;
   }
+
+  // The same step options with int4 Conv1D weights (and LM head).
+  auto int4Of = [&](GraphDecodeOptions f, bool lmHead) {
+    f.fusedOptions.int4 = true;
+    f.fusedOptions.int4LmHead = lmHead;
+    f.fusedOptions.groupSize = o.int4GroupSize;
+    return f;
+  };
+  // ln_1 + c_attn + attention + attn.c_proj in one cluster launch a layer: fp16, int4
+  // with the LM head, int4 with an fp16 LM head.
+  double blockMean = 0, int4BlockMean = 0;
+  auto block = fused;
+  block.fusedOptions.attentionBlock = true;
+  if (wants(o, "fused-attn-block"))
+    blockMean = runGraph("fused-attn-block", "cuda graph, fused kernels (fp16), attention block per layer", block).second;
+  if (wants(o, "int4-attn-block"))
+    int4BlockMean = runGraph("int4-attn-block", "cuda graph, fused kernels, int4 " + g + " Conv1D + LM head, attention block",
+                             int4Of(block, true))
+                        .second;
+  if (wants(o, "int4-fp16-head-attn-block"))
+    runGraph("int4-fp16-head-attn-block", "cuda graph, fused kernels, int4 " + g + " Conv1D, fp16 LM head, attention block",
+             int4Of(block, false));
+  auto atomicBlock = block;
+  atomicBlock.fusedOptions.attentionBlockAtomic = true;
+  if (wants(o, "fused-attn-block-atomic"))
+    runGraph("fused-attn-block-atomic", "cuda graph, fused kernels (fp16), attention block, atomic head sum", atomicBlock);
+  if (wants(o, "int4-attn-block-atomic"))
+    runGraph("int4-attn-block-atomic",
+             "cuda graph, fused kernels, int4 " + g + " Conv1D + LM head, attention block, atomic head sum",
+             int4Of(atomicBlock, true));
+  if (fusedMean > 0 && blockMean > 0) r.summary["attn_block_speedup_vs_fused"] = fusedMean / blockMean;
+  if (int4Mean > 0 && int4BlockMean > 0) r.summary["int4_attn_block_speedup_vs_int4"] = int4Mean / int4BlockMean;
+  if (blockMean > 0 && int4BlockMean > 0)
+    r.summary["int4_attn_block_tokens_per_s_vs_attn_block_fp16"] = blockMean / int4BlockMean;
 
   // The persistent kernel: fp16, int4 with the LM head, int4 with an fp16 LM head.
   double persistentMean = 0, int4PersistentMean = 0, int4HeadPersistentMean = 0;

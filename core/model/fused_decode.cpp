@@ -128,7 +128,8 @@ struct FusedDecoder::Impl {
   std::vector<Layer> layers;
   torch::Tensor lnfW, lnfB, wte, wpe;
   GemvWeight head;
-  torch::Tensor residual, q, hidden, partO, partMl, logits, argmaxValues, argmaxIndices, argmaxCounter;
+  torch::Tensor residual, q, hidden, partO, partMl, headPartials, logits, argmaxValues, argmaxIndices, argmaxCounter;
+  bool blockOn = false;  // the attention-block kernels (options.attentionBlock, where they run)
   int64_t capacity = 0, embd = 0, heads = 0, inner = 0, vocab = 0, splits = 0;
   float eps = 1e-5f;
   int64_t weightBytes = 0;
@@ -140,7 +141,59 @@ struct FusedDecoder::Impl {
   std::vector<const void*> tableCaches;
 
   bool stepPersistent(KvCache& cache, torch::Tensor& ids, torch::Tensor& out, cudaStream_t stream);
+  void stepAttentionBlocks(KvCache& cache, torch::Tensor& ids, int pdl, int carveout, cudaStream_t stream);
 };
+
+// Per layer: (embedding +) ln_1 + c_attn + attention + attn.c_proj's per-head partials
+// in one cluster launch; ln_2 + c_fc + GELU over the residual plus those partials;
+// mlp.c_proj, adding both into the residual.
+void FusedDecoder::Impl::stepAttentionBlocks(KvCache& cache, torch::Tensor& ids, int pdl, int carveout,
+                                             cudaStream_t stream) {
+  const auto* pos = cache.position.data_ptr<int64_t>();
+  const int e = static_cast<int>(embd);
+  const int twoPass = options.layerNormTwoPass ? 1 : 0;
+  auto* partials = headPartials.data_ptr<float>();
+  const bool atomic = options.attentionBlockAtomic;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const Layer& l = layers[i];
+    WbDecodeAttentionBlockParams ab{};
+    ab.qkv = linearParams(i == 0 ? WB_DECODE_IN_EMBED : WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_QKV, 3 * e, e, l.qkv,
+                          l.qkvBias, q.data_ptr(), pdl, carveout);
+    setLayerNorm(ab.qkv, residual, l.ln1w, l.ln1b, eps);
+    ab.qkv.lnTwoPass = twoPass;
+    ab.qkv.wte = wte.data_ptr();
+    ab.qkv.wpe = wpe.data_ptr();
+    ab.qkv.token = ids.data_ptr<int64_t>();
+    ab.qkv.residual = residual.data_ptr();
+    ab.qkv.position = pos;
+    ab.qkv.kCache = cache.keys[i].data_ptr();
+    ab.qkv.vCache = cache.values[i].data_ptr();
+    ab.qkv.capacity = static_cast<int>(capacity);
+    ab.qkv.heads = static_cast<int>(heads);
+    ab.qkv.headDim = 64;
+    ab.proj = decodeWeight(l.proj, torch::Tensor());
+    ab.headPartials = partials;
+    ab.accumulate = atomic ? 1 : 0;
+    ab.scale = l.scale;
+    check(wbDecodeAttentionBlock(&ab, stream));
+    WbDecodeLinearParams fc = linearParams(WB_DECODE_IN_HEADS, WB_DECODE_OUT_GELU, inner, e, l.fc, l.fcBias,
+                                           hidden.data_ptr(), pdl, carveout);
+    setLayerNorm(fc, residual, l.ln2w, l.ln2b, eps);
+    fc.lnTwoPass = twoPass;
+    fc.headPartials = partials;
+    fc.headBias = l.projBias.data_ptr();
+    fc.headCount = atomic ? 1 : static_cast<int>(heads);
+    check(wbDecodeLinear(&fc, stream));
+    WbDecodeLinearParams mp = linearParams(WB_DECODE_IN_PLAIN, WB_DECODE_OUT_RESIDUAL, e, inner, l.mproj, l.mprojBias,
+                                           residual.data_ptr(), pdl, carveout);
+    mp.x = hidden.data_ptr();
+    mp.headPartials = partials;
+    mp.headBias = l.projBias.data_ptr();
+    mp.headCount = atomic ? 1 : static_cast<int>(heads);
+    mp.headClear = atomic ? 1 : 0;
+    check(wbDecodeLinear(&mp, stream));
+  }
+}
 
 // Returns false when the persistent kernel cannot run here (the caller then launches
 // the per-phase kernels); the first call decides, before any graph capture.
@@ -286,6 +339,9 @@ FusedDecoder::FusedDecoder(Gpt2 model, int64_t capacity, const FusedDecodeOption
   m.hidden = torch::zeros({m.inner}, h16);
   m.partO = torch::zeros({m.heads, m.splits, 64}, f32);
   m.partMl = torch::zeros({m.heads, m.splits, 2}, f32);
+  m.blockOn = o.attentionBlock && !o.persistent && wbDecodeAttentionBlockSupported() && m.embd <= 2048 &&
+              capacity <= 2048;
+  if (m.blockOn) m.headPartials = torch::zeros({m.heads, m.embd}, f32);
   m.logits = torch::zeros({m.vocab}, h16);
   const int64_t slots = 4096;
   m.argmaxValues = torch::zeros({slots}, f32);
@@ -298,6 +354,7 @@ FusedDecoder::~FusedDecoder() = default;
 const torch::Tensor& FusedDecoder::logits() const { return impl_->logits; }
 int64_t FusedDecoder::weightBytes() const { return impl_->weightBytes; }
 bool FusedDecoder::persistentActive() const { return impl_->persistentOn; }
+bool FusedDecoder::attentionBlockActive() const { return impl_->blockOn; }
 
 void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) {
   auto& m = *impl_;
@@ -320,10 +377,11 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
   }
   const int pdl = m.options.programmaticLaunch ? 1 : 0;
   const int carveout = m.options.sharedCarveout >= 0 ? m.options.sharedCarveout : defaultCarveout(m.options.int4);
+  if (m.blockOn) m.stepAttentionBlocks(cache, ids, pdl, carveout, stream);
   const auto* pos = cache.position.data_ptr<int64_t>();
   const int e = static_cast<int>(m.embd);
   const int twoPass = m.options.layerNormTwoPass ? 1 : 0;
-  for (size_t i = 0; i < m.layers.size(); ++i) {
+  for (size_t i = 0; i < m.layers.size() && !m.blockOn; ++i) {
     const Layer& l = m.layers[i];
     const auto& kc = cache.keys[i];
     const auto& vc = cache.values[i];
@@ -394,7 +452,7 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
   h.argmaxSlots = static_cast<int>(m.argmaxValues.numel());
   h.nextToken = ids.data_ptr<int64_t>();
   h.tokens = out.data_ptr<int64_t>();
-    check(wbDecodeLinear(&h, stream));
+  check(wbDecodeLinear(&h, stream));
   cache.length += 1;  // host-side count; stale under graph replay, as for the torch step
 }
 
@@ -415,6 +473,7 @@ void FusedDecoder::step(KvCache&, torch::Tensor&, torch::Tensor&) {}
 const torch::Tensor& FusedDecoder::logits() const { return impl_->logits; }
 int64_t FusedDecoder::weightBytes() const { return 0; }
 bool FusedDecoder::persistentActive() const { return false; }
+bool FusedDecoder::attentionBlockActive() const { return false; }
 
 #endif
 

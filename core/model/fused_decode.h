@@ -2,7 +2,8 @@
 // LayerNorm + c_attn GEMV that writes k/v into the static KV cache, split single-query
 // attention, combine + attn.c_proj + residual, LayerNorm + c_fc + GELU, mlp.c_proj +
 // residual; then ln_f + LM head + argmax, which also feeds the token back and advances
-// the cache's device-side position (5 L + 1 launches, no host synchronisation), so the
+// the cache's device-side position (5 L + 1 launches, no host synchronisation; 3 L + 1
+// with the attention block, FusedDecodeOptions::attentionBlock), so the
 // step captures into a CUDA graph (core/model/graph_decode.h); or, optionally, all of
 // that in one persistent cooperative kernel with grid barriers between the phases.
 // Weights are prepared once: fp16 rows [out, in] or the int4 layout of
@@ -35,6 +36,16 @@ struct FusedDecodeOptions {
   // instead of one pass over per-thread sums of x and x^2, the faster default on H100
   // (docs/PERF.md, same section); kept to compare the two.
   bool layerNormTwoPass = false;
+  // Per layer, ln_1 + c_attn + attention + attn.c_proj as one launch of thread block
+  // clusters (wbDecodeAttentionBlock), so a layer takes 3 launches instead of 5; the
+  // per-head c_proj partials are added by the ln_2 + c_fc and mlp.c_proj kernels. Where
+  // the device has no clusters (before sm_90) or the shapes exceed the kernel's, the 5 L + 1
+  // kernels run instead (attentionBlockActive() says which).
+  bool attentionBlock = false;
+  // With attentionBlock: the clusters add their heads' c_proj products into one fp32
+  // vector with atomics (the consumers read one vector instead of one per head), at the
+  // price of a summation order, and so last bits, that vary between runs.
+  bool attentionBlockAtomic = false;
   // The whole step as one persistent cooperative kernel with grid barriers between the
   // phases (kernels/decode/decode_persistent.h); where the device or the shapes cannot
   // take it, the 5 L + 1 kernels above run instead (persistentActive() says which).
@@ -62,6 +73,9 @@ class FusedDecoder {
   int64_t weightBytes() const;
   // Whether step() runs the persistent kernel (asked for, and this device and model take it).
   bool persistentActive() const;
+  // Whether step() runs the attention-block kernels (asked for, not persistent, and this
+  // device and model take them).
+  bool attentionBlockActive() const;
 
  private:
   struct Impl;

@@ -143,6 +143,7 @@ torch::Tensor GraphDecoder::lastLogits() const {
 
 int64_t GraphDecoder::fusedWeightBytes() const { return impl_->fused ? impl_->fused->weightBytes() : 0; }
 bool GraphDecoder::fusedPersistent() const { return impl_->fused && impl_->fused->persistentActive(); }
+bool GraphDecoder::fusedAttentionBlock() const { return impl_->fused && impl_->fused->attentionBlockActive(); }
 
 #else
 
@@ -159,6 +160,7 @@ std::vector<int64_t> GraphDecoder::generated() const { return {}; }
 torch::Tensor GraphDecoder::lastLogits() const { return {}; }
 int64_t GraphDecoder::fusedWeightBytes() const { return 0; }
 bool GraphDecoder::fusedPersistent() const { return false; }
+bool GraphDecoder::fusedAttentionBlock() const { return false; }
 
 #endif
 

@@ -45,6 +45,8 @@ class GraphDecoder {
   // Whether the captured step is the persistent kernel (FusedDecodeOptions::persistent
   // asked for it and this device and model could take it).
   bool fusedPersistent() const;
+  // Whether the fused step runs the attention-block kernels (FusedDecodeOptions::attentionBlock).
+  bool fusedAttentionBlock() const;
 
  private:
   struct Impl;

@@ -38,7 +38,7 @@ struct RowLayout {
 template <int kIn, int kOut, bool kInt4, int kLanesPerRow, int kVmax>
 __global__ void __launch_bounds__((kVmax == 4 ? kMaxWarps : kMaxWarpsLong) * 32) decodeLinearKernel(const WbDecodeLinearParams p) {
   using L = RowLayout<kInt4, kLanesPerRow>;
-  constexpr bool kNorm = kIn == WB_DECODE_IN_LAYERNORM || kIn == WB_DECODE_IN_EMBED;
+  constexpr bool kNorm = kIn == WB_DECODE_IN_LAYERNORM || kIn == WB_DECODE_IN_EMBED || kIn == WB_DECODE_IN_HEADS;
   extern __shared__ float4 smem[];
   float* sx = reinterpret_cast<float*>(smem);                 // [K]
   uint4* sxq = reinterpret_cast<uint4*>(sx + p.k);            // int4: [K/8]
@@ -95,7 +95,11 @@ __global__ void __launch_bounds__((kVmax == 4 ? kMaxWarps : kMaxWarpsLong) * 32)
   float bias0 = 0.f, residual0 = 0.f;
   if (sub == 0 && myRow0 < n) {
     if (p.weight.bias) bias0 = __half2float(static_cast<const __half*>(p.weight.bias)[myRow0]);
-    if (kOut == WB_DECODE_OUT_RESIDUAL) residual0 = __half2float(__ldcg(static_cast<const __half*>(p.y) + myRow0));
+    if (kOut == WB_DECODE_OUT_RESIDUAL) {
+      residual0 = __half2float(__ldcg(static_cast<const __half*>(p.y) + myRow0));
+      // After an attention block its head partials are two kernels back: finished too.
+      if (p.headPartials) residual0 = attentionResidual(p, n, myRow0, residual0);
+    }
   }
   // The position was last advanced by the previous step's argmax, long finished when
   // the combine of this step's attention may start.
@@ -173,7 +177,7 @@ WbStatus launchLinear(const WbDecodeLinearParams& p, cudaStream_t stream) {
   if (kIn == WB_DECODE_IN_ATTENTION) warps = std::max(warps, std::min(cap, (p.k / 8 + 31) / 32));
   int blocks = (warpRows + warps - 1) / warps;
   if (kOut == WB_DECODE_OUT_ARGMAX) blocks = std::min(std::min(blocks, 4 * sms), p.argmaxSlots);
-  constexpr bool kNorm = kIn == WB_DECODE_IN_LAYERNORM || kIn == WB_DECODE_IN_EMBED;
+  constexpr bool kNorm = kIn == WB_DECODE_IN_LAYERNORM || kIn == WB_DECODE_IN_EMBED || kIn == WB_DECODE_IN_HEADS;
   const size_t smem = static_cast<size_t>(p.k) * sizeof(float) + (kInt4 ? static_cast<size_t>(p.k) * 2 : 0) +
                       (kNorm ? static_cast<size_t>(p.k) * 4 : 0);
   auto kernel = perLane <= 4 ? decodeLinearKernel<kIn, kOut, kInt4, kLanesPerRow, 4>
@@ -231,8 +235,22 @@ WbStatus checkLinear(const WbDecodeLinearParams* params) {
           p.attnSplits < 1)
         return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: attention input needs partials, position and headDim");
       break;
+    case WB_DECODE_IN_HEADS:
+      if (!p.x || reinterpret_cast<uintptr_t>(p.x) % 16 || !p.lnWeight || !p.lnBias ||
+          reinterpret_cast<uintptr_t>(p.lnWeight) % 16 || reinterpret_cast<uintptr_t>(p.lnBias) % 16 ||
+          !p.headPartials || reinterpret_cast<uintptr_t>(p.headPartials) % 16 || !p.headBias ||
+          reinterpret_cast<uintptr_t>(p.headBias) % 16 || p.headCount < 1)
+        return fail(WB_STATUS_INVALID_ARGUMENT,
+                    "decode linear: heads input needs x, LayerNorm, head partials, head bias (16-byte aligned) and headCount");
+      break;
     default: return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: unknown input %d", static_cast<int>(p.input));
   }
+  if (p.headPartials && p.input != WB_DECODE_IN_HEADS &&
+      (p.output != WB_DECODE_OUT_RESIDUAL || !p.headBias || p.headCount < 1))
+    return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: head partials go with a heads input or a residual output "
+                                            "(with headBias and headCount)");
+  if (p.headClear && (!p.headPartials || p.output != WB_DECODE_OUT_RESIDUAL))
+    return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: headClear needs head partials and a residual output");
   switch (p.output) {
     case WB_DECODE_OUT_QKV:
       if (p.n % 3 || !p.kCache || !p.vCache || !p.position || p.headDim <= 0 || (p.n / 3) % p.headDim ||
@@ -266,6 +284,8 @@ extern "C" WbStatus wbDecodeLinear(const WbDecodeLinearParams* params, cudaStrea
     return launchFormat<WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_QKV>(p, stream);
   if (p.input == WB_DECODE_IN_ATTENTION && p.output == WB_DECODE_OUT_RESIDUAL)
     return launchFormat<WB_DECODE_IN_ATTENTION, WB_DECODE_OUT_RESIDUAL>(p, stream);
+  if (p.input == WB_DECODE_IN_HEADS && p.output == WB_DECODE_OUT_GELU)
+    return launchFormat<WB_DECODE_IN_HEADS, WB_DECODE_OUT_GELU>(p, stream);
   if (p.input == WB_DECODE_IN_LAYERNORM && p.output == WB_DECODE_OUT_GELU)
     return launchFormat<WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_GELU>(p, stream);
   if (p.input == WB_DECODE_IN_PLAIN && p.output == WB_DECODE_OUT_RESIDUAL)

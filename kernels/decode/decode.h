@@ -21,7 +21,9 @@ typedef enum {
   WB_DECODE_IN_PLAIN = 0,      /* x as given */
   WB_DECODE_IN_LAYERNORM = 1,  /* LayerNorm(x) with lnWeight, lnBias, lnEps */
   WB_DECODE_IN_EMBED = 2,      /* e = wte[*token] + wpe[*position], stored to residual; input LayerNorm(e) */
-  WB_DECODE_IN_ATTENTION = 3   /* the combine of WbDecodeAttentionParams' partials, one head per headDim inputs */
+  WB_DECODE_IN_ATTENTION = 3,  /* the combine of WbDecodeAttentionParams' partials, one head per headDim inputs */
+  WB_DECODE_IN_HEADS = 4       /* LayerNorm(x + (sum of headPartials + headBias)): the residual after an attention
+                                  block (wbDecodeAttentionBlock), not stored */
 } WbDecodeInput;
 
 typedef enum {
@@ -77,6 +79,14 @@ typedef struct {
   int sharedCarveout;                   /* 1..100: preferred shared-memory carveout, percent (0: no request) */
   int lnTwoPass;                        /* LAYERNORM: nonzero: two passes over x (mean, then centred squares),
                                            LibTorch's order; 0: one pass, sums of x and x^2 */
+  /* HEADS input, and RESIDUAL output after an attention block: the residual is taken as
+     x + fp16(sum over heads of headPartials + headBias), each sum rounded to fp16 (the
+     eager path's attn.c_proj output and residual add), the heads added in order. */
+  float* headPartials;                  /* [headCount, K] (HEADS) or [headCount, N] (RESIDUAL) */
+  const void* headBias;                 /* fp16 attn.c_proj bias, same length */
+  int headCount;
+  int headClear;                        /* RESIDUAL: zero headPartials' rows once read (an accumulating
+                                           attention block adds into them again next layer) */
 } WbDecodeLinearParams;
 
 typedef struct {
@@ -91,6 +101,32 @@ typedef struct {
   int programmaticLaunch;
   int sharedCarveout;    /* as WbDecodeLinearParams */
 } WbDecodeAttentionParams;
+
+/* ln_1 + c_attn + single-query attention + attn.c_proj for one layer in one launch: a
+ * cluster of 8 blocks per head (sm_90). Each block computes 8 of the head's 64 q, k and
+ * v dims (k/v also into the cache at *position) and shares them with its cluster
+ * through distributed shared memory; the 8 blocks attend to interleaved 32-key tiles
+ * of the cache, merge their softmax partials, and each multiplies the head's output
+ * by its eighth of attn.c_proj's rows for this head's inputs. The per-head products
+ * go to headPartials [heads, E] (fp32, no bias); the next kernel (HEADS input) and the
+ * mlp.c_proj RESIDUAL output (headPartials set) add them into the residual. With a
+ * LAYERNORM input it reads *position and the cached keys before its programmatic wait,
+ * so its predecessor must not be the kernel that advanced the position (the argmax);
+ * EMBED (the first layer) reads them after. */
+typedef struct {
+  WbDecodeLinearParams qkv;  /* input LAYERNORM or EMBED, output QKV (y unused), weight c_attn, caches, position,
+                                capacity, heads, headDim (64), programmaticLaunch, sharedCarveout, lnTwoPass */
+  WbDecodeWeight proj;       /* attn.c_proj [E, E] (bias unused: added by the consumers) */
+  float* headPartials;       /* [heads, E]; accumulate: [E], zero on entry */
+  int accumulate;            /* nonzero: add every head's products into one row with fp32 atomics (the
+                                consumers then read one row, not `heads`; the sum's order, and so its
+                                last bits, varies between runs) */
+  float scale;               /* applied to q.k */
+} WbDecodeAttentionBlockParams;
+
+/* Whether wbDecodeAttentionBlock can run on the current device (thread block clusters). */
+int wbDecodeAttentionBlockSupported(void);
+WbStatus wbDecodeAttentionBlock(const WbDecodeAttentionBlockParams* params, cudaStream_t stream);
 
 /* Keys per attention split, and the number of splits a cache of `capacity` needs. */
 int wbDecodeAttentionSplitKeys(void);

@@ -136,6 +136,52 @@ __device__ __forceinline__ uint4 packInt4Order(const float* f) {
   return out;
 }
 
+// The residual after an attention block (wbDecodeAttentionBlock), element i:
+// x + fp16(sum of the heads' attn.c_proj partials + bias), both sums rounded to fp16 as
+// the eager path rounds c_proj's output and the residual add. The heads are added in
+// order, so the HEADS staging and the RESIDUAL epilogue get the same bits.
+__device__ __forceinline__ float attentionResidual(const WbDecodeLinearParams& p, int len, int i, float x) {
+  float s = 0.f;
+  for (int h = 0; h < p.headCount; ++h) s += __ldcg(p.headPartials + static_cast<int64_t>(h) * len + i);
+  return roundHalf(x + roundHalf(s + __half2float(static_cast<const __half*>(p.headBias)[i])));
+}
+
+// attentionResidual for the 8 inputs of chunk kc, as packed fp16 (exact: each value is
+// rounded to fp16). The heads' loads are issued kHeadBatch at a time.
+__device__ __forceinline__ uint4 attentionResidualChunk(const WbDecodeLinearParams& p, int kc) {
+  constexpr int kHeadBatch = 2;
+  float f[8], b[8], s[8];
+  load8(static_cast<const __half*>(p.x) + kc * 8, f);
+  load8(static_cast<const __half*>(p.headBias) + kc * 8, b);
+#pragma unroll
+  for (int i = 0; i < 8; ++i) s[i] = 0.f;
+  for (int h0 = 0; h0 < p.headCount; h0 += kHeadBatch) {
+    float4 lo[kHeadBatch], hi[kHeadBatch];
+#pragma unroll
+    for (int j = 0; j < kHeadBatch; ++j) {
+      lo[j] = hi[j] = make_float4(0.f, 0.f, 0.f, 0.f);
+      if (h0 + j < p.headCount) {
+        const float4* src = reinterpret_cast<const float4*>(p.headPartials + static_cast<int64_t>(h0 + j) * p.k + kc * 8);
+        lo[j] = __ldcg(src);
+        hi[j] = __ldcg(src + 1);
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kHeadBatch; ++j) {
+      if (h0 + j >= p.headCount) continue;
+      s[0] += lo[j].x, s[1] += lo[j].y, s[2] += lo[j].z, s[3] += lo[j].w;
+      s[4] += hi[j].x, s[5] += hi[j].y, s[6] += hi[j].z, s[7] += hi[j].w;
+    }
+  }
+  uint4 out;
+  uint32_t* o = reinterpret_cast<uint32_t*>(&out);
+#pragma unroll
+  for (int e = 0; e < 4; ++e)
+    o[e] = asU32(__floats2half2_rn(roundHalf(f[2 * e] + roundHalf(s[2 * e] + b[2 * e])),
+                                   roundHalf(f[2 * e + 1] + roundHalf(s[2 * e + 1] + b[2 * e + 1]))));
+  return out;
+}
+
 // LAYERNORM in one pass: every thread keeps its chunks of x (up to kLnChunks, packed)
 // in registers and sums them and their squares; the block adds the per-warp sums after
 // one barrier, and each thread then normalises its own chunks. Two barriers where the
@@ -143,19 +189,31 @@ __device__ __forceinline__ uint4 packInt4Order(const float* f) {
 // over the fp16 residual: cancellation only matters where |mean| >> std, far from a
 // residual stream (and the result is rounded to fp16). `scratch`: two floats per warp.
 constexpr int kLnChunks = 4;
-template <bool kInt4>
+template <int kIn, bool kInt4>
 __device__ void stageLayerNormOnePass(const WbDecodeLinearParams& p, float* sx, uint4* sxq, const __half* sln,
                                       float* scratch) {
   const int k = p.k, chunks8 = k / 8, threads = static_cast<int>(blockDim.x);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   // The chunks stay packed (4 registers each, converted again where used): unpacked
   // fp32 copies cost the LM head a quarter of its resident blocks.
+  // HEADS: x + the attention's sum goes through shared memory first (fp16, in sx, which
+  // is only written again after the barrier below): computed in place of the loads
+  // below, its head loads would hold registers for every chunk at once.
+  const __half* src = static_cast<const __half*>(p.x);
+  if constexpr (kIn == WB_DECODE_IN_HEADS) {
+    for (int kc = threadIdx.x; kc < chunks8; kc += threads)
+      reinterpret_cast<uint4*>(sx)[kc] = attentionResidualChunk(p, kc);
+    __syncthreads();
+    src = reinterpret_cast<const __half*>(sx);
+  }
   uint4 raw[kLnChunks];
 #pragma unroll
   for (int u = 0; u < kLnChunks; ++u) {
     const int kc = static_cast<int>(threadIdx.x) + u * threads;
     raw[u] = make_uint4(0, 0, 0, 0);
-    if (kc < chunks8) raw[u] = __ldcg(reinterpret_cast<const uint4*>(static_cast<const __half*>(p.x) + kc * 8));
+    if (kc < chunks8)
+      raw[u] = kIn == WB_DECODE_IN_HEADS ? reinterpret_cast<const uint4*>(src)[kc]
+                                         : __ldcg(reinterpret_cast<const uint4*>(src + kc * 8));
   }
   float sum = 0.f, squares = 0.f;  // zero-filled chunks past the end add nothing
 #pragma unroll
@@ -214,9 +272,9 @@ __device__ void stageLayerNormOnePass(const WbDecodeLinearParams& p, float* sx, 
 template <int kIn, bool kInt4, bool kOnePass = true>
 __device__ void stageInput(const WbDecodeLinearParams& p, float* sx, uint4* sxq, const __half* sln, float* scratch,
                            int64_t attnPos = -1) {
-  if constexpr (kIn == WB_DECODE_IN_LAYERNORM && kOnePass) {
+  if constexpr ((kIn == WB_DECODE_IN_LAYERNORM || kIn == WB_DECODE_IN_HEADS) && kOnePass) {
     if (!p.lnTwoPass && p.k / 8 <= kLnChunks * static_cast<int>(blockDim.x)) {
-      stageLayerNormOnePass<kInt4>(p, sx, sxq, sln, scratch);
+      stageLayerNormOnePass<kIn, kInt4>(p, sx, sxq, sln, scratch);
       return;
     }
   }
@@ -266,6 +324,15 @@ __device__ void stageInput(const WbDecodeLinearParams& p, float* sx, uint4* sxq,
           out.w = asU32(__floats2half2_rn(f[6], f[7]));
           *reinterpret_cast<uint4*>(static_cast<__half*>(p.residual) + kc * 8) = out;
         }
+      } else if constexpr (kIn == WB_DECODE_IN_HEADS) {
+        const uint4 v = attentionResidualChunk(p, kc);
+        const uint32_t* r = reinterpret_cast<const uint32_t*>(&v);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const float2 x = __half22float2(asHalf2(r[e]));
+          f[2 * e] = x.x;
+          f[2 * e + 1] = x.y;
+        }
       } else {
         combineSplits(p, pos, kc, f);
       }
@@ -273,7 +340,7 @@ __device__ void stageInput(const WbDecodeLinearParams& p, float* sx, uint4* sxq,
       for (int i = 0; i < 8; ++i) sx[kc * 8 + i] = f[i];
     }
   }
-  if (kIn == WB_DECODE_IN_LAYERNORM || kIn == WB_DECODE_IN_EMBED) {
+  if (kIn == WB_DECODE_IN_LAYERNORM || kIn == WB_DECODE_IN_EMBED || kIn == WB_DECODE_IN_HEADS) {
     // Two passes over shared memory (mean, then centred squares) as LibTorch's
     // LayerNorm does in fp32; E[x^2] - mean^2 would cancel on the residual stream.
     __syncthreads();
@@ -352,7 +419,10 @@ __device__ __forceinline__ void storeRow(const WbDecodeLinearParams& p, int row,
   } else if (kOut == WB_DECODE_OUT_GELU) {
     y[row] = __float2half_rn(geluTanh(__half2float(out)));
   } else if (kOut == WB_DECODE_OUT_RESIDUAL) {
-    const float r = haveRes ? res : __half2float(__ldcg(y + row));
+    const float r = haveRes           ? res
+                    : p.headPartials ? attentionResidual(p, p.n, row, __half2float(__ldcg(y + row)))
+                                     : __half2float(__ldcg(y + row));
+    if (p.headClear) p.headPartials[row] = 0.f;
     y[row] = __float2half_rn(r + __half2float(out));
   } else if (kOut == WB_DECODE_OUT_QKV) {
     const int e = p.n / 3;

@@ -16,14 +16,15 @@ namespace wbk {
 // predecessor's cannot start beside it, which defeats programmatic launch: every kernel
 // of a step asks for the same split. Which one is measured (docs/PERF.md, "Block shape,
 // carveout and one-pass LayerNorm"): enough for the step's largest blocks, the rest L1.
+// cluster > 0: thread block clusters of that many blocks along x.
 inline WbStatus launchDecodeKernel(const void* kernel, dim3 grid, dim3 block, size_t smem, bool pdl, int carveout,
-                                   cudaStream_t stream, const char* what, void* params) {
+                                   cudaStream_t stream, const char* what, void* params, int cluster = 0) {
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = grid;
   cfg.blockDim = block;
   cfg.dynamicSmemBytes = smem;
   cfg.stream = stream;
-  cudaLaunchAttribute attr[2];
+  cudaLaunchAttribute attr[3];
   int n = 0;
   if (pdl) {
     attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -32,6 +33,12 @@ inline WbStatus launchDecodeKernel(const void* kernel, dim3 grid, dim3 block, si
   if (carveout > 0) {
     attr[n].id = cudaLaunchAttributePreferredSharedMemoryCarveout;
     attr[n++].val.sharedMemCarveout = carveout;
+  }
+  if (cluster > 0) {
+    attr[n].id = cudaLaunchAttributeClusterDimension;
+    attr[n].val.clusterDim.x = static_cast<unsigned>(cluster);
+    attr[n].val.clusterDim.y = 1;
+    attr[n++].val.clusterDim.z = 1;
   }
   cfg.attrs = attr;
   cfg.numAttrs = n;

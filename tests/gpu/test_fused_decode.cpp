@@ -7,8 +7,9 @@
 // must equal eager decode's until a step where the two choices are a near tie: their
 // fp32 logits within that same tolerance. The same criteria hold with either
 // shared-memory carveout, with the one- or two-pass LayerNorm, and for the persistent
-// kernel (one cooperative launch per step), at the 124M and medium widths, and past four
-// attention splits.
+// kernel (one cooperative launch per step) and the attention block (ln_1 + c_attn +
+// attention + attn.c_proj in one cluster launch a layer), at the 124M and medium
+// widths, and past four attention splits.
 #include "core/errors.h"
 #include "core/model/graph_decode.h"
 #include "core/techniques/quantize.h"
@@ -43,7 +44,7 @@ torch::Tensor teacherForced(Gpt2& m, const std::vector<int64_t>& prompt, const s
 struct Check {
   double fusedErr = 0, eagerErr = 0, tol = 0;
   int64_t identical = 0, steps = 0;
-  bool nearTie = true, persistent = false;
+  bool nearTie = true, persistent = false, attentionBlock = false;
   QString message;
 };
 
@@ -65,6 +66,7 @@ Check compare(Gpt2& m16, Gpt2& m32, const GraphDecodeOptions& go, double absFloo
   const auto eager = teacherForced(m16, prompt, gen);
   Check c;
   c.persistent = persistent;
+  c.attentionBlock = d.fusedAttentionBlock();
   c.fusedErr = (fused - ref).abs().max().item<double>();
   c.eagerErr = (eager - ref).abs().max().item<double>();
   c.tol = 2.0 * c.eagerErr + absFloor;
@@ -87,6 +89,21 @@ Check compare(Gpt2& m16, Gpt2& m32, const GraphDecodeOptions& go, double absFloo
                   .arg(c.steps)
                   .arg(persistent ? "persistent kernel: " : "");
   return c;
+}
+
+// Packs m32's Conv1D weights (and LM head) as int4 for the fused step and gives m32
+// exactly the values they decode to, so that it is the reference.
+void quantizeForFused(Gpt2& m32, GraphDecodeOptions& go, int64_t groupSize, bool symmetric, bool lmHead) {
+  QuantSpec spec;
+  spec.bits = 4;
+  spec.groupSize = groupSize;
+  spec.symmetric = symmetric;
+  go.fusedOptions.packed = quantizeModel(m32, spec, {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"}, lmHead);
+  loadDequantized(m32, go.fusedOptions.packed);
+  go.fusedOptions.int4 = true;
+  go.fusedOptions.int4LmHead = lmHead;
+  go.fusedOptions.groupSize = groupSize;
+  go.fusedOptions.symmetric = symmetric;
 }
 
 // An fp32 model on the GPU and its fp16 copy (SDPA attention) with the same weights.
@@ -199,18 +216,7 @@ class TestFusedDecode : public QObject {
     GraphDecodeOptions go;
     go.fused = true;
     go.fusedOptions.persistent = true;
-    if (int4 != 0) {
-      QuantSpec spec;
-      spec.bits = 4;
-      spec.groupSize = 128;
-      spec.symmetric = int4 == 1;
-      go.fusedOptions.packed =
-          quantizeModel(m32, spec, {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"}, int4 == 1);
-      loadDequantized(m32, go.fusedOptions.packed);
-      go.fusedOptions.int4 = true;
-      go.fusedOptions.int4LmHead = int4 == 1;
-      go.fusedOptions.symmetric = spec.symmetric;
-    }
+    if (int4 != 0) quantizeForFused(m32, go, 128, int4 == 1, int4 == 1);
     auto [ref, m16] = modelPair(m32);
     const auto c = compare(m16, ref, go, int4 != 0 ? 5e-3 : 1e-3, int4 != 0 ? 32 : 48);
     qInfo("%s", qPrintable(c.message));
@@ -219,6 +225,49 @@ class TestFusedDecode : public QObject {
     QVERIFY2(c.fusedErr <= c.tol, qPrintable(c.message));
     QVERIFY2(c.identical == c.steps || c.nearTie, qPrintable("diverged without a near tie: " + c.message));
     QVERIFY(c.identical >= 1);
+  }
+
+  // The attention block (ln_1 + c_attn + attention + attn.c_proj in one cluster launch a
+  // layer) under the same criteria; it must actually run. The 320-slot case puts up to
+  // ten 32-key tiles in the cache: two per block for some of the cluster's blocks.
+  void attentionBlockMatchesEager_data() {
+    QTest::addColumn<int>("layers");
+    QTest::addColumn<int>("embd");
+    QTest::addColumn<int>("int4");  // 0 fp16, 1 int4 g128 sym + LM head, 2 int4 g64 asym, fp16 head
+    QTest::addColumn<int>("newTokens");
+    QTest::addColumn<int>("capacity");
+    QTest::addColumn<bool>("atomic");  // FusedDecodeOptions::attentionBlockAtomic
+    QTest::newRow("fp16, 768 wide") << 4 << 768 << 0 << 48 << 64 << false;
+    QTest::newRow("fp16, 1024 wide") << 2 << 1024 << 0 << 48 << 64 << false;
+    QTest::newRow("fp16, 768 wide, 300 tokens") << 2 << 768 << 0 << 300 << 320 << false;
+    QTest::newRow("int4 g128 sym, LM head too") << 3 << 768 << 1 << 32 << 64 << false;
+    QTest::newRow("int4 g64 asym, fp16 LM head") << 3 << 768 << 2 << 32 << 64 << false;
+    QTest::newRow("int4 g128 sym, 1024 wide") << 2 << 1024 << 1 << 32 << 64 << false;
+    QTest::newRow("fp16, 768 wide, atomic head sum") << 4 << 768 << 0 << 48 << 64 << true;
+    QTest::newRow("int4 g128 sym, atomic head sum") << 3 << 768 << 1 << 32 << 64 << true;
+  }
+  void attentionBlockMatchesEager() {
+    QFETCH(int, layers);
+    QFETCH(int, embd);
+    QFETCH(int, int4);
+    QFETCH(int, newTokens);
+    QFETCH(int, capacity);
+    QFETCH(bool, atomic);
+    torch::manual_seed(24);
+    Gpt2 m32(gpt2Like(layers, embd, 512));
+    GraphDecodeOptions go;
+    go.fused = true;
+    go.fusedOptions.attentionBlock = true;
+    go.fusedOptions.attentionBlockAtomic = atomic;
+    if (int4 != 0) quantizeForFused(m32, go, int4 == 1 ? 128 : 64, int4 == 1, int4 == 1);
+    auto [ref, m16] = modelPair(m32);
+    const auto c = compare(m16, ref, go, int4 != 0 ? 5e-3 : 1e-3, newTokens, capacity);
+    qInfo("attention block: %s", qPrintable(c.message));
+    QVERIFY2(c.attentionBlock, "the attention block fell back to the per-phase kernels");
+    QVERIFY2(c.fusedErr <= c.tol, qPrintable(c.message));
+    QVERIFY2(c.identical == c.steps || c.nearTie, qPrintable("diverged without a near tie: " + c.message));
+    QVERIFY(c.identical >= 1);
+    QCOMPARE(c.steps, int64_t{newTokens});
   }
 
   // Positions 7 .. 306 of a 320-slot cache: up to five 64-key splits, so the c_proj
