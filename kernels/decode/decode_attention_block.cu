@@ -33,7 +33,8 @@ constexpr int kMaxEmbd = 2048;
 struct BlockShared {
   float q[kHeadDim], k[kHeadDim], v[kHeadDim];  // filled by the whole cluster's stores
   float warpM[kBlockWarps], warpL[kBlockWarps], warpO[kBlockWarps][kHeadDim];
-  float blockM, blockL, blockO[kHeadDim];  // this block's softmax partial, read by the cluster
+  float peerM[kClusterBlocks], peerL[kClusterBlocks];  // every block's softmax partial, stored by it
+  float peerO[kClusterBlocks][kHeadDim];
   alignas(16) float o[kHeadDim];           // the head's attention output, fp16-rounded (read as float4)
   uint4 oq[kHeadDim / 8];                  // int4: the same in stageInput's packed order
   float scratch[2 * kBlockWarps];
@@ -269,20 +270,23 @@ __global__ void __launch_bounds__(kBlockThreads) attentionBlockKernel(const WbDe
   if (tid < kHeadDim) {
     float bm = -FLT_MAX, bl = 0.f, bo = 0.f;
     for (int w = 0; w < kBlockWarps; ++w) mergeSoftmax(bm, bl, &bo, sh.warpM[w], sh.warpL[w], &sh.warpO[w][tid], 1);
-    sh.blockO[tid] = bo;
-    if (tid == 0) sh.blockM = bm, sh.blockL = bl;
+    // Pushed to every block of the cluster (remote stores, no remote loads), so one
+    // cluster barrier orders them and no block reads another's memory afterwards.
+#pragma unroll
+    for (int r = 0; r < kClusterBlocks; ++r) {
+      BlockShared* to = cluster.map_shared_rank(&sh, r);
+      to->peerO[rank][tid] = bo;
+      if (tid == 0) to->peerM[rank] = bm, to->peerL[rank] = bl;
+    }
   }
   clusterArrive();
   clusterWait();
   if (tid < kHeadDim) {
     float hm = -FLT_MAX, hl = 0.f, ho = 0.f;
-    for (int r = 0; r < kClusterBlocks; ++r) {
-      const BlockShared* from = cluster.map_shared_rank(&sh, r);
-      mergeSoftmax(hm, hl, &ho, from->blockM, from->blockL, &from->blockO[tid], 1);
-    }
+#pragma unroll
+    for (int r = 0; r < kClusterBlocks; ++r) mergeSoftmax(hm, hl, &ho, sh.peerM[r], sh.peerL[r], &sh.peerO[r][tid], 1);
     sh.o[tid] = roundHalf(ho / hl);  // hl > 0: the new key is always visible
   }
-  clusterArrive();  // done with the other blocks' shared memory; they may exit after the wait below
   __syncthreads();
   if (kInt4) {
     if (tid < kHeadDim / 8) sh.oq[(tid & 3) * 2 + (tid >> 2)] = packInt4Order(sh.o + tid * 8);
@@ -311,7 +315,6 @@ __global__ void __launch_bounds__(kBlockThreads) attentionBlockKernel(const WbDe
         ab.headPartials[static_cast<int64_t>(head) * e + projRow0 + i] = a;
     }
   }
-  clusterWait();
 }
 
 template <int kIn, bool kInt4, int kV>
