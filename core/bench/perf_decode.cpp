@@ -192,13 +192,16 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
     runGraph("fused-nopdl", "cuda graph, fused kernels (fp16), no programmatic launch", f);
   }
   const std::string g = "g" + std::to_string(o.int4GroupSize);
-  double int4Mean = 0, int4HeadMean = 0;
-  if (wants(o, "int4")) {
-    auto f = fused;
-    f.fusedOptions.int4 = f.fusedOptions.int4LmHead = true;
+  // The same step options with int4 Conv1D weights (and LM head).
+  auto int4Of = [&](GraphDecodeOptions f, bool lmHead) {
+    f.fusedOptions.int4 = true;
+    f.fusedOptions.int4LmHead = lmHead;
     f.fusedOptions.groupSize = o.int4GroupSize;
-    int4Mean = runGraph("int4", "cuda graph, fused kernels, int4 " + g + " Conv1D + LM head", f).second;
-  }
+    return f;
+  };
+  double int4Mean = 0, int4HeadMean = 0;
+  if (wants(o, "int4"))
+    int4Mean = runGraph("int4", "cuda graph, fused kernels, int4 " + g + " Conv1D + LM head", int4Of(fused, true)).second;
   // The same two steps with the other shared-memory carveout, in this process.
   double fusedMaxSmemMean = 0, int4DefaultSmemMean = 0;
   if (wants(o, "fused-max-smem")) {
@@ -207,9 +210,7 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
     fusedMaxSmemMean = runGraph("fused-max-smem", "cuda graph, fused kernels (fp16), largest shared-memory carveout", f).second;
   }
   if (wants(o, "int4-default-smem")) {
-    auto f = fused;
-    f.fusedOptions.int4 = f.fusedOptions.int4LmHead = true;
-    f.fusedOptions.groupSize = o.int4GroupSize;
+    auto f = int4Of(fused, true);
     f.fusedOptions.sharedCarveout = 0;
     int4DefaultSmemMean =
         runGraph("int4-default-smem", "cuda graph, fused kernels, int4 " + g + " Conv1D + LM head, no carveout request", f)
@@ -224,28 +225,17 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
         runGraph("fused-ln-two-pass", "cuda graph, fused kernels (fp16), two-pass LayerNorm", f).second;
   }
   if (wants(o, "int4-ln-two-pass")) {
-    auto f = fused;
-    f.fusedOptions.int4 = f.fusedOptions.int4LmHead = true;
-    f.fusedOptions.groupSize = o.int4GroupSize;
+    auto f = int4Of(fused, true);
     f.fusedOptions.layerNormTwoPass = true;
     int4TwoPassMean =
         runGraph("int4-ln-two-pass", "cuda graph, fused kernels, int4 " + g + " Conv1D + LM head, two-pass LayerNorm", f)
             .second;
   }
-  if (wants(o, "int4-fp16-head")) {
-    auto f = fused;
-    f.fusedOptions.int4 = true;
-    f.fusedOptions.groupSize = o.int4GroupSize;
-    int4HeadMean = runGraph("int4-fp16-head", "cuda graph, fused kernels, int4 " + g + " Conv1D, fp16 LM head", f).second;
-  }
+  if (wants(o, "int4-fp16-head"))
+    int4HeadMean =
+        runGraph("int4-fp16-head", "cuda graph, fused kernels, int4 " + g + " Conv1D, fp16 LM head", int4Of(fused, false))
+            .second;
 
-  // The same step options with int4 Conv1D weights (and LM head).
-  auto int4Of = [&](GraphDecodeOptions f, bool lmHead) {
-    f.fusedOptions.int4 = true;
-    f.fusedOptions.int4LmHead = lmHead;
-    f.fusedOptions.groupSize = o.int4GroupSize;
-    return f;
-  };
   // ln_1 + c_attn + attention + attn.c_proj in one cluster launch a layer: fp16, int4
   // with the LM head, int4 with an fp16 LM head.
   double blockMean = 0, int4BlockMean = 0;
@@ -279,21 +269,15 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
   persistent.fusedOptions.persistent = true;
   if (wants(o, "persistent"))
     persistentMean = runGraph("persistent", "cuda graph, one persistent kernel (fp16)", persistent).second;
-  if (wants(o, "int4-persistent")) {
-    auto f = persistent;
-    f.fusedOptions.int4 = f.fusedOptions.int4LmHead = true;
-    f.fusedOptions.groupSize = o.int4GroupSize;
-    int4PersistentMean =
-        runGraph("int4-persistent", "cuda graph, one persistent kernel, int4 " + g + " Conv1D + LM head", f).second;
-  }
-  if (wants(o, "int4-fp16-head-persistent")) {
-    auto f = persistent;
-    f.fusedOptions.int4 = true;
-    f.fusedOptions.groupSize = o.int4GroupSize;
-    int4HeadPersistentMean =
-        runGraph("int4-fp16-head-persistent", "cuda graph, one persistent kernel, int4 " + g + " Conv1D, fp16 LM head", f)
-            .second;
-  }
+  if (wants(o, "int4-persistent"))
+    int4PersistentMean = runGraph("int4-persistent", "cuda graph, one persistent kernel, int4 " + g + " Conv1D + LM head",
+                                  int4Of(persistent, true))
+                             .second;
+  if (wants(o, "int4-fp16-head-persistent"))
+    int4HeadPersistentMean = runGraph("int4-fp16-head-persistent",
+                                      "cuda graph, one persistent kernel, int4 " + g + " Conv1D, fp16 LM head",
+                                      int4Of(persistent, false))
+                                 .second;
   if (fusedMean > 0 && persistentMean > 0) r.summary["persistent_speedup_vs_fused"] = fusedMean / persistentMean;
   if (persistentMean > 0 && int4PersistentMean > 0)
     r.summary["int4_persistent_tokens_per_s_vs_persistent_fp16"] = persistentMean / int4PersistentMean;

@@ -339,8 +339,8 @@ FusedDecoder::FusedDecoder(Gpt2 model, int64_t capacity, const FusedDecodeOption
   m.hidden = torch::zeros({m.inner}, h16);
   m.partO = torch::zeros({m.heads, m.splits, 64}, f32);
   m.partMl = torch::zeros({m.heads, m.splits, 2}, f32);
-  m.blockOn = o.attentionBlock && !o.persistent && wbDecodeAttentionBlockSupported() && m.embd <= 2048 &&
-              capacity <= 2048;
+  m.blockOn = o.attentionBlock && !o.persistent &&
+              wbDecodeAttentionBlockSupported(static_cast<int>(m.heads), static_cast<int>(capacity));
   if (m.blockOn) m.headPartials = torch::zeros({m.heads, m.embd}, f32);
   m.logits = torch::zeros({m.vocab}, h16);
   const int64_t slots = 4096;
@@ -377,66 +377,69 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
   }
   const int pdl = m.options.programmaticLaunch ? 1 : 0;
   const int carveout = m.options.sharedCarveout >= 0 ? m.options.sharedCarveout : defaultCarveout(m.options.int4);
-  if (m.blockOn) m.stepAttentionBlocks(cache, ids, pdl, carveout, stream);
   const auto* pos = cache.position.data_ptr<int64_t>();
   const int e = static_cast<int>(m.embd);
   const int twoPass = m.options.layerNormTwoPass ? 1 : 0;
-  for (size_t i = 0; i < m.layers.size() && !m.blockOn; ++i) {
-    const Layer& l = m.layers[i];
-    const auto& kc = cache.keys[i];
-    const auto& vc = cache.values[i];
-    // 1. (embedding +) ln_1 + c_attn; q to a buffer, k/v into the cache.
-    WbDecodeLinearParams a = linearParams(i == 0 ? WB_DECODE_IN_EMBED : WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_QKV,
-                                          3 * e, e, l.qkv, l.qkvBias, m.q.data_ptr(), pdl, carveout);
-    setLayerNorm(a, m.residual, l.ln1w, l.ln1b, m.eps);
-    a.lnTwoPass = twoPass;
-    a.wte = m.wte.data_ptr();
-    a.wpe = m.wpe.data_ptr();
-    a.token = ids.data_ptr<int64_t>();
-    a.residual = m.residual.data_ptr();
-    a.position = pos;
-    a.kCache = kc.data_ptr();
-    a.vCache = vc.data_ptr();
-    a.capacity = static_cast<int>(m.capacity);
-    a.heads = static_cast<int>(m.heads);
-    a.headDim = 64;
-    check(wbDecodeLinear(&a, stream));
-    // 2. attention of q over slots 0 .. position, in 64-key splits.
-    WbDecodeAttentionParams at{};
-    at.q = m.q.data_ptr();
-    at.kCache = kc.data_ptr();
-    at.vCache = vc.data_ptr();
-    at.position = pos;
-    at.partO = m.partO.data_ptr<float>();
-    at.partMl = m.partMl.data_ptr<float>();
-    at.heads = static_cast<int>(m.heads);
-    at.headDim = 64;
-    at.capacity = static_cast<int>(m.capacity);
-    at.scale = l.scale;
-    at.programmaticLaunch = pdl;
-    at.sharedCarveout = carveout;
-    check(wbDecodeAttention(&at, stream));
-    // 3. combine the splits + attn.c_proj + residual.
-    WbDecodeLinearParams pr = linearParams(WB_DECODE_IN_ATTENTION, WB_DECODE_OUT_RESIDUAL, e, e, l.proj, l.projBias,
-                                           m.residual.data_ptr(), pdl, carveout);
-    pr.attnO = m.partO.data_ptr<float>();
-    pr.attnMl = m.partMl.data_ptr<float>();
-    pr.attnSplits = static_cast<int>(m.splits);
-    pr.position = pos;
-    pr.heads = static_cast<int>(m.heads);
-    pr.headDim = 64;
-    check(wbDecodeLinear(&pr, stream));
-    // 4. ln_2 + c_fc + GELU.
-    WbDecodeLinearParams fc = linearParams(WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_GELU, m.inner, e, l.fc, l.fcBias,
-                                           m.hidden.data_ptr(), pdl, carveout);
-    setLayerNorm(fc, m.residual, l.ln2w, l.ln2b, m.eps);
-    fc.lnTwoPass = twoPass;
-    check(wbDecodeLinear(&fc, stream));
-    // 5. mlp.c_proj + residual.
-    WbDecodeLinearParams mp = linearParams(WB_DECODE_IN_PLAIN, WB_DECODE_OUT_RESIDUAL, e, m.inner, l.mproj,
-                                           l.mprojBias, m.residual.data_ptr(), pdl, carveout);
-    mp.x = m.hidden.data_ptr();
-    check(wbDecodeLinear(&mp, stream));
+  if (m.blockOn) {
+    m.stepAttentionBlocks(cache, ids, pdl, carveout, stream);
+  } else {
+    for (size_t i = 0; i < m.layers.size(); ++i) {
+      const Layer& l = m.layers[i];
+      const auto& kc = cache.keys[i];
+      const auto& vc = cache.values[i];
+      // 1. (embedding +) ln_1 + c_attn; q to a buffer, k/v into the cache.
+      WbDecodeLinearParams a = linearParams(i == 0 ? WB_DECODE_IN_EMBED : WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_QKV,
+                                            3 * e, e, l.qkv, l.qkvBias, m.q.data_ptr(), pdl, carveout);
+      setLayerNorm(a, m.residual, l.ln1w, l.ln1b, m.eps);
+      a.lnTwoPass = twoPass;
+      a.wte = m.wte.data_ptr();
+      a.wpe = m.wpe.data_ptr();
+      a.token = ids.data_ptr<int64_t>();
+      a.residual = m.residual.data_ptr();
+      a.position = pos;
+      a.kCache = kc.data_ptr();
+      a.vCache = vc.data_ptr();
+      a.capacity = static_cast<int>(m.capacity);
+      a.heads = static_cast<int>(m.heads);
+      a.headDim = 64;
+      check(wbDecodeLinear(&a, stream));
+      // 2. attention of q over slots 0 .. position, in 64-key splits.
+      WbDecodeAttentionParams at{};
+      at.q = m.q.data_ptr();
+      at.kCache = kc.data_ptr();
+      at.vCache = vc.data_ptr();
+      at.position = pos;
+      at.partO = m.partO.data_ptr<float>();
+      at.partMl = m.partMl.data_ptr<float>();
+      at.heads = static_cast<int>(m.heads);
+      at.headDim = 64;
+      at.capacity = static_cast<int>(m.capacity);
+      at.scale = l.scale;
+      at.programmaticLaunch = pdl;
+      at.sharedCarveout = carveout;
+      check(wbDecodeAttention(&at, stream));
+      // 3. combine the splits + attn.c_proj + residual.
+      WbDecodeLinearParams pr = linearParams(WB_DECODE_IN_ATTENTION, WB_DECODE_OUT_RESIDUAL, e, e, l.proj, l.projBias,
+                                             m.residual.data_ptr(), pdl, carveout);
+      pr.attnO = m.partO.data_ptr<float>();
+      pr.attnMl = m.partMl.data_ptr<float>();
+      pr.attnSplits = static_cast<int>(m.splits);
+      pr.position = pos;
+      pr.heads = static_cast<int>(m.heads);
+      pr.headDim = 64;
+      check(wbDecodeLinear(&pr, stream));
+      // 4. ln_2 + c_fc + GELU.
+      WbDecodeLinearParams fc = linearParams(WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_GELU, m.inner, e, l.fc, l.fcBias,
+                                             m.hidden.data_ptr(), pdl, carveout);
+      setLayerNorm(fc, m.residual, l.ln2w, l.ln2b, m.eps);
+      fc.lnTwoPass = twoPass;
+      check(wbDecodeLinear(&fc, stream));
+      // 5. mlp.c_proj + residual.
+      WbDecodeLinearParams mp = linearParams(WB_DECODE_IN_PLAIN, WB_DECODE_OUT_RESIDUAL, e, m.inner, l.mproj,
+                                             l.mprojBias, m.residual.data_ptr(), pdl, carveout);
+      mp.x = m.hidden.data_ptr();
+      check(wbDecodeLinear(&mp, stream));
+    }
   }
   // ln_f + LM head + argmax; feeds the token back and advances the position.
   WbDecodeLinearParams h =

@@ -124,8 +124,9 @@ typedef struct {
   float scale;               /* applied to q.k */
 } WbDecodeAttentionBlockParams;
 
-/* Whether wbDecodeAttentionBlock can run on the current device (thread block clusters). */
-int wbDecodeAttentionBlockSupported(void);
+/* Whether wbDecodeAttentionBlock can run on the current device (thread block clusters)
+ * for a model of `heads` heads of dim 64 and a cache of `capacity` slots. */
+int wbDecodeAttentionBlockSupported(int heads, int capacity);
 WbStatus wbDecodeAttentionBlock(const WbDecodeAttentionBlockParams* params, cudaStream_t stream);
 
 /* Keys per attention split, and the number of splits a cache of `capacity` needs. */

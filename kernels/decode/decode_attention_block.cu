@@ -386,7 +386,9 @@ WbStatus checkBlock(const WbDecodeAttentionBlockParams* params) {
 }  // namespace
 }  // namespace wbk
 
-extern "C" int wbDecodeAttentionBlockSupported(void) {
+extern "C" int wbDecodeAttentionBlockSupported(int heads, int capacity) {
+  using namespace wbk;
+  if (heads < 1 || heads * kHeadDim > kMaxEmbd || capacity < 1 || capacity > kMaxCapacity) return 0;
   int dev = 0, major = 0, cluster = 0;
   if (cudaGetDevice(&dev) != cudaSuccess ||
       cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
@@ -400,7 +402,7 @@ extern "C" int wbDecodeAttentionBlockSupported(void) {
 extern "C" WbStatus wbDecodeAttentionBlock(const WbDecodeAttentionBlockParams* params, cudaStream_t stream) {
   using namespace wbk;
   if (WbStatus s = checkBlock(params); s != WB_STATUS_OK) return s;
-  if (!wbDecodeAttentionBlockSupported())
+  if (!wbDecodeAttentionBlockSupported(params->qkv.heads, params->qkv.capacity))
     return fail(WB_STATUS_UNSUPPORTED, "decode attention block: this device has no thread block clusters (sm_90+)");
   return params->qkv.input == WB_DECODE_IN_EMBED ? launchInput<WB_DECODE_IN_EMBED>(*params, stream)
                                                  : launchInput<WB_DECODE_IN_LAYERNORM>(*params, stream);

@@ -43,9 +43,8 @@ __device__ __forceinline__ uint32_t lop3Nibbles(uint32_t w) {
   return out;
 }
 
-// Eight fp16 values from a 16-byte activation chunk (L2 only: written by another kernel).
-__device__ __forceinline__ void load8(const __half* src, float f[8]) {
-  const uint4 raw = __ldcg(reinterpret_cast<const uint4*>(src));
+// The eight fp16 values of a 16-byte chunk, as floats.
+__device__ __forceinline__ void unpack8(const uint4& raw, float f[8]) {
   const uint32_t* r = reinterpret_cast<const uint32_t*>(&raw);
 #pragma unroll
   for (int e = 0; e < 4; ++e) {
@@ -53,6 +52,11 @@ __device__ __forceinline__ void load8(const __half* src, float f[8]) {
     f[2 * e] = v.x;
     f[2 * e + 1] = v.y;
   }
+}
+
+// Eight fp16 values from a 16-byte activation chunk (L2 only: written by another kernel).
+__device__ __forceinline__ void load8(const __half* src, float f[8]) {
+  unpack8(__ldcg(reinterpret_cast<const uint4*>(src)), f);
 }
 
 __device__ __forceinline__ float blockSum(float v, float* scratch) {
@@ -325,14 +329,7 @@ __device__ void stageInput(const WbDecodeLinearParams& p, float* sx, uint4* sxq,
           *reinterpret_cast<uint4*>(static_cast<__half*>(p.residual) + kc * 8) = out;
         }
       } else if constexpr (kIn == WB_DECODE_IN_HEADS) {
-        const uint4 v = attentionResidualChunk(p, kc);
-        const uint32_t* r = reinterpret_cast<const uint32_t*>(&v);
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const float2 x = __half22float2(asHalf2(r[e]));
-          f[2 * e] = x.x;
-          f[2 * e + 1] = x.y;
-        }
+        unpack8(attentionResidualChunk(p, kc), f);
       } else {
         combineSplits(p, pos, kc, f);
       }
