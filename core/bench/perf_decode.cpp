@@ -45,8 +45,7 @@ const std::vector<std::string>& decodePerfPaths() {
                                               "fused-max-smem", "int4-default-smem", "fused-ln-two-pass",
                                               "int4-ln-two-pass", "fused-attn-block", "int4-attn-block",
                                               "int4-fp16-head-attn-block", "fused-attn-block-atomic",
-                                              "int4-attn-block-atomic", "fused-mlp-block", "int4-mlp-block",
-                                              "fused-mlp-block-cluster", "int4-mlp-block-cluster"};
+                                              "int4-attn-block-atomic"};
   return paths;
 }
 
@@ -162,11 +161,6 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
       if (!graph.fusedPersistent())
         r.warnings.push_back(path + ": the persistent kernel could not run here; the per-phase kernels were timed");
     }
-    if (go.fusedOptions.mlpBlock) {
-      row.values["mlp_block_active"] = graph.fusedMlpBlock() ? 1 : 0;
-      if (!graph.fusedMlpBlock())
-        r.warnings.push_back(path + ": the MLP-block kernels could not run here; the two-kernel MLP was timed");
-    }
     if (go.fusedOptions.attentionBlock) {
       row.values["attention_block_active"] = graph.fusedAttentionBlock() ? 1 : 0;
       if (!graph.fusedAttentionBlock())
@@ -268,26 +262,6 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
   if (int4Mean > 0 && int4BlockMean > 0) r.summary["int4_attn_block_speedup_vs_int4"] = int4Mean / int4BlockMean;
   if (blockMean > 0 && int4BlockMean > 0)
     r.summary["int4_attn_block_tokens_per_s_vs_attn_block_fp16"] = blockMean / int4BlockMean;
-
-  // ln_2 + c_fc + GELU + mlp.c_proj in one launch a layer (all but the last): fp16, int4.
-  double mlpMean = 0, int4MlpMean = 0;
-  auto mlp = fused;
-  mlp.fusedOptions.mlpBlock = true;
-  if (wants(o, "fused-mlp-block"))
-    mlpMean = runGraph("fused-mlp-block", "cuda graph, fused kernels (fp16), MLP block per layer (atomic sum)", mlp).second;
-  if (wants(o, "int4-mlp-block"))
-    int4MlpMean = runGraph("int4-mlp-block", "cuda graph, fused kernels, int4 " + g + " Conv1D + LM head, MLP block",
-                           int4Of(mlp, true))
-                      .second;
-  auto mlpCluster = mlp;
-  mlpCluster.fusedOptions.mlpBlockClusterSum = true;
-  if (wants(o, "fused-mlp-block-cluster"))
-    runGraph("fused-mlp-block-cluster", "cuda graph, fused kernels (fp16), MLP block, cluster sum + atomics", mlpCluster);
-  if (wants(o, "int4-mlp-block-cluster"))
-    runGraph("int4-mlp-block-cluster", "cuda graph, fused kernels, int4 " + g + " Conv1D + LM head, MLP block, cluster sum",
-             int4Of(mlpCluster, true));
-  if (fusedMean > 0 && mlpMean > 0) r.summary["mlp_block_speedup_vs_fused"] = fusedMean / mlpMean;
-  if (int4Mean > 0 && int4MlpMean > 0) r.summary["int4_mlp_block_speedup_vs_int4"] = int4Mean / int4MlpMean;
 
   // The persistent kernel: fp16, int4 with the LM head, int4 with an fp16 LM head.
   double persistentMean = 0, int4PersistentMean = 0, int4HeadPersistentMean = 0;

@@ -34,9 +34,13 @@ struct GemvWeight {
   }
 };
 
-// `w` [in, out] (a Conv1D weight; the LM head passes wte.t()) as int4: the given packed
-// weight of parameter `name`, else quantized here with the options' spec.
-QuantizedWeight int4Weight(const torch::Tensor& w, const FusedDecodeOptions& o, const std::string& name) {
+// `w` is [in, out] (a Conv1D weight; the LM head passes wte.t()); `name` its parameter.
+GemvWeight prepare(const torch::Tensor& w, bool int4, const FusedDecodeOptions& o, const std::string& name) {
+  GemvWeight g;
+  if (!int4) {
+    g.rows = w.t().contiguous();
+    return g;
+  }
   QuantizedWeight q;
   const auto given = std::find_if(o.packed.begin(), o.packed.end(), [&](const QuantizedWeight& p) { return p.name == name; });
   if (given != o.packed.end()) {
@@ -52,49 +56,10 @@ QuantizedWeight int4Weight(const torch::Tensor& w, const FusedDecodeOptions& o, 
   }
   if (q.groupSize != 32 && q.groupSize != 64 && q.groupSize != 128)
     throw InputError(kWhere, name + ": int4 group size must be 32, 64 or 128");
-  return q;
-}
-
-// `w` is [in, out] (a Conv1D weight; the LM head passes wte.t()); `name` its parameter.
-GemvWeight prepare(const torch::Tensor& w, bool int4, const FusedDecodeOptions& o, const std::string& name) {
-  GemvWeight g;
-  if (!int4) {
-    g.rows = w.t().contiguous();
-    return g;
-  }
-  const QuantizedWeight q = int4Weight(w, o, name);
   const auto dev = w.device();
   g.packed = q.packed.to(dev);
   g.scales = q.scales.to(dev);
   if (q.zeros.defined()) g.zeros = q.zeros.to(dev);
-  g.groupSize = q.groupSize;
-  return g;
-}
-
-// The same weight by input, as the MLP block reads mlp.c_proj (WbDecodeMlpBlockParams::
-// projT): fp16 [in, out] (the Conv1D's own order), or the int4 codes repacked along the
-// outputs, [in, out/2], with scales and zero points [in/groupSize, out].
-GemvWeight prepareByInput(const torch::Tensor& w, bool int4, const FusedDecodeOptions& o, const std::string& name) {
-  GemvWeight g;
-  if (!int4) {
-    g.rows = w.contiguous();
-    return g;
-  }
-  const QuantizedWeight q = int4Weight(w, o, name);
-  const int64_t n = q.out, k = q.in;
-  const auto src = q.packed.to(torch::kCPU).contiguous();
-  auto dst = torch::zeros({k, n / 2}, torch::kUInt8);
-  const uint8_t* s = src.data_ptr<uint8_t>();
-  uint8_t* d = dst.data_ptr<uint8_t>();
-  for (int64_t r = 0; r < n; ++r)
-    for (int64_t c = 0; c < k; ++c) {
-      const uint8_t code = (s[r * (k / 2) + c / 2] >> (4 * (c & 1))) & 0xF;
-      d[c * (n / 2) + r / 2] |= static_cast<uint8_t>(code << (4 * (r & 1)));
-    }
-  const auto dev = w.device();
-  g.packed = dst.to(dev);
-  g.scales = q.scales.t().contiguous().to(dev);
-  if (q.zeros.defined()) g.zeros = q.zeros.t().contiguous().to(dev);
   g.groupSize = q.groupSize;
   return g;
 }
@@ -152,7 +117,6 @@ void check(WbStatus s) {
 struct Layer {
   torch::Tensor ln1w, ln1b, ln2w, ln2b, qkvBias, projBias, fcBias, mprojBias;
   GemvWeight qkv, proj, fc, mproj;
-  GemvWeight mprojByInput;  // the MLP block's mlp.c_proj (prepareByInput), where it runs
   float scale = 1.f;
 };
 
@@ -166,8 +130,6 @@ struct FusedDecoder::Impl {
   GemvWeight head;
   torch::Tensor residual, q, hidden, partO, partMl, headPartials, logits, argmaxValues, argmaxIndices, argmaxCounter;
   bool blockOn = false;  // the attention-block kernels (options.attentionBlock, where they run)
-  bool mlpOn = false;    // the MLP-block kernels (options.mlpBlock, where they run)
-  torch::Tensor mlpSum;  // fp32 [E]: an MLP block's c_proj products, added to the residual by the next layer
   int64_t capacity = 0, embd = 0, heads = 0, inner = 0, vocab = 0, splits = 0;
   float eps = 1e-5f;
   int64_t weightBytes = 0;
@@ -330,11 +292,6 @@ FusedDecoder::FusedDecoder(Gpt2 model, int64_t capacity, const FusedDecodeOption
   m.eps = static_cast<float>(c.layerNormEpsilon);
   m.splits = wbDecodeAttentionSplits(static_cast<int>(capacity));
   auto half = [](const torch::Tensor& t) { return t.detach().to(torch::kHalf).contiguous(); };
-  m.blockOn = o.attentionBlock && !o.persistent &&
-              wbDecodeAttentionBlockSupported(static_cast<int>(m.heads), static_cast<int>(capacity));
-  const auto layerCount = static_cast<int64_t>(model->transformer->h->size());
-  m.mlpOn = o.mlpBlock && !o.persistent && !m.blockOn && layerCount > 1 &&
-            wbDecodeMlpBlockSupported(static_cast<int>(m.embd), static_cast<int>(m.inner));
   int64_t index = 0;
   for (const auto& item : *model->transformer->h) {
     auto block = item->as<Gpt2Block>();
@@ -352,11 +309,7 @@ FusedDecoder::FusedDecoder(Gpt2 model, int64_t capacity, const FusedDecodeOption
     l.qkv = prepare(attn->c_attn->weight.detach(), o.int4, o, prefix + "attn.c_attn.weight");
     l.proj = prepare(attn->c_proj->weight.detach(), o.int4, o, prefix + "attn.c_proj.weight");
     l.fc = prepare(block->mlp->c_fc->weight.detach(), o.int4, o, prefix + "mlp.c_fc.weight");
-    // The MLP block (every layer but the last) reads mlp.c_proj by input.
-    if (m.mlpOn && index + 1 < layerCount)
-      l.mprojByInput = prepareByInput(block->mlp->c_proj->weight.detach(), o.int4, o, prefix + "mlp.c_proj.weight");
-    else
-      l.mproj = prepare(block->mlp->c_proj->weight.detach(), o.int4, o, prefix + "mlp.c_proj.weight");
+    l.mproj = prepare(block->mlp->c_proj->weight.detach(), o.int4, o, prefix + "mlp.c_proj.weight");
     l.qkvBias = half(attn->c_attn->bias);
     l.projBias = half(attn->c_proj->bias);
     l.fcBias = half(block->mlp->c_fc->bias);
@@ -364,7 +317,7 @@ FusedDecoder::FusedDecoder(Gpt2 model, int64_t capacity, const FusedDecodeOption
     double scale = c.scaleAttnWeights ? 1.0 / std::sqrt(64.0) : 1.0;
     if (c.scaleAttnByInverseLayerIdx) scale /= static_cast<double>(index + 1);
     l.scale = static_cast<float>(scale);
-    for (const auto* w : {&l.qkv, &l.proj, &l.fc, &l.mproj, &l.mprojByInput}) m.weightBytes += w->bytes();
+    for (const auto* w : {&l.qkv, &l.proj, &l.fc, &l.mproj}) m.weightBytes += w->bytes();
     for (const auto* t : {&l.ln1w, &l.ln1b, &l.ln2w, &l.ln2b, &l.qkvBias, &l.projBias, &l.fcBias, &l.mprojBias})
       m.weightBytes += t->numel() * 2;
     m.layers.push_back(std::move(l));
@@ -386,7 +339,8 @@ FusedDecoder::FusedDecoder(Gpt2 model, int64_t capacity, const FusedDecodeOption
   m.hidden = torch::zeros({m.inner}, h16);
   m.partO = torch::zeros({m.heads, m.splits, 64}, f32);
   m.partMl = torch::zeros({m.heads, m.splits, 2}, f32);
-  if (m.mlpOn) m.mlpSum = torch::zeros({m.embd}, f32);
+  m.blockOn = o.attentionBlock && !o.persistent &&
+              wbDecodeAttentionBlockSupported(static_cast<int>(m.heads), static_cast<int>(capacity));
   if (m.blockOn) m.headPartials = torch::zeros({m.heads, m.embd}, f32);
   m.logits = torch::zeros({m.vocab}, h16);
   const int64_t slots = 4096;
@@ -401,7 +355,6 @@ const torch::Tensor& FusedDecoder::logits() const { return impl_->logits; }
 int64_t FusedDecoder::weightBytes() const { return impl_->weightBytes; }
 bool FusedDecoder::persistentActive() const { return impl_->persistentOn; }
 bool FusedDecoder::attentionBlockActive() const { return impl_->blockOn; }
-bool FusedDecoder::mlpBlockActive() const { return impl_->mlpOn; }
 
 void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) {
   auto& m = *impl_;
@@ -434,20 +387,10 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
       const Layer& l = m.layers[i];
       const auto& kc = cache.keys[i];
       const auto& vc = cache.values[i];
-      // The previous layer's MLP block left its c_proj products in mlpSum (no bias):
-      // ln_1's input and attn.c_proj's residual add them (the latter clears them).
-      const bool afterMlpBlock = m.mlpOn && i > 0;
-      auto addMlpSum = [&](WbDecodeLinearParams& p) {
-        p.headPartials = m.mlpSum.data_ptr<float>();
-        p.headBias = m.layers[i - 1].mprojBias.data_ptr();
-        p.headCount = 1;
-      };
       // 1. (embedding +) ln_1 + c_attn; q to a buffer, k/v into the cache.
-      const WbDecodeInput in1 = i == 0 ? WB_DECODE_IN_EMBED : afterMlpBlock ? WB_DECODE_IN_HEADS : WB_DECODE_IN_LAYERNORM;
-      WbDecodeLinearParams a = linearParams(in1, WB_DECODE_OUT_QKV, 3 * e, e, l.qkv, l.qkvBias, m.q.data_ptr(), pdl,
-                                            carveout);
+      WbDecodeLinearParams a = linearParams(i == 0 ? WB_DECODE_IN_EMBED : WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_QKV,
+                                            3 * e, e, l.qkv, l.qkvBias, m.q.data_ptr(), pdl, carveout);
       setLayerNorm(a, m.residual, l.ln1w, l.ln1b, m.eps);
-      if (afterMlpBlock) addMlpSum(a);
       a.lnTwoPass = twoPass;
       a.wte = m.wte.data_ptr();
       a.wpe = m.wpe.data_ptr();
@@ -484,24 +427,7 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
       pr.position = pos;
       pr.heads = static_cast<int>(m.heads);
       pr.headDim = 64;
-      if (afterMlpBlock) {
-        addMlpSum(pr);
-        pr.headClear = 1;
-      }
       check(wbDecodeLinear(&pr, stream));
-      if (m.mlpOn && i + 1 < m.layers.size()) {
-        // 4. ln_2 + c_fc + GELU + mlp.c_proj, the products into mlpSum.
-        WbDecodeMlpBlockParams mb{};
-        mb.fc = linearParams(WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_GELU, m.inner, e, l.fc, l.fcBias, m.hidden.data_ptr(),
-                             pdl, carveout);
-        setLayerNorm(mb.fc, m.residual, l.ln2w, l.ln2b, m.eps);
-        mb.fc.lnTwoPass = twoPass;
-        mb.projT = decodeWeight(l.mprojByInput, torch::Tensor());
-        mb.out = m.mlpSum.data_ptr<float>();
-        mb.clusterSum = m.options.mlpBlockClusterSum ? 1 : 0;
-        check(wbDecodeMlpBlock(&mb, stream));
-        continue;
-      }
       // 4. ln_2 + c_fc + GELU.
       WbDecodeLinearParams fc = linearParams(WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_GELU, m.inner, e, l.fc, l.fcBias,
                                              m.hidden.data_ptr(), pdl, carveout);
@@ -551,7 +477,6 @@ const torch::Tensor& FusedDecoder::logits() const { return impl_->logits; }
 int64_t FusedDecoder::weightBytes() const { return 0; }
 bool FusedDecoder::persistentActive() const { return false; }
 bool FusedDecoder::attentionBlockActive() const { return false; }
-bool FusedDecoder::mlpBlockActive() const { return false; }
 
 #endif
 

@@ -3,8 +3,7 @@
 // attention, combine + attn.c_proj + residual, LayerNorm + c_fc + GELU, mlp.c_proj +
 // residual; then ln_f + LM head + argmax, which also feeds the token back and advances
 // the cache's device-side position (5 L + 1 launches, no host synchronisation; 3 L + 1
-// with the attention block, FusedDecodeOptions::attentionBlock; 4 L + 2 with the MLP
-// block, FusedDecodeOptions::mlpBlock), so the
+// with the attention block, FusedDecodeOptions::attentionBlock), so the
 // step captures into a CUDA graph (core/model/graph_decode.h); or, optionally, all of
 // that in one persistent cooperative kernel with grid barriers between the phases.
 // Weights are prepared once: fp16 rows [out, in] or the int4 layout of
@@ -47,17 +46,6 @@ struct FusedDecodeOptions {
   // vector with atomics (the consumers read one vector instead of one per head), at the
   // price of a summation order, and so last bits, that vary between runs.
   bool attentionBlockAtomic = false;
-  // Per layer but the last, ln_2 + c_fc + GELU + mlp.c_proj as one launch
-  // (wbDecodeMlpBlock): blocks own slices of the hidden units and add their c_proj
-  // products into one fp32 vector with atomics, which the next layer's ln_1 + c_attn and
-  // attn.c_proj kernels add into the residual; a layer then takes 4 launches instead of 5.
-  // The sum's order, and so its last bits, varies between runs. The per-phase path only:
-  // with attentionBlock or persistent, or where the shapes exceed the kernel's, the
-  // two-kernel MLP runs (mlpBlockActive() says which).
-  bool mlpBlock = false;
-  // With mlpBlock: clusters of 8 blocks add their sums through distributed shared memory
-  // before the atomics (8x fewer an output; sm_90).
-  bool mlpBlockClusterSum = false;
   // The whole step as one persistent cooperative kernel with grid barriers between the
   // phases (kernels/decode/decode_persistent.h); where the device or the shapes cannot
   // take it, the 5 L + 1 kernels above run instead (persistentActive() says which).
@@ -88,8 +76,6 @@ class FusedDecoder {
   // Whether step() runs the attention-block kernels (asked for, not persistent, and this
   // device and model take them).
   bool attentionBlockActive() const;
-  // Whether step() runs the MLP-block kernels (asked for, per-phase, and the shapes fit).
-  bool mlpBlockActive() const;
 
  private:
   struct Impl;

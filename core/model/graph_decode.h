@@ -47,8 +47,6 @@ class GraphDecoder {
   bool fusedPersistent() const;
   // Whether the fused step runs the attention-block kernels (FusedDecodeOptions::attentionBlock).
   bool fusedAttentionBlock() const;
-  // Whether the fused step runs the MLP-block kernels (FusedDecodeOptions::mlpBlock).
-  bool fusedMlpBlock() const;
 
  private:
   struct Impl;

@@ -282,8 +282,6 @@ extern "C" WbStatus wbDecodeLinear(const WbDecodeLinearParams* params, cudaStrea
     return launchFormat<WB_DECODE_IN_EMBED, WB_DECODE_OUT_QKV>(p, stream);
   if (p.input == WB_DECODE_IN_LAYERNORM && p.output == WB_DECODE_OUT_QKV)
     return launchFormat<WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_QKV>(p, stream);
-  if (p.input == WB_DECODE_IN_HEADS && p.output == WB_DECODE_OUT_QKV)  // after an MLP block
-    return launchFormat<WB_DECODE_IN_HEADS, WB_DECODE_OUT_QKV>(p, stream);
   if (p.input == WB_DECODE_IN_ATTENTION && p.output == WB_DECODE_OUT_RESIDUAL)
     return launchFormat<WB_DECODE_IN_ATTENTION, WB_DECODE_OUT_RESIDUAL>(p, stream);
   if (p.input == WB_DECODE_IN_HEADS && p.output == WB_DECODE_OUT_GELU)

@@ -23,7 +23,7 @@ typedef enum {
   WB_DECODE_IN_EMBED = 2,      /* e = wte[*token] + wpe[*position], stored to residual; input LayerNorm(e) */
   WB_DECODE_IN_ATTENTION = 3,  /* the combine of WbDecodeAttentionParams' partials, one head per headDim inputs */
   WB_DECODE_IN_HEADS = 4       /* LayerNorm(x + (sum of headPartials + headBias)): the residual after an attention
-                                  block (wbDecodeAttentionBlock) or an MLP block (wbDecodeMlpBlock), not stored */
+                                  block (wbDecodeAttentionBlock), not stored */
 } WbDecodeInput;
 
 typedef enum {
@@ -79,7 +79,7 @@ typedef struct {
   int sharedCarveout;                   /* 1..100: preferred shared-memory carveout, percent (0: no request) */
   int lnTwoPass;                        /* LAYERNORM: nonzero: two passes over x (mean, then centred squares),
                                            LibTorch's order; 0: one pass, sums of x and x^2 */
-  /* HEADS input, and RESIDUAL output after an attention or MLP block: the residual is taken as
+  /* HEADS input, and RESIDUAL output after an attention block: the residual is taken as
      x + fp16(sum over heads of headPartials + headBias), each sum rounded to fp16 (the
      eager path's attn.c_proj output and residual add), the heads added in order. */
   float* headPartials;                  /* [headCount, K] (HEADS) or [headCount, N] (RESIDUAL) */
@@ -128,29 +128,6 @@ typedef struct {
  * for a model of `heads` heads of dim 64 and a cache of `capacity` slots. */
 int wbDecodeAttentionBlockSupported(int heads, int capacity);
 WbStatus wbDecodeAttentionBlock(const WbDecodeAttentionBlockParams* params, cudaStream_t stream);
-
-/* ln_2 + c_fc + GELU + mlp.c_proj for one layer in one launch. Each block owns a slice
- * of the hidden units: it computes them (fp16-rounded, as the eager path) and adds
- * their products with c_proj's matching inputs into `out` with fp32 atomics. `out`
- * (no bias) then reaches the residual through the next kernels' heads fields
- * (headPartials = out, headCount 1, headBias = mlp.c_proj's bias): the next layer's
- * LayerNorm input (WB_DECODE_IN_HEADS) and its attn.c_proj RESIDUAL output, which clears
- * it (headClear). The atomics' order, and so the sum's last bits, varies between runs. */
-typedef struct {
-  WbDecodeLinearParams fc;  /* input LAYERNORM or HEADS (x, lnWeight, lnBias, lnEps, heads fields), weight c_fc
-                               [inner, E] with its bias, n = inner, k = E, programmaticLaunch, sharedCarveout,
-                               lnTwoPass; y unused */
-  WbDecodeWeight projT;     /* mlp.c_proj by input: fp16 weight [inner, E]; or int4 qweight [inner, E/2] (low
-                               nibble = even output), scales [inner/groupSize, E], zeros the same (uint8) or NULL
-                               (codes offset by 8); bias unused */
-  float* out;               /* fp32 [E], zero on entry */
-  int clusterSum;           /* nonzero: clusters of 8 blocks add their sums through distributed shared memory
-                               first (sm_90), so each output takes 8x fewer atomics */
-} WbDecodeMlpBlockParams;
-
-/* Whether wbDecodeMlpBlock takes a model of width `embd` and MLP width `inner`. */
-int wbDecodeMlpBlockSupported(int embd, int inner);
-WbStatus wbDecodeMlpBlock(const WbDecodeMlpBlockParams* params, cudaStream_t stream);
 
 /* Keys per attention split, and the number of splits a cache of `capacity` needs. */
 int wbDecodeAttentionSplitKeys(void);

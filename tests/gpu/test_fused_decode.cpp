@@ -7,9 +7,8 @@
 // must equal eager decode's until a step where the two choices are a near tie: their
 // fp32 logits within that same tolerance. The same criteria hold with either
 // shared-memory carveout, with the one- or two-pass LayerNorm, and for the persistent
-// kernel (one cooperative launch per step), the attention block (ln_1 + c_attn +
-// attention + attn.c_proj in one cluster launch a layer) and the MLP block (ln_2 +
-// c_fc + GELU + mlp.c_proj in one launch, hidden slices summed by atomics), at the 124M and medium
+// kernel (one cooperative launch per step) and the attention block (ln_1 + c_attn +
+// attention + attn.c_proj in one cluster launch a layer), at the 124M and medium
 // widths, and past four attention splits.
 #include "core/errors.h"
 #include "core/model/graph_decode.h"
@@ -45,7 +44,7 @@ torch::Tensor teacherForced(Gpt2& m, const std::vector<int64_t>& prompt, const s
 struct Check {
   double fusedErr = 0, eagerErr = 0, tol = 0;
   int64_t identical = 0, steps = 0;
-  bool nearTie = true, persistent = false, attentionBlock = false, mlpBlock = false;
+  bool nearTie = true, persistent = false, attentionBlock = false;
   QString message;
 };
 
@@ -68,7 +67,6 @@ Check compare(Gpt2& m16, Gpt2& m32, const GraphDecodeOptions& go, double absFloo
   Check c;
   c.persistent = persistent;
   c.attentionBlock = d.fusedAttentionBlock();
-  c.mlpBlock = d.fusedMlpBlock();
   c.fusedErr = (fused - ref).abs().max().item<double>();
   c.eagerErr = (eager - ref).abs().max().item<double>();
   c.tol = 2.0 * c.eagerErr + absFloor;
@@ -270,48 +268,6 @@ class TestFusedDecode : public QObject {
     QVERIFY2(c.identical == c.steps || c.nearTie, qPrintable("diverged without a near tie: " + c.message));
     QVERIFY(c.identical >= 1);
     QCOMPARE(c.steps, int64_t{newTokens});
-  }
-
-  // The MLP block (ln_2 + c_fc + GELU + mlp.c_proj in one launch, every layer but the
-  // last) under the same criteria; it must actually run. Group size 32 puts the 24-row
-  // hidden slices of the 768-wide model across two c_proj groups.
-  void mlpBlockMatchesEager_data() {
-    QTest::addColumn<int>("layers");
-    QTest::addColumn<int>("embd");
-    QTest::addColumn<int>("int4");  // 0 fp16; else the int4 group size
-    QTest::addColumn<bool>("symmetric");  // int4: symmetric codes and the LM head too, else asym, fp16 head
-    QTest::addColumn<bool>("cluster");    // FusedDecodeOptions::mlpBlockClusterSum
-    QTest::newRow("fp16, 768 wide") << 4 << 768 << 0 << true << false;
-    QTest::newRow("fp16, 1024 wide") << 3 << 1024 << 0 << true << false;
-    QTest::newRow("int4 g128 sym, LM head too") << 3 << 768 << 128 << true << false;
-    QTest::newRow("int4 g64 asym") << 3 << 768 << 64 << false << false;
-    QTest::newRow("int4 g32 asym") << 3 << 768 << 32 << false << false;
-    QTest::newRow("int4 g128 sym, 1024 wide") << 3 << 1024 << 128 << true << false;
-    QTest::newRow("fp16, 768 wide, cluster sum") << 4 << 768 << 0 << true << true;
-    QTest::newRow("int4 g32 asym, cluster sum") << 3 << 768 << 32 << false << true;
-    QTest::newRow("int4 g128 sym, 1024 wide, cluster sum") << 3 << 1024 << 128 << true << true;
-  }
-  void mlpBlockMatchesEager() {
-    QFETCH(int, layers);
-    QFETCH(int, embd);
-    QFETCH(int, int4);
-    QFETCH(bool, symmetric);
-    QFETCH(bool, cluster);
-    torch::manual_seed(25);
-    Gpt2 m32(gpt2Like(layers, embd, 512));
-    GraphDecodeOptions go;
-    go.fused = true;
-    go.fusedOptions.mlpBlock = true;
-    go.fusedOptions.mlpBlockClusterSum = cluster;
-    if (int4 != 0) quantizeForFused(m32, go, int4, symmetric, symmetric);
-    auto [ref, m16] = modelPair(m32);
-    const auto c = compare(m16, ref, go, int4 != 0 ? 5e-3 : 1e-3, 48);
-    qInfo("MLP block: %s", qPrintable(c.message));
-    QVERIFY2(c.mlpBlock, "the MLP block fell back to the two-kernel MLP");
-    QVERIFY2(c.fusedErr <= c.tol, qPrintable(c.message));
-    QVERIFY2(c.identical == c.steps || c.nearTie, qPrintable("diverged without a near tie: " + c.message));
-    QVERIFY(c.identical >= 1);
-    QCOMPARE(c.steps, int64_t{48});
   }
 
   // Positions 7 .. 306 of a 320-slot cache: up to five 64-key splits, so the c_proj
