@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 
 #include "core/errors.h"
 #include "core/techniques/quantize.h"
@@ -131,9 +130,6 @@ struct FusedDecoder::Impl {
   GemvWeight head;
   torch::Tensor residual, q, hidden, partO, partMl, headPartials, logits, argmaxValues, argmaxIndices, argmaxCounter;
   bool blockOn = false;  // the attention-block kernels (options.attentionBlock, where they run)
-  // The LM head's argmax also writes the next step's embedding into the residual (seeded
-  // by seed() after a prefill), so layer 0's first kernel takes a plain LayerNorm input.
-  bool embedInHead = false;
   int64_t capacity = 0, embd = 0, heads = 0, inner = 0, vocab = 0, splits = 0;
   float eps = 1e-5f;
   int64_t weightBytes = 0;
@@ -161,7 +157,7 @@ void FusedDecoder::Impl::stepAttentionBlocks(KvCache& cache, torch::Tensor& ids,
   for (size_t i = 0; i < layers.size(); ++i) {
     const Layer& l = layers[i];
     WbDecodeAttentionBlockParams ab{};
-    ab.qkv = linearParams(i == 0 && !embedInHead ? WB_DECODE_IN_EMBED : WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_QKV, 3 * e, e, l.qkv,
+    ab.qkv = linearParams(i == 0 ? WB_DECODE_IN_EMBED : WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_QKV, 3 * e, e, l.qkv,
                           l.qkvBias, q.data_ptr(), pdl, carveout);
     setLayerNorm(ab.qkv, residual, l.ln1w, l.ln1b, eps);
     ab.qkv.lnTwoPass = twoPass;
@@ -347,12 +343,7 @@ FusedDecoder::FusedDecoder(Gpt2 model, int64_t capacity, const FusedDecodeOption
               wbDecodeAttentionBlockSupported(static_cast<int>(m.heads), static_cast<int>(capacity));
   if (m.blockOn) m.headPartials = torch::zeros({m.heads, m.embd}, f32);
   m.logits = torch::zeros({m.vocab}, h16);
-  // One argmax candidate a block of the LM head: up to one block per 8 rows.
-  const int64_t slots = std::max<int64_t>(4096, (m.vocab + 7) / 8);
-  m.embedInHead = [] {
-    const char* e = std::getenv("WB_EMBED_IN_HEAD");
-    return e && e[0] == '1';
-  }();
+  const int64_t slots = 4096;
   m.argmaxValues = torch::zeros({slots}, f32);
   m.argmaxIndices = torch::zeros({slots}, torch::TensorOptions().dtype(torch::kInt32).device(dev));
   m.argmaxCounter = torch::zeros({1}, torch::TensorOptions().dtype(torch::kInt32).device(dev));
@@ -364,16 +355,6 @@ const torch::Tensor& FusedDecoder::logits() const { return impl_->logits; }
 int64_t FusedDecoder::weightBytes() const { return impl_->weightBytes; }
 bool FusedDecoder::persistentActive() const { return impl_->persistentOn; }
 bool FusedDecoder::attentionBlockActive() const { return impl_->blockOn; }
-
-void FusedDecoder::seed(const torch::Tensor& ids, const KvCache& cache) {
-  auto& m = *impl_;
-  if (!m.embedInHead) return;  // (the persistent kernel gathers its own; the seed is unused there)
-  torch::NoGradGuard noGrad;
-  // fp16 + fp16 rounds once, as the kernels' embedding does.
-  const auto e = m.wte.index_select(0, ids.reshape({-1}).to(m.wte.device())) +
-                 m.wpe.index_select(0, cache.position.reshape({-1}));
-  m.residual.copy_(e.reshape({-1}));
-}
 
 void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) {
   auto& m = *impl_;
@@ -407,7 +388,7 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
       const auto& kc = cache.keys[i];
       const auto& vc = cache.values[i];
       // 1. (embedding +) ln_1 + c_attn; q to a buffer, k/v into the cache.
-      WbDecodeLinearParams a = linearParams(i == 0 && !m.embedInHead ? WB_DECODE_IN_EMBED : WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_QKV,
+      WbDecodeLinearParams a = linearParams(i == 0 ? WB_DECODE_IN_EMBED : WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_QKV,
                                             3 * e, e, l.qkv, l.qkvBias, m.q.data_ptr(), pdl, carveout);
       setLayerNorm(a, m.residual, l.ln1w, l.ln1b, m.eps);
       a.lnTwoPass = twoPass;
@@ -474,11 +455,6 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
   h.argmaxSlots = static_cast<int>(m.argmaxValues.numel());
   h.nextToken = ids.data_ptr<int64_t>();
   h.tokens = out.data_ptr<int64_t>();
-  if (m.embedInHead) {
-    h.nextResidual = m.residual.data_ptr();
-    h.wte = m.wte.data_ptr();
-    h.wpe = m.wpe.data_ptr();
-  }
   check(wbDecodeLinear(&h, stream));
   cache.length += 1;  // host-side count; stale under graph replay, as for the torch step
 }
@@ -497,7 +473,6 @@ FusedDecoder::FusedDecoder(Gpt2, int64_t, const FusedDecodeOptions&) {
 }
 FusedDecoder::~FusedDecoder() = default;
 void FusedDecoder::step(KvCache&, torch::Tensor&, torch::Tensor&) {}
-void FusedDecoder::seed(const torch::Tensor&, const KvCache&) {}
 const torch::Tensor& FusedDecoder::logits() const { return impl_->logits; }
 int64_t FusedDecoder::weightBytes() const { return 0; }
 bool FusedDecoder::persistentActive() const { return false; }

@@ -67,9 +67,6 @@ class FusedDecoder {
   // writes this position's k/v, the logits, ids = argmax, out[position + 1] = argmax
   // (out: int64 [capacity]) and position + 1.
   void step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out);
-  // After a prefill (the ordinary forward) and before the first step: ids [1, 1] and
-  // cache.position as that step will read them (the step keeps its embedding ready).
-  void seed(const torch::Tensor& ids, const KvCache& cache);
   // The last step's logits, fp16 [vocab] (the buffer itself: copy it before the next step).
   const torch::Tensor& logits() const;
   // Bytes of weights one step reads (GEMV weights, scales, biases, LayerNorms).

@@ -119,7 +119,6 @@ void GraphDecoder::prefill(const std::vector<int64_t>& prompt) {
   auto next = logits.select(1, n - 1).argmax(-1, true);  // [1, 1]
   m.ids.copy_(next);
   m.out.narrow(0, n, 1).copy_(next.view({1}));
-  if (m.fused) m.fused->seed(m.ids, m.cache);
   promptLength_ = n;
   replays_ = 0;
 }

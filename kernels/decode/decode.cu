@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <cfloat>
-#include <cstdlib>
 
 #include "kernels/common/status_internal.h"
 #include "kernels/decode/decode.h"
@@ -177,11 +176,7 @@ WbStatus launchLinear(const WbDecodeLinearParams& p, cudaStream_t stream) {
   // takes two in a row (each is an L2 round trip).
   if (kIn == WB_DECODE_IN_ATTENTION) warps = std::max(warps, std::min(cap, (p.k / 8 + 31) / 32));
   int blocks = (warpRows + warps - 1) / warps;
-  static const bool fullGrid = [] {
-    const char* e = std::getenv("WB_LMHEAD_GRID");
-    return e && e[0] == '1';
-  }();
-  if (kOut == WB_DECODE_OUT_ARGMAX) blocks = std::min(fullGrid ? blocks : std::min(blocks, 4 * sms), p.argmaxSlots);
+  if (kOut == WB_DECODE_OUT_ARGMAX) blocks = std::min(std::min(blocks, 4 * sms), p.argmaxSlots);
   constexpr bool kNorm = kIn == WB_DECODE_IN_LAYERNORM || kIn == WB_DECODE_IN_EMBED || kIn == WB_DECODE_IN_HEADS;
   const size_t smem = static_cast<size_t>(p.k) * sizeof(float) + (kInt4 ? static_cast<size_t>(p.k) * 2 : 0) +
                       (kNorm ? static_cast<size_t>(p.k) * 4 : 0);
@@ -266,8 +261,6 @@ WbStatus checkLinear(const WbDecodeLinearParams* params) {
       if (!p.argmaxValues || !p.argmaxIndices || !p.argmaxCounter || p.argmaxSlots < 1 || !p.nextToken || !p.tokens ||
           !p.position || p.capacity <= 0)
         return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: argmax needs its scratch, counter, token outputs and position");
-      if (p.nextResidual && (!p.wte || !p.wpe || reinterpret_cast<uintptr_t>(p.nextResidual) % 16))
-        return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: the next embedding needs wte, wpe and a 16-byte aligned residual");
       break;
     default: break;
   }

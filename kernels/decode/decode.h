@@ -31,8 +31,7 @@ typedef enum {
   WB_DECODE_OUT_GELU = 1,      /* y[n] = gelu_tanh(x.W[n] + b[n]) */
   WB_DECODE_OUT_RESIDUAL = 2,  /* y[n] += x.W[n] + b[n] (y is the residual stream, updated in place) */
   WB_DECODE_OUT_QKV = 3,       /* n < E: y[n] = q; then k and v into kCache/vCache at *position (N = 3E) */
-  WB_DECODE_OUT_ARGMAX = 4     /* y = logits; *nextToken = first argmax, tokens[*position + 1] = it, ++*position
-                                  (and the next embedding into nextResidual) */
+  WB_DECODE_OUT_ARGMAX = 4     /* y = logits; *nextToken = first argmax, tokens[*position + 1] = it, ++*position */
 } WbDecodeOutput;
 
 /* A GEMV weight, shared by the per-phase kernels here and the persistent step of
@@ -76,8 +75,6 @@ typedef struct {
   int argmaxSlots;
   int64_t* nextToken;                   /* [1] */
   int64_t* tokens;                      /* [capacity] */
-  void* nextResidual;                   /* ARGMAX, optional: fp16 [K] <- wte[token] + wpe[new position] (wte and
-                                           wpe given), the next step's embedding; nothing past the capacity */
   int programmaticLaunch;               /* nonzero: launch with programmatic stream serialization */
   int sharedCarveout;                   /* 1..100: preferred shared-memory carveout, percent (0: no request) */
   int lnTwoPass;                        /* LAYERNORM: nonzero: two passes over x (mean, then centred squares),

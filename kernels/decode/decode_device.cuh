@@ -472,23 +472,10 @@ __device__ void argmaxFinish(const WbDecodeLinearParams& p, float best, int best
   __threadfence();
   best = -FLT_MAX;
   bestIdx = 0x7fffffff;
-  // Up to kBatch candidates a thread at a time: their loads are independent (one L2
-  // round trip a batch, not one a candidate, for a grid of thousands of blocks).
-  constexpr int kBatch = 8;
-  const int candidates = static_cast<int>(gridDim.x);
-  for (int i0 = threadIdx.x; i0 < candidates; i0 += kBatch * blockDim.x) {
-    float v[kBatch];
-    int idx[kBatch];
-#pragma unroll
-    for (int j = 0; j < kBatch; ++j) {
-      const int i = i0 + j * static_cast<int>(blockDim.x);
-      v[j] = -FLT_MAX;
-      idx[j] = 0x7fffffff;
-      if (i < candidates) v[j] = __ldcg(p.argmaxValues + i), idx[j] = __ldcg(p.argmaxIndices + i);
-    }
-#pragma unroll
-    for (int j = 0; j < kBatch; ++j)
-      if (betterArgmax(v[j], idx[j], best, bestIdx)) best = v[j], bestIdx = idx[j];
+  for (int i = threadIdx.x; i < static_cast<int>(gridDim.x); i += blockDim.x) {
+    const float v = __ldcg(p.argmaxValues + i);
+    const int idx = __ldcg(p.argmaxIndices + i);
+    if (betterArgmax(v, idx, best, bestIdx)) best = v, bestIdx = idx;
   }
   warpArgmax(best, bestIdx);
   __syncthreads();
@@ -502,24 +489,6 @@ __device__ void argmaxFinish(const WbDecodeLinearParams& p, float best, int best
     if (pos < p.capacity) p.tokens[pos] = bestIdx;
     *const_cast<int64_t*>(p.position) = pos;
     *p.argmaxCounter = 0u;
-    bestIndex[0] = bestIdx;
-    bestValue[0] = static_cast<float>(pos);  // exact: positions are far below 2^24
-  }
-  if (!p.nextResidual) return;
-  // The next step's embedding wte[token] + wpe[position] (fp16), so that its first
-  // kernel reads a residual instead of gathering it after its wait.
-  __syncthreads();
-  const int64_t tok = bestIndex[0], pos = static_cast<int64_t>(bestValue[0]);
-  if (pos >= p.capacity) return;
-  for (int kc = threadIdx.x; kc < p.k / 8; kc += blockDim.x) {
-    float a[8], b[8];
-    load8(static_cast<const __half*>(p.wte) + tok * p.k + kc * 8, a);
-    load8(static_cast<const __half*>(p.wpe) + pos * p.k + kc * 8, b);
-    uint4 out;
-    uint32_t* o = reinterpret_cast<uint32_t*>(&out);
-#pragma unroll
-    for (int e = 0; e < 4; ++e) o[e] = asU32(__floats2half2_rn(roundHalf(a[2 * e] + b[2 * e]), roundHalf(a[2 * e + 1] + b[2 * e + 1])));
-    reinterpret_cast<uint4*>(p.nextResidual)[kc] = out;
   }
 }
 
