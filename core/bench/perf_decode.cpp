@@ -45,8 +45,7 @@ const std::vector<std::string>& decodePerfPaths() {
                                               "fused-max-smem", "int4-default-smem", "fused-ln-two-pass",
                                               "int4-ln-two-pass", "fused-attn-block", "int4-attn-block",
                                               "int4-fp16-head-attn-block", "fused-attn-block-atomic",
-                                              "int4-attn-block-atomic", "fused-l2-head", "int4-l2-head",
-                                              "int4-attn-block-atomic-l2-head"};
+                                              "int4-attn-block-atomic"};
   return paths;
 }
 
@@ -162,11 +161,6 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
       if (!graph.fusedPersistent())
         r.warnings.push_back(path + ": the persistent kernel could not run here; the per-phase kernels were timed");
     }
-    if (go.fusedOptions.keepLmHeadInL2) {
-      row.values["lm_head_l2_mb"] = static_cast<double>(graph.fusedLmHeadL2Bytes()) / 1e6;
-      if (graph.fusedLmHeadL2Bytes() == 0)
-        r.warnings.push_back(path + ": no L2 set-aside for persisting lines here; the LM head streamed as before");
-    }
     if (go.fusedOptions.attentionBlock) {
       row.values["attention_block_active"] = graph.fusedAttentionBlock() ? 1 : 0;
       if (!graph.fusedAttentionBlock())
@@ -264,22 +258,6 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
     runGraph("int4-attn-block-atomic",
              "cuda graph, fused kernels, int4 " + g + " Conv1D + LM head, attention block, atomic head sum",
              int4Of(atomicBlock, true));
-  // The same steps with the LM head's weights kept in L2 from step to step.
-  auto keepHead = [](GraphDecodeOptions f) {
-    f.fusedOptions.keepLmHeadInL2 = true;
-    return f;
-  };
-  double l2Mean = 0;
-  if (wants(o, "fused-l2-head"))
-    l2Mean = runGraph("fused-l2-head", "cuda graph, fused kernels (fp16), LM head kept in L2", keepHead(fused)).second;
-  if (wants(o, "int4-l2-head"))
-    runGraph("int4-l2-head", "cuda graph, fused kernels, int4 " + g + " Conv1D + LM head, LM head kept in L2",
-             keepHead(int4Of(fused, true)));
-  if (wants(o, "int4-attn-block-atomic-l2-head"))
-    runGraph("int4-attn-block-atomic-l2-head",
-             "cuda graph, fused kernels, int4 " + g + " Conv1D + LM head, attention block, atomic head sum, LM head kept in L2",
-             keepHead(int4Of(atomicBlock, true)));
-  if (fusedMean > 0 && l2Mean > 0) r.summary["l2_head_speedup_vs_fused"] = fusedMean / l2Mean;
   if (fusedMean > 0 && blockMean > 0) r.summary["attn_block_speedup_vs_fused"] = fusedMean / blockMean;
   if (int4Mean > 0 && int4BlockMean > 0) r.summary["int4_attn_block_speedup_vs_int4"] = int4Mean / int4BlockMean;
   if (blockMean > 0 && int4BlockMean > 0)

@@ -130,17 +130,6 @@ struct FusedDecoder::Impl {
   GemvWeight head;
   torch::Tensor residual, q, hidden, partO, partMl, headPartials, logits, argmaxValues, argmaxIndices, argmaxCounter;
   bool blockOn = false;  // the attention-block kernels (options.attentionBlock, where they run)
-  // keepLmHeadInL2: the LM head bytes read evict_last, and the persisting set-aside this
-  // decoder found (restored when it goes).
-  int64_t l2Keep = 0;
-  size_t l2LimitBefore = 0;
-  ~Impl() {
-    if (l2Keep > 0) {
-      cudaCtxResetPersistingL2Cache();
-      cudaDeviceSetLimit(cudaLimitPersistingL2CacheSize, l2LimitBefore);
-      cudaGetLastError();
-    }
-  }
   int64_t capacity = 0, embd = 0, heads = 0, inner = 0, vocab = 0, splits = 0;
   float eps = 1e-5f;
   int64_t weightBytes = 0;
@@ -354,20 +343,6 @@ FusedDecoder::FusedDecoder(Gpt2 model, int64_t capacity, const FusedDecodeOption
               wbDecodeAttentionBlockSupported(static_cast<int>(m.heads), static_cast<int>(capacity));
   if (m.blockOn) m.headPartials = torch::zeros({m.heads, m.embd}, f32);
   m.logits = torch::zeros({m.vocab}, h16);
-  if (o.keepLmHeadInL2) {
-    // As much of the head's weight rows as the device sets aside for persisting lines.
-    const auto& rows = m.head.rows.defined() ? m.head.rows : m.head.packed;
-    const auto bytes = static_cast<size_t>(rows.numel() * rows.element_size());
-    cudaDeviceProp prop{};
-    size_t limit = 0;
-    if (cudaGetDeviceProperties(&prop, dev.index()) == cudaSuccess && prop.persistingL2CacheMaxSize > 0 &&
-        cudaDeviceGetLimit(&m.l2LimitBefore, cudaLimitPersistingL2CacheSize) == cudaSuccess &&
-        cudaDeviceSetLimit(cudaLimitPersistingL2CacheSize,
-                           std::min(static_cast<size_t>(prop.persistingL2CacheMaxSize), bytes)) == cudaSuccess &&
-        cudaDeviceGetLimit(&limit, cudaLimitPersistingL2CacheSize) == cudaSuccess)
-      m.l2Keep = static_cast<int64_t>(std::min(limit, bytes));
-    cudaGetLastError();  // unsupported (MIG, MPS, before sm_80): the head streams as before
-  }
   const int64_t slots = 4096;
   m.argmaxValues = torch::zeros({slots}, f32);
   m.argmaxIndices = torch::zeros({slots}, torch::TensorOptions().dtype(torch::kInt32).device(dev));
@@ -380,7 +355,6 @@ const torch::Tensor& FusedDecoder::logits() const { return impl_->logits; }
 int64_t FusedDecoder::weightBytes() const { return impl_->weightBytes; }
 bool FusedDecoder::persistentActive() const { return impl_->persistentOn; }
 bool FusedDecoder::attentionBlockActive() const { return impl_->blockOn; }
-int64_t FusedDecoder::lmHeadL2Bytes() const { return impl_->l2Keep; }
 
 void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) {
   auto& m = *impl_;
@@ -481,7 +455,6 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
   h.argmaxSlots = static_cast<int>(m.argmaxValues.numel());
   h.nextToken = ids.data_ptr<int64_t>();
   h.tokens = out.data_ptr<int64_t>();
-  h.l2KeepBytes = static_cast<uint64_t>(m.l2Keep);
   check(wbDecodeLinear(&h, stream));
   cache.length += 1;  // host-side count; stale under graph replay, as for the torch step
 }
@@ -504,7 +477,6 @@ const torch::Tensor& FusedDecoder::logits() const { return impl_->logits; }
 int64_t FusedDecoder::weightBytes() const { return 0; }
 bool FusedDecoder::persistentActive() const { return false; }
 bool FusedDecoder::attentionBlockActive() const { return false; }
-int64_t FusedDecoder::lmHeadL2Bytes() const { return 0; }
 
 #endif
 

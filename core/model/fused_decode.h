@@ -46,11 +46,6 @@ struct FusedDecodeOptions {
   // vector with atomics (the consumers read one vector instead of one per head), at the
   // price of a summation order, and so last bits, that vary between runs.
   bool attentionBlockAtomic = false;
-  // Keep the LM head's weights in L2 from step to step, as much of them as the device's
-  // persisting set-aside takes (cudaLimitPersistingL2CacheSize, raised for this decoder's
-  // lifetime and restored after): the LM head is the one kernel that reads more bytes
-  // than the L2 holds, and the other weights are streamed past it.
-  bool keepLmHeadInL2 = false;
   // The whole step as one persistent cooperative kernel with grid barriers between the
   // phases (kernels/decode/decode_persistent.h); where the device or the shapes cannot
   // take it, the 5 L + 1 kernels above run instead (persistentActive() says which).
@@ -78,8 +73,6 @@ class FusedDecoder {
   int64_t weightBytes() const;
   // Whether step() runs the persistent kernel (asked for, and this device and model take it).
   bool persistentActive() const;
-  // Bytes of the LM head's weights kept in L2 (keepLmHeadInL2; 0 when off or unsupported).
-  int64_t lmHeadL2Bytes() const;
   // Whether step() runs the attention-block kernels (asked for, not persistent, and this
   // device and model take them).
   bool attentionBlockActive() const;

@@ -47,8 +47,6 @@ class GraphDecoder {
   bool fusedPersistent() const;
   // Whether the fused step runs the attention-block kernels (FusedDecodeOptions::attentionBlock).
   bool fusedAttentionBlock() const;
-  // Bytes of the LM head kept in L2 by the fused step (FusedDecodeOptions::keepLmHeadInL2).
-  int64_t fusedLmHeadL2Bytes() const;
 
  private:
   struct Impl;

@@ -61,14 +61,6 @@ __global__ void __launch_bounds__((kVmax == 4 ? kMaxWarps : kMaxWarpsLong) * 32)
   uint4 w[kVmax];
   __half scale[kVmax];
   uint8_t zero[kVmax];
-  // The LM head may keep the first l2KeepBytes of its weights in L2 from step to step
-  // (evict_last, the rest evict_first); every other weight is streamed (evict_first).
-  const void* rowBase = kInt4 ? static_cast<const void*>(p.weight.qweight) : p.weight.weight;
-  const bool keep = kOut == WB_DECODE_OUT_ARGMAX && p.l2KeepBytes > 0;
-  const uint64_t policy = keep ? l2RangePolicy(rowBase, p.l2KeepBytes,
-                                               static_cast<uint64_t>(n) * (kInt4 ? k / 2 : k * 2))
-                               : 0;
-  auto fetch = [&](const uint4* src) { return keep ? loadWithPolicy(src, policy) : __ldcs(src); };
   auto load = [&](int row, int base) {
 #pragma unroll
     for (int v = 0; v < kVmax; ++v) {
@@ -76,13 +68,14 @@ __global__ void __launch_bounds__((kVmax == 4 ? kMaxWarps : kMaxWarpsLong) * 32)
       w[v] = make_uint4(0, 0, 0, 0);
       if (row < n && c < rowChunks) {
         if (kInt4) {
-          w[v] = fetch(reinterpret_cast<const uint4*>(p.weight.qweight + static_cast<int64_t>(row) * (k / 2)) + c);
+          w[v] = __ldcs(
+              reinterpret_cast<const uint4*>(p.weight.qweight + static_cast<int64_t>(row) * (k / 2)) + c);
           const int64_t g = static_cast<int64_t>(row) * groups + c / chunksPerGroup;
           scale[v] = static_cast<const __half*>(p.weight.scales)[g];
           zero[v] = p.weight.zeros ? p.weight.zeros[g] : 8;
         } else {
-          w[v] = fetch(reinterpret_cast<const uint4*>(static_cast<const __half*>(p.weight.weight) +
-                                                       static_cast<int64_t>(row) * k) + c);
+          w[v] = __ldcs(reinterpret_cast<const uint4*>(static_cast<const __half*>(p.weight.weight) +
+                                                        static_cast<int64_t>(row) * k) + c);
         }
       }
     }

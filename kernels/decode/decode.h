@@ -75,10 +75,6 @@ typedef struct {
   int argmaxSlots;
   int64_t* nextToken;                   /* [1] */
   int64_t* tokens;                      /* [capacity] */
-  uint64_t l2KeepBytes;                 /* ARGMAX, optional: read the first this many bytes of the weight rows with
-                                           L2 evict_last (kept from step to step in the persisting set-aside the
-                                           caller sized with cudaLimitPersistingL2CacheSize), the rest evict_first;
-                                           0: all evict_first, as every other weight */
   int programmaticLaunch;               /* nonzero: launch with programmatic stream serialization */
   int sharedCarveout;                   /* 1..100: preferred shared-memory carveout, percent (0: no request) */
   int lnTwoPass;                        /* LAYERNORM: nonzero: two passes over x (mean, then centred squares),

@@ -33,33 +33,6 @@ __device__ __forceinline__ void releaseDependents() {
 #endif
 }
 
-// An L2 eviction policy over [base, base + total): evict_last for the first `keep`
-// bytes (kept in the persisting set-aside, cudaLimitPersistingL2CacheSize), evict_first
-// for the rest.
-__device__ __forceinline__ uint64_t l2RangePolicy(const void* base, uint64_t keep, uint64_t total) {
-  uint64_t policy = 0;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  const uint32_t primary = static_cast<uint32_t>(keep < total ? keep : total);
-  asm volatile("createpolicy.range.global.L2::evict_last.L2::evict_first.b64 %0, [%1], %2, %3;\n"
-               : "=l"(policy)
-               : "l"(base), "r"(primary), "r"(static_cast<uint32_t>(total)));
-#endif
-  return policy;
-}
-
-// A 16-byte read-only load under an L2 eviction policy (l2RangePolicy).
-__device__ __forceinline__ uint4 loadWithPolicy(const uint4* src, uint64_t policy) {
-  uint4 v;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("ld.global.nc.L2::cache_hint.v4.u32 {%0, %1, %2, %3}, [%4], %5;\n"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(src), "l"(policy));
-#else
-  v = __ldcs(src);
-#endif
-  return v;
-}
-
 __device__ __forceinline__ __half2 asHalf2(uint32_t v) { return *reinterpret_cast<__half2*>(&v); }
 __device__ __forceinline__ uint32_t asU32(__half2 v) { return *reinterpret_cast<uint32_t*>(&v); }
 __device__ __forceinline__ float roundHalf(float v) { return __half2float(__float2half_rn(v)); }
