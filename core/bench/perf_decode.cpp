@@ -4,6 +4,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
+#include <tuple>
 
 #include "core/bench/kineto_trace.h"
 #include "core/bench/memory_probe.h"
@@ -236,20 +237,28 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
         runGraph("int4-fp16-head", "cuda graph, fused kernels, int4 " + g + " Conv1D, fp16 LM head", int4Of(fused, false))
             .second;
 
-  // ln_1 + c_attn + attention + attn.c_proj in one cluster launch a layer: fp16, int4
-  // with the LM head, int4 with an fp16 LM head.
-  double blockMean = 0, int4BlockMean = 0;
+  // A step variant three ways: fp16, int4 with the LM head, int4 with an fp16 LM head
+  // (paths `fp16Path`, "int4-" + `suffix`, "int4-fp16-head-" + `suffix`); their means
+  // (0 where not asked for).
+  auto runThreeWays = [&](const std::string& fp16Path, const std::string& suffix, const std::string& stem,
+                          const std::string& what, const GraphDecodeOptions& f) {
+    double fp16Mean = 0, int4WithHeadMean = 0, int4Fp16HeadMean = 0;
+    if (wants(o, fp16Path)) fp16Mean = runGraph(fp16Path, stem + " (fp16)" + what, f).second;
+    if (wants(o, "int4-" + suffix))
+      int4WithHeadMean =
+          runGraph("int4-" + suffix, stem + ", int4 " + g + " Conv1D + LM head" + what, int4Of(f, true)).second;
+    if (wants(o, "int4-fp16-head-" + suffix))
+      int4Fp16HeadMean =
+          runGraph("int4-fp16-head-" + suffix, stem + ", int4 " + g + " Conv1D, fp16 LM head" + what, int4Of(f, false))
+              .second;
+    return std::make_tuple(fp16Mean, int4WithHeadMean, int4Fp16HeadMean);
+  };
+
+  // ln_1 + c_attn + attention + attn.c_proj in one cluster launch a layer.
   auto block = fused;
   block.fusedOptions.attentionBlock = true;
-  if (wants(o, "fused-attn-block"))
-    blockMean = runGraph("fused-attn-block", "cuda graph, fused kernels (fp16), attention block per layer", block).second;
-  if (wants(o, "int4-attn-block"))
-    int4BlockMean = runGraph("int4-attn-block", "cuda graph, fused kernels, int4 " + g + " Conv1D + LM head, attention block",
-                             int4Of(block, true))
-                        .second;
-  if (wants(o, "int4-fp16-head-attn-block"))
-    runGraph("int4-fp16-head-attn-block", "cuda graph, fused kernels, int4 " + g + " Conv1D, fp16 LM head, attention block",
-             int4Of(block, false));
+  const auto [blockMean, int4BlockMean, int4HeadBlockMean] =
+      runThreeWays("fused-attn-block", "attn-block", "cuda graph, fused kernels", ", attention block", block);
   auto atomicBlock = block;
   atomicBlock.fusedOptions.attentionBlockAtomic = true;
   if (wants(o, "fused-attn-block-atomic"))
@@ -262,22 +271,14 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
   if (int4Mean > 0 && int4BlockMean > 0) r.summary["int4_attn_block_speedup_vs_int4"] = int4Mean / int4BlockMean;
   if (blockMean > 0 && int4BlockMean > 0)
     r.summary["int4_attn_block_tokens_per_s_vs_attn_block_fp16"] = blockMean / int4BlockMean;
+  if (blockMean > 0 && int4HeadBlockMean > 0)
+    r.summary["int4_fp16_head_attn_block_tokens_per_s_vs_attn_block_fp16"] = blockMean / int4HeadBlockMean;
 
-  // The persistent kernel: fp16, int4 with the LM head, int4 with an fp16 LM head.
-  double persistentMean = 0, int4PersistentMean = 0, int4HeadPersistentMean = 0;
+  // The persistent kernel.
   auto persistent = fused;
   persistent.fusedOptions.persistent = true;
-  if (wants(o, "persistent"))
-    persistentMean = runGraph("persistent", "cuda graph, one persistent kernel (fp16)", persistent).second;
-  if (wants(o, "int4-persistent"))
-    int4PersistentMean = runGraph("int4-persistent", "cuda graph, one persistent kernel, int4 " + g + " Conv1D + LM head",
-                                  int4Of(persistent, true))
-                             .second;
-  if (wants(o, "int4-fp16-head-persistent"))
-    int4HeadPersistentMean = runGraph("int4-fp16-head-persistent",
-                                      "cuda graph, one persistent kernel, int4 " + g + " Conv1D, fp16 LM head",
-                                      int4Of(persistent, false))
-                                 .second;
+  const auto [persistentMean, int4PersistentMean, int4HeadPersistentMean] =
+      runThreeWays("persistent", "persistent", "cuda graph, one persistent kernel", "", persistent);
   if (fusedMean > 0 && persistentMean > 0) r.summary["persistent_speedup_vs_fused"] = fusedMean / persistentMean;
   if (persistentMean > 0 && int4PersistentMean > 0)
     r.summary["int4_persistent_tokens_per_s_vs_persistent_fp16"] = persistentMean / int4PersistentMean;
