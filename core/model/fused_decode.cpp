@@ -142,14 +142,37 @@ struct FusedDecoder::Impl {
 
   bool stepPersistent(KvCache& cache, torch::Tensor& ids, torch::Tensor& out, cudaStream_t stream);
   void stepAttentionBlocks(KvCache& cache, torch::Tensor& ids, int pdl, int carveout, cudaStream_t stream);
+  WbDecodeLinearParams qkvParams(size_t i, KvCache& cache, torch::Tensor& ids, int pdl, int carveout) const;
 };
+
+// Layer i's (embedding +) ln_1 + c_attn, q to a buffer and k/v into the cache at the
+// step's position: the per-phase kernel's launch, and the attention block's first part.
+WbDecodeLinearParams FusedDecoder::Impl::qkvParams(size_t i, KvCache& cache, torch::Tensor& ids, int pdl,
+                                                   int carveout) const {
+  const Layer& l = layers[i];
+  const int e = static_cast<int>(embd);
+  WbDecodeLinearParams a = linearParams(i == 0 ? WB_DECODE_IN_EMBED : WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_QKV, 3 * e,
+                                        e, l.qkv, l.qkvBias, q.data_ptr(), pdl, carveout);
+  setLayerNorm(a, residual, l.ln1w, l.ln1b, eps);
+  a.lnTwoPass = options.layerNormTwoPass ? 1 : 0;
+  a.wte = wte.data_ptr();
+  a.wpe = wpe.data_ptr();
+  a.token = ids.data_ptr<int64_t>();
+  a.residual = residual.data_ptr();
+  a.position = cache.position.data_ptr<int64_t>();
+  a.kCache = cache.keys[i].data_ptr();
+  a.vCache = cache.values[i].data_ptr();
+  a.capacity = static_cast<int>(capacity);
+  a.heads = static_cast<int>(heads);
+  a.headDim = 64;
+  return a;
+}
 
 // Per layer: (embedding +) ln_1 + c_attn + attention + attn.c_proj's per-head partials
 // in one cluster launch; ln_2 + c_fc + GELU over the residual plus those partials;
 // mlp.c_proj, adding both into the residual.
 void FusedDecoder::Impl::stepAttentionBlocks(KvCache& cache, torch::Tensor& ids, int pdl, int carveout,
                                              cudaStream_t stream) {
-  const auto* pos = cache.position.data_ptr<int64_t>();
   const int e = static_cast<int>(embd);
   const int twoPass = options.layerNormTwoPass ? 1 : 0;
   auto* partials = headPartials.data_ptr<float>();
@@ -157,20 +180,7 @@ void FusedDecoder::Impl::stepAttentionBlocks(KvCache& cache, torch::Tensor& ids,
   for (size_t i = 0; i < layers.size(); ++i) {
     const Layer& l = layers[i];
     WbDecodeAttentionBlockParams ab{};
-    ab.qkv = linearParams(i == 0 ? WB_DECODE_IN_EMBED : WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_QKV, 3 * e, e, l.qkv,
-                          l.qkvBias, q.data_ptr(), pdl, carveout);
-    setLayerNorm(ab.qkv, residual, l.ln1w, l.ln1b, eps);
-    ab.qkv.lnTwoPass = twoPass;
-    ab.qkv.wte = wte.data_ptr();
-    ab.qkv.wpe = wpe.data_ptr();
-    ab.qkv.token = ids.data_ptr<int64_t>();
-    ab.qkv.residual = residual.data_ptr();
-    ab.qkv.position = pos;
-    ab.qkv.kCache = cache.keys[i].data_ptr();
-    ab.qkv.vCache = cache.values[i].data_ptr();
-    ab.qkv.capacity = static_cast<int>(capacity);
-    ab.qkv.heads = static_cast<int>(heads);
-    ab.qkv.headDim = 64;
+    ab.qkv = qkvParams(i, cache, ids, pdl, carveout);
     ab.proj = decodeWeight(l.proj, torch::Tensor());
     ab.headPartials = partials;
     ab.accumulate = atomic ? 1 : 0;
@@ -388,20 +398,7 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
       const auto& kc = cache.keys[i];
       const auto& vc = cache.values[i];
       // 1. (embedding +) ln_1 + c_attn; q to a buffer, k/v into the cache.
-      WbDecodeLinearParams a = linearParams(i == 0 ? WB_DECODE_IN_EMBED : WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_QKV,
-                                            3 * e, e, l.qkv, l.qkvBias, m.q.data_ptr(), pdl, carveout);
-      setLayerNorm(a, m.residual, l.ln1w, l.ln1b, m.eps);
-      a.lnTwoPass = twoPass;
-      a.wte = m.wte.data_ptr();
-      a.wpe = m.wpe.data_ptr();
-      a.token = ids.data_ptr<int64_t>();
-      a.residual = m.residual.data_ptr();
-      a.position = pos;
-      a.kCache = kc.data_ptr();
-      a.vCache = vc.data_ptr();
-      a.capacity = static_cast<int>(m.capacity);
-      a.heads = static_cast<int>(m.heads);
-      a.headDim = 64;
+      const WbDecodeLinearParams a = m.qkvParams(i, cache, ids, pdl, carveout);
       check(wbDecodeLinear(&a, stream));
       // 2. attention of q over slots 0 .. position, in 64-key splits.
       WbDecodeAttentionParams at{};
