@@ -12,6 +12,8 @@
 #include <cuda_fp16.h>
 
 #include <cfloat>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -39,9 +41,19 @@ constexpr int kMaxRowsPerWarp = 2;
 
 // The cache's 32-key tiles, and how many of them a block stages in shared memory.
 __host__ __device__ constexpr int tilesOf(int capacity) { return (capacity + kTileKeys - 1) / kTileKeys; }
-__host__ __device__ constexpr int smemTilesOf(int capacity) {
-  return tilesOf(capacity) < kSmemTilesMax ? tilesOf(capacity) : kSmemTilesMax;
+// WB_ATTN_PROJ_SMEM_TILES (experiment): another cap than kSmemTilesMax.
+int smemTilesOf(int capacity) {
+  static const int cap = [] {
+    const char* v = std::getenv("WB_ATTN_PROJ_SMEM_TILES");
+    return v ? std::atoi(v) : kSmemTilesMax;
+  }();
+  return tilesOf(capacity) < cap ? tilesOf(capacity) : cap;
 }
+
+struct ProjLaunch {
+  WbDecodeAttentionProjParams ap;
+  int smemTiles;  // cache tiles staged in shared memory before the wait
+};
 
 struct ProjShared {
   float warpM[kWarps], warpL[kWarps], warpO[kWarps][kHeadDim];
@@ -62,7 +74,8 @@ __device__ __forceinline__ float dot8(const float* q, const uint4& k) {
 // kInt4: c_proj rows in the packed int4 layout (one 16-byte chunk of 32 inputs a lane),
 // else fp16 rows (kV chunks of 8 inputs a lane). A warp owns rows rowStart + warp + 8i.
 template <bool kInt4, int kV, int kRows>
-__global__ void __launch_bounds__(kThreads) attentionProjKernel(const WbDecodeAttentionProjParams ap) {
+__global__ void __launch_bounds__(kThreads) attentionProjKernel(const ProjLaunch launch) {
+  const WbDecodeAttentionProjParams& ap = launch.ap;
   const WbDecodeAttentionParams& p = ap.attn;
   cg::cluster_group cluster = cg::this_cluster();
   const int clusterBlocks = static_cast<int>(cluster.num_blocks());
@@ -119,7 +132,7 @@ __global__ void __launch_bounds__(kThreads) attentionProjKernel(const WbDecodeAt
   // the previous step's argmax, two kernels back): tiles 0 .. smemTiles - 1 to shared
   // memory now. Thread (g, j8) copies, and later reads back, dims 8 j8 .. of key g of each.
   const int g = tid >> 3, j8 = tid & 7;
-  const int smemTiles = smemTilesOf(p.capacity);
+  const int smemTiles = launch.smemTiles;
   const int64_t pos = __ldcg(p.position);
   const int64_t headBase = static_cast<int64_t>(head) * p.capacity * kHeadDim + j8 * 8;
   for (int i = 0; i < smemTiles; ++i) {
@@ -307,8 +320,15 @@ WbStatus launchProj(const WbDecodeAttentionProjParams& ap, int clusters, cudaStr
   if (WbStatus s = prepareKernel<kInt4, kV, kRows>(p, smem); s != WB_STATUS_OK) return s;
   const void* k = reinterpret_cast<const void*>(attentionProjKernel<kInt4, kV, kRows>);
   const int blocks = clusters * p.heads;
+  ProjLaunch launch{ap, smemTilesOf(p.capacity)};
+  static bool told = false;
+  if (!told && std::getenv("WB_ATTN_PROJ_VERBOSE")) {
+    told = true;
+    std::fprintf(stderr, "attention + c_proj: %d clusters of %d blocks, %d rows a warp, %zu B shared, %d staged tiles\n",
+                 clusters, p.heads, kRows, smem, launch.smemTiles);
+  }
   return launchDecodeKernel(k, dim3(blocks), dim3(kThreads), smem, p.programmaticLaunch != 0, p.sharedCarveout, stream,
-                            "decode attention + c_proj launch", const_cast<WbDecodeAttentionProjParams*>(&ap), p.heads);
+                            "decode attention + c_proj launch", &launch, p.heads);
 }
 
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
