@@ -33,7 +33,6 @@ constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * 32;
 constexpr int kHeadDim = 64;
 constexpr int kTileKeys = kThreads / 8;  // eight threads a key, eight dims each
-constexpr int kChunkTiles = 2;           // tiles whose scores are computed together (independent loads and dots)
 constexpr int kSmemTilesMax = 8;         // tiles staged in shared memory before the wait (64 KB); later ones from L2
 constexpr int kMaxHeads = 16;            // the largest (non-portable) cluster on sm_90
 constexpr int kMaxEmbd = kMaxHeads * kHeadDim;
@@ -73,8 +72,9 @@ __device__ __forceinline__ float dot8(const float* q, const uint4& k) {
 
 // kInt4: c_proj rows in the packed int4 layout (one 16-byte chunk of 32 inputs a lane),
 // else fp16 rows (kV chunks of 8 inputs a lane). A warp owns rows rowStart + warp + 8i.
-template <bool kInt4, int kV, int kRows>
-__global__ void __launch_bounds__(kThreads) attentionProjKernel(const ProjLaunch launch) {
+// kChunkTiles: tiles whose scores are computed together (independent loads and dots).
+template <bool kInt4, int kV, int kRows, int kChunkTiles>
+__global__ void __launch_bounds__(kThreads, 2) attentionProjKernel(const ProjLaunch launch) {
   const WbDecodeAttentionProjParams& ap = launch.ap;
   const WbDecodeAttentionParams& p = ap.attn;
   cg::cluster_group cluster = cg::this_cluster();
@@ -234,7 +234,15 @@ __global__ void __launch_bounds__(kThreads) attentionProjKernel(const ProjLaunch
           cluster.map_shared_rank(sxq, r)[(kc & 3) * chunks32 + (kc >> 2)] = packed;
       }
     } else {
-      for (int r = 0; r < clusterBlocks; ++r) cluster.map_shared_rank(sx, r)[head * kHeadDim + tid] = out;
+      // Lanes 4c .. 4c + 3 hold dims 4c .. 4c + 3: lane 4c stores them as one float4.
+      float4 f;
+      f.x = out;
+      f.y = __shfl_down_sync(0xffffffffu, out, 1);
+      f.z = __shfl_down_sync(0xffffffffu, out, 2);
+      f.w = __shfl_down_sync(0xffffffffu, out, 3);
+      if ((lane & 3) == 0)
+        for (int r = 0; r < clusterBlocks; ++r)
+          reinterpret_cast<float4*>(cluster.map_shared_rank(sx, r) + head * kHeadDim)[tid >> 2] = f;
     }
   }
   clusterArrive();
@@ -302,9 +310,9 @@ int residentClusters(const void* kernel, size_t smem, int heads, int carveout) {
 }
 
 // The kernel's attributes: dynamic shared memory, clusters of more than 8 blocks, carveout.
-template <bool kInt4, int kV, int kRows>
+template <bool kInt4, int kV, int kRows, int kChunk>
 WbStatus prepareKernel(const WbDecodeAttentionParams& p, size_t smem) {
-  auto kernel = attentionProjKernel<kInt4, kV, kRows>;
+  auto kernel = attentionProjKernel<kInt4, kV, kRows, kChunk>;
   if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) != cudaSuccess ||
       (p.heads > 8 && cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) != cudaSuccess) ||
       (p.sharedCarveout > 0 &&
@@ -313,19 +321,19 @@ WbStatus prepareKernel(const WbDecodeAttentionParams& p, size_t smem) {
   return WB_STATUS_OK;
 }
 
-template <bool kInt4, int kV, int kRows>
+template <bool kInt4, int kV, int kRows, int kChunk>
 WbStatus launchProj(const WbDecodeAttentionProjParams& ap, int clusters, cudaStream_t stream) {
   const WbDecodeAttentionParams& p = ap.attn;
   const size_t smem = smemBytes(p.heads, p.capacity);
-  if (WbStatus s = prepareKernel<kInt4, kV, kRows>(p, smem); s != WB_STATUS_OK) return s;
-  const void* k = reinterpret_cast<const void*>(attentionProjKernel<kInt4, kV, kRows>);
+  if (WbStatus s = prepareKernel<kInt4, kV, kRows, kChunk>(p, smem); s != WB_STATUS_OK) return s;
+  const void* k = reinterpret_cast<const void*>(attentionProjKernel<kInt4, kV, kRows, kChunk>);
   const int blocks = clusters * p.heads;
   ProjLaunch launch{ap, smemTilesOf(p.capacity)};
   static bool told = false;
   if (!told && std::getenv("WB_ATTN_PROJ_VERBOSE")) {
     told = true;
-    std::fprintf(stderr, "attention + c_proj: %d clusters of %d blocks, %d rows a warp, %zu B shared, %d staged tiles\n",
-                 clusters, p.heads, kRows, smem, launch.smemTiles);
+    std::fprintf(stderr, "attention + c_proj: %d clusters of %d blocks, %d rows a warp, %zu B shared, %d staged tiles, %d a chunk\n",
+                 clusters, p.heads, kRows, smem, launch.smemTiles, kChunk);
   }
   return launchDecodeKernel(k, dim3(blocks), dim3(kThreads), smem, p.programmaticLaunch != 0, p.sharedCarveout, stream,
                             "decode attention + c_proj launch", &launch, p.heads);
@@ -381,19 +389,30 @@ extern "C" WbStatus wbDecodeAttentionProj(const WbDecodeAttentionProjParams* par
   static_assert(kMaxEmbd / 8 / 32 == 4 && kMaxEmbd / 32 / 32 == 1, "kV covers E <= 1024");
   const WbDecodeAttentionParams& p = params->attn;
   const bool int4 = params->proj.qweight != nullptr;
+  static const int chunk = [] {  // WB_ATTN_PROJ_CHUNK (experiment): 2 or 4 tiles a chunk
+    const char* v = std::getenv("WB_ATTN_PROJ_CHUNK");
+    return v && std::atoi(v) == 2 ? 2 : 4;
+  }();
   // Resident clusters as the one-row-a-warp kernel sees them; two rows a warp where
   // that leaves a block more than eight rows.
   const size_t smem = smemBytes(p.heads, p.capacity);
-  if (WbStatus s = int4 ? prepareKernel<true, 1, 1>(p, smem) : prepareKernel<false, 4, 1>(p, smem); s != WB_STATUS_OK)
+  if (WbStatus s = int4 ? prepareKernel<true, 1, 1, 4>(p, smem) : prepareKernel<false, 4, 1, 4>(p, smem);
+      s != WB_STATUS_OK)
     return s;
-  const void* one = int4 ? reinterpret_cast<const void*>(attentionProjKernel<true, 1, 1>)
-                         : reinterpret_cast<const void*>(attentionProjKernel<false, 4, 1>);
+  const void* one = int4 ? reinterpret_cast<const void*>(attentionProjKernel<true, 1, 1, 4>)
+                         : reinterpret_cast<const void*>(attentionProjKernel<false, 4, 1, 4>);
   const int clusters = residentClusters(one, smem, p.heads, p.sharedCarveout);
   const int e = p.heads * kHeadDim, rows = (e + clusters * p.heads - 1) / (clusters * p.heads);
-  if (rows <= kWarps)
-    return int4 ? launchProj<true, 1, 1>(*params, clusters, stream) : launchProj<false, 4, 1>(*params, clusters, stream);
-  if (rows <= kWarps * kMaxRowsPerWarp)
-    return int4 ? launchProj<true, 1, 2>(*params, clusters, stream) : launchProj<false, 4, 2>(*params, clusters, stream);
+  if (rows <= kWarps) {
+    if (chunk == 2)
+      return int4 ? launchProj<true, 1, 1, 2>(*params, clusters, stream) : launchProj<false, 4, 1, 2>(*params, clusters, stream);
+    return int4 ? launchProj<true, 1, 1, 4>(*params, clusters, stream) : launchProj<false, 4, 1, 4>(*params, clusters, stream);
+  }
+  if (rows <= kWarps * kMaxRowsPerWarp) {
+    if (chunk == 2)
+      return int4 ? launchProj<true, 1, 2, 2>(*params, clusters, stream) : launchProj<false, 4, 2, 2>(*params, clusters, stream);
+    return int4 ? launchProj<true, 1, 2, 4>(*params, clusters, stream) : launchProj<false, 4, 2, 4>(*params, clusters, stream);
+  }
   return fail(WB_STATUS_UNSUPPORTED,
               "decode attention + c_proj: %d resident clusters of %d blocks are too few for %d rows", clusters, p.heads, e);
 }
