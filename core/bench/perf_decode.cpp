@@ -46,8 +46,7 @@ const std::vector<std::string>& decodePerfPaths() {
                                               "fused-max-smem", "int4-default-smem", "fused-ln-two-pass",
                                               "int4-ln-two-pass", "fused-attn-block", "int4-attn-block",
                                               "int4-fp16-head-attn-block", "fused-attn-block-atomic",
-                                              "int4-attn-block-atomic", "fused-attn-proj", "int4-attn-proj",
-                                              "int4-fp16-head-attn-proj"};
+                                              "int4-attn-block-atomic"};
   return paths;
 }
 
@@ -163,11 +162,6 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
       if (!graph.fusedPersistent())
         r.warnings.push_back(path + ": the persistent kernel could not run here; the per-phase kernels were timed");
     }
-    if (go.fusedOptions.attentionProj) {
-      row.values["attention_proj_active"] = graph.fusedAttentionProj() ? 1 : 0;
-      if (!graph.fusedAttentionProj())
-        r.warnings.push_back(path + ": the attention + c_proj kernel could not run here; the per-phase kernels were timed");
-    }
     if (go.fusedOptions.attentionBlock) {
       row.values["attention_block_active"] = graph.fusedAttentionBlock() ? 1 : 0;
       if (!graph.fusedAttentionBlock())
@@ -279,20 +273,6 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
     r.summary["int4_attn_block_tokens_per_s_vs_attn_block_fp16"] = blockMean / int4BlockMean;
   if (blockMean > 0 && int4HeadBlockMean > 0)
     r.summary["int4_fp16_head_attn_block_tokens_per_s_vs_attn_block_fp16"] = blockMean / int4HeadBlockMean;
-
-  // Attention + attn.c_proj in one cluster launch a layer.
-  auto proj = fused;
-  proj.fusedOptions.attentionProj = true;
-  const auto [projMean, int4ProjMean, int4HeadProjMean] =
-      runThreeWays("fused-attn-proj", "attn-proj", "cuda graph, fused kernels", ", attention + c_proj", proj);
-  if (fusedMean > 0 && projMean > 0) r.summary["attn_proj_speedup_vs_fused"] = fusedMean / projMean;
-  if (int4Mean > 0 && int4ProjMean > 0) r.summary["int4_attn_proj_speedup_vs_int4"] = int4Mean / int4ProjMean;
-  if (projMean > 0 && int4ProjMean > 0)
-    r.summary["int4_attn_proj_tokens_per_s_vs_attn_proj_fp16"] = projMean / int4ProjMean;
-  if (fusedMean > 0 && int4ProjMean > 0)
-    r.summary["int4_attn_proj_tokens_per_s_vs_fused_fp16"] = fusedMean / int4ProjMean;
-  if (projMean > 0 && int4HeadProjMean > 0)
-    r.summary["int4_fp16_head_attn_proj_tokens_per_s_vs_attn_proj_fp16"] = projMean / int4HeadProjMean;
 
   // The persistent kernel.
   auto persistent = fused;

@@ -84,9 +84,7 @@ WbDecodeWeight decodeWeight(const GemvWeight& w, const torch::Tensor& bias) {
 // one-pass LayerNorm"): 15% (a 32 KB split) for fp16 weights, 44% (100 KB) for int4,
 // whose blocks also stage the input in the packed order. Every kernel of a step asks
 // for the same one.
-// The attention + c_proj kernel stages up to 64 KB of keys per block, so its steps take
-// the larger split whatever the weights.
-int defaultCarveout(bool int4, bool attentionProj) { return int4 || attentionProj ? 44 : 15; }
+int defaultCarveout(bool int4) { return int4 ? 44 : 15; }
 
 // The fields every GEMV launch of the step sets; each phase then adds its own input
 // (LayerNorm, embedding, attention combine) and output (KV cache, argmax) fields.
@@ -132,7 +130,6 @@ struct FusedDecoder::Impl {
   GemvWeight head;
   torch::Tensor residual, q, hidden, partO, partMl, headPartials, logits, argmaxValues, argmaxIndices, argmaxCounter;
   bool blockOn = false;  // the attention-block kernels (options.attentionBlock, where they run)
-  bool projOn = false;   // the attention + c_proj kernel (options.attentionProj, where it runs)
   int64_t capacity = 0, embd = 0, heads = 0, inner = 0, vocab = 0, splits = 0;
   float eps = 1e-5f;
   int64_t weightBytes = 0;
@@ -355,8 +352,6 @@ FusedDecoder::FusedDecoder(Gpt2 model, int64_t capacity, const FusedDecodeOption
   m.blockOn = o.attentionBlock && !o.persistent &&
               wbDecodeAttentionBlockSupported(static_cast<int>(m.heads), static_cast<int>(capacity));
   if (m.blockOn) m.headPartials = torch::zeros({m.heads, m.embd}, f32);
-  m.projOn = o.attentionProj && !m.blockOn && !o.persistent &&
-             wbDecodeAttentionProjSupported(static_cast<int>(m.heads), static_cast<int>(capacity));
   m.logits = torch::zeros({m.vocab}, h16);
   const int64_t slots = 4096;
   m.argmaxValues = torch::zeros({slots}, f32);
@@ -370,7 +365,6 @@ const torch::Tensor& FusedDecoder::logits() const { return impl_->logits; }
 int64_t FusedDecoder::weightBytes() const { return impl_->weightBytes; }
 bool FusedDecoder::persistentActive() const { return impl_->persistentOn; }
 bool FusedDecoder::attentionBlockActive() const { return impl_->blockOn; }
-bool FusedDecoder::attentionProjActive() const { return impl_->projOn; }
 
 void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) {
   auto& m = *impl_;
@@ -392,7 +386,7 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
     return;
   }
   const int pdl = m.options.programmaticLaunch ? 1 : 0;
-  const int carveout = m.options.sharedCarveout >= 0 ? m.options.sharedCarveout : defaultCarveout(m.options.int4, m.projOn);
+  const int carveout = m.options.sharedCarveout >= 0 ? m.options.sharedCarveout : defaultCarveout(m.options.int4);
   const auto* pos = cache.position.data_ptr<int64_t>();
   const int e = static_cast<int>(m.embd);
   const int twoPass = m.options.layerNormTwoPass ? 1 : 0;
@@ -420,26 +414,17 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
       at.scale = l.scale;
       at.programmaticLaunch = pdl;
       at.sharedCarveout = carveout;
-      if (m.projOn) {  // 2 and 3 in one cluster launch
-        WbDecodeAttentionProjParams ap{};
-        ap.attn = at;
-        ap.proj = decodeWeight(l.proj, l.projBias);
-        ap.residual = m.residual.data_ptr();
-        ap.residualFromPredecessor = i == 0 ? 1 : 0;  // layer 0's c_attn kernel writes the embedding
-        check(wbDecodeAttentionProj(&ap, stream));
-      } else {
-        check(wbDecodeAttention(&at, stream));
-        // 3. combine the splits + attn.c_proj + residual.
-        WbDecodeLinearParams pr = linearParams(WB_DECODE_IN_ATTENTION, WB_DECODE_OUT_RESIDUAL, e, e, l.proj,
-                                               l.projBias, m.residual.data_ptr(), pdl, carveout);
-        pr.attnO = m.partO.data_ptr<float>();
-        pr.attnMl = m.partMl.data_ptr<float>();
-        pr.attnSplits = static_cast<int>(m.splits);
-        pr.position = pos;
-        pr.heads = static_cast<int>(m.heads);
-        pr.headDim = 64;
-        check(wbDecodeLinear(&pr, stream));
-      }
+      check(wbDecodeAttention(&at, stream));
+      // 3. combine the splits + attn.c_proj + residual.
+      WbDecodeLinearParams pr = linearParams(WB_DECODE_IN_ATTENTION, WB_DECODE_OUT_RESIDUAL, e, e, l.proj, l.projBias,
+                                             m.residual.data_ptr(), pdl, carveout);
+      pr.attnO = m.partO.data_ptr<float>();
+      pr.attnMl = m.partMl.data_ptr<float>();
+      pr.attnSplits = static_cast<int>(m.splits);
+      pr.position = pos;
+      pr.heads = static_cast<int>(m.heads);
+      pr.headDim = 64;
+      check(wbDecodeLinear(&pr, stream));
       // 4. ln_2 + c_fc + GELU.
       WbDecodeLinearParams fc = linearParams(WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_GELU, m.inner, e, l.fc, l.fcBias,
                                              m.hidden.data_ptr(), pdl, carveout);
@@ -489,7 +474,6 @@ const torch::Tensor& FusedDecoder::logits() const { return impl_->logits; }
 int64_t FusedDecoder::weightBytes() const { return 0; }
 bool FusedDecoder::persistentActive() const { return false; }
 bool FusedDecoder::attentionBlockActive() const { return false; }
-bool FusedDecoder::attentionProjActive() const { return false; }
 
 #endif
 

@@ -3,8 +3,7 @@
 // attention, combine + attn.c_proj + residual, LayerNorm + c_fc + GELU, mlp.c_proj +
 // residual; then ln_f + LM head + argmax, which also feeds the token back and advances
 // the cache's device-side position (5 L + 1 launches, no host synchronisation; 3 L + 1
-// with the attention block, FusedDecodeOptions::attentionBlock, 4 L + 1 with
-// attentionProj), so the
+// with the attention block, FusedDecodeOptions::attentionBlock), so the
 // step captures into a CUDA graph (core/model/graph_decode.h); or, optionally, all of
 // that in one persistent cooperative kernel with grid barriers between the phases.
 // Weights are prepared once: fp16 rows [out, in] or the int4 layout of
@@ -47,13 +46,6 @@ struct FusedDecodeOptions {
   // vector with atomics (the consumers read one vector instead of one per head), at the
   // price of a summation order, and so last bits, that vary between runs.
   bool attentionBlockAtomic = false;
-  // Per layer, the attention and attn.c_proj + residual as one launch of thread block
-  // clusters (wbDecodeAttentionProj: each cluster recomputes every head and trades the
-  // heads' outputs through distributed shared memory), so a layer takes 4 launches
-  // instead of 5; deterministic. Where the device has no clusters or the shapes exceed
-  // the kernel's, the per-phase kernels run instead (attentionProjActive() says which).
-  // Ignored with attentionBlock or persistent.
-  bool attentionProj = false;
   // The whole step as one persistent cooperative kernel with grid barriers between the
   // phases (kernels/decode/decode_persistent.h); where the device or the shapes cannot
   // take it, the 5 L + 1 kernels above run instead (persistentActive() says which).
@@ -84,9 +76,6 @@ class FusedDecoder {
   // Whether step() runs the attention-block kernels (asked for, not persistent, and this
   // device and model take them).
   bool attentionBlockActive() const;
-  // Whether step() runs the attention + c_proj cluster kernel (asked for, no attention
-  // block or persistent kernel, and this device and model take it).
-  bool attentionProjActive() const;
 
  private:
   struct Impl;

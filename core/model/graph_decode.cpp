@@ -144,7 +144,6 @@ torch::Tensor GraphDecoder::lastLogits() const {
 int64_t GraphDecoder::fusedWeightBytes() const { return impl_->fused ? impl_->fused->weightBytes() : 0; }
 bool GraphDecoder::fusedPersistent() const { return impl_->fused && impl_->fused->persistentActive(); }
 bool GraphDecoder::fusedAttentionBlock() const { return impl_->fused && impl_->fused->attentionBlockActive(); }
-bool GraphDecoder::fusedAttentionProj() const { return impl_->fused && impl_->fused->attentionProjActive(); }
 
 #else
 
@@ -162,7 +161,6 @@ torch::Tensor GraphDecoder::lastLogits() const { return {}; }
 int64_t GraphDecoder::fusedWeightBytes() const { return 0; }
 bool GraphDecoder::fusedPersistent() const { return false; }
 bool GraphDecoder::fusedAttentionBlock() const { return false; }
-bool GraphDecoder::fusedAttentionProj() const { return false; }
 
 #endif
 

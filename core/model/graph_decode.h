@@ -47,8 +47,6 @@ class GraphDecoder {
   bool fusedPersistent() const;
   // Whether the fused step runs the attention-block kernels (FusedDecodeOptions::attentionBlock).
   bool fusedAttentionBlock() const;
-  // Whether the fused step runs the attention + c_proj cluster kernel (FusedDecodeOptions::attentionProj).
-  bool fusedAttentionProj() const;
 
  private:
   struct Impl;

@@ -129,29 +129,6 @@ typedef struct {
 int wbDecodeAttentionBlockSupported(int heads, int capacity);
 WbStatus wbDecodeAttentionBlock(const WbDecodeAttentionBlockParams* params, cudaStream_t stream);
 
-/* Single-query attention + attn.c_proj + bias + residual for one layer in one launch:
- * clusters of `heads` blocks (sm_90; up to 16 heads). Block h of a cluster attends for
- * head h over the cache (the keys before the position are fetched before its
- * programmatic wait) and pushes the head's fp16-rounded output into every block of its
- * cluster through distributed shared memory; after one cluster barrier each block
- * multiplies the whole attention output by its share of attn.c_proj's rows and adds
- * them into the residual, rounded as the per-phase RESIDUAL epilogue. Every cluster
- * recomputes all heads; no grid-wide dependency separates the attention from c_proj,
- * and each output is one block's dot product (deterministic). It reads *position
- * before its wait, so its predecessor must not be the argmax that advanced it. */
-typedef struct {
-  WbDecodeAttentionParams attn;  /* q, caches, position, heads, headDim (64), capacity, scale, programmaticLaunch,
-                                    sharedCarveout (partO, partMl unused) */
-  WbDecodeWeight proj;           /* attn.c_proj [E, E] with its bias, E = heads * 64 */
-  void* residual;                /* fp16 [E], updated in place */
-  int residualFromPredecessor;   /* nonzero: the previous kernel wrote the residual (the first layer's
-                                    embedding kernel), so it is read after the wait, not before */
-} WbDecodeAttentionProjParams;
-
-/* Whether wbDecodeAttentionProj can run on the current device for `heads` heads of dim 64. */
-int wbDecodeAttentionProjSupported(int heads, int capacity);
-WbStatus wbDecodeAttentionProj(const WbDecodeAttentionProjParams* params, cudaStream_t stream);
-
 /* Keys per attention split, and the number of splits a cache of `capacity` needs. */
 int wbDecodeAttentionSplitKeys(void);
 int wbDecodeAttentionSplits(int capacity);

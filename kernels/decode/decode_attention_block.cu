@@ -12,7 +12,6 @@
 
 #include "kernels/common/status_internal.h"
 #include "kernels/decode/decode.h"
-#include "kernels/decode/decode_cluster.cuh"
 #include "kernels/decode/decode_device.cuh"
 #include "kernels/decode/decode_launch.h"
 
@@ -41,10 +40,36 @@ struct BlockShared {
   float scratch[2 * kBlockWarps];
 };
 
+// Split cluster barrier: arrive, do independent work, then wait (release / acquire
+// order the shared-memory traffic between the cluster's blocks).
+__device__ __forceinline__ void clusterArrive() { asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void clusterArriveRelaxed() {
+  asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void clusterWait() { asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory"); }
+
+__device__ __forceinline__ void cpAsync16(void* dst, const void* src) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cpAsyncWaitAll() {
+  asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::: "memory");
+}
+
 __device__ __forceinline__ float warpSum(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
+}
+
+// Merges softmax partial (m2, l2, o2) into (m, l, o); a partial without keys has
+// m = -FLT_MAX and l = o = 0, and weighs nothing.
+__device__ __forceinline__ void mergeSoftmax(float& m, float& l, float* o, float m2, float l2, const float* o2, int n) {
+  const float mn = fmaxf(m, m2);
+  const float a = exp2f(m - mn), b = exp2f(m2 - mn);
+  l = l * a + l2 * b;
+  for (int i = 0; i < n; ++i) o[i] = o[i] * a + o2[i] * b;
+  m = mn;
 }
 
 // kV: 16-byte weight chunks a lane holds per c_attn row, and c_attn.proj rows a lane
@@ -228,7 +253,19 @@ __global__ void __launch_bounds__(kBlockThreads) attentionBlockKernel(const WbDe
     for (int x = 0; x < 8; ++x) o[x] = fmaf(pr, vf[x], o[x] * c);
     m = mn;
   }
-  storeWarpSoftmax(m, l, o, sh.warpM, sh.warpL, sh.warpO, warp, lane);
+#pragma unroll
+  for (int off = 8; off < 32; off <<= 1) {
+    float o2[8];
+    const float m2 = __shfl_xor_sync(0xffffffffu, m, off), l2 = __shfl_xor_sync(0xffffffffu, l, off);
+#pragma unroll
+    for (int x = 0; x < 8; ++x) o2[x] = __shfl_xor_sync(0xffffffffu, o[x], off);
+    mergeSoftmax(m, l, o, m2, l2, o2, 8);
+  }
+  if (lane < 8) {
+    if (lane == 0) sh.warpM[warp] = m, sh.warpL[warp] = l;
+#pragma unroll
+    for (int x = 0; x < 8; ++x) sh.warpO[warp][lane * 8 + x] = o[x];
+  }
   __syncthreads();
   if (tid < kHeadDim) {
     float bm = -FLT_MAX, bl = 0.f, bo = 0.f;

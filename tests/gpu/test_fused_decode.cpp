@@ -7,9 +7,9 @@
 // must equal eager decode's until a step where the two choices are a near tie: their
 // fp32 logits within that same tolerance. The same criteria hold with either
 // shared-memory carveout, with the one- or two-pass LayerNorm, and for the persistent
-// kernel (one cooperative launch per step), the attention block (ln_1 + c_attn +
-// attention + attn.c_proj in one cluster launch a layer) and the attention + c_proj
-// cluster kernel, at the 124M and medium widths, and past four attention splits.
+// kernel (one cooperative launch per step) and the attention block (ln_1 + c_attn +
+// attention + attn.c_proj in one cluster launch a layer), at the 124M and medium
+// widths, and past four attention splits.
 #include "core/errors.h"
 #include "core/model/graph_decode.h"
 #include "core/techniques/quantize.h"
@@ -44,7 +44,7 @@ torch::Tensor teacherForced(Gpt2& m, const std::vector<int64_t>& prompt, const s
 struct Check {
   double fusedErr = 0, eagerErr = 0, tol = 0;
   int64_t identical = 0, steps = 0;
-  bool nearTie = true, persistent = false, attentionBlock = false, attentionProj = false;
+  bool nearTie = true, persistent = false, attentionBlock = false;
   QString message;
 };
 
@@ -67,7 +67,6 @@ Check compare(Gpt2& m16, Gpt2& m32, const GraphDecodeOptions& go, double absFloo
   Check c;
   c.persistent = persistent;
   c.attentionBlock = d.fusedAttentionBlock();
-  c.attentionProj = d.fusedAttentionProj();
   c.fusedErr = (fused - ref).abs().max().item<double>();
   c.eagerErr = (eager - ref).abs().max().item<double>();
   c.tol = 2.0 * c.eagerErr + absFloor;
@@ -228,52 +227,43 @@ class TestFusedDecode : public QObject {
     QVERIFY(c.identical >= 1);
   }
 
-  // The cluster variants under the same criteria; each must actually run. The attention
-  // block (ln_1 + c_attn + attention + attn.c_proj in one cluster launch a layer): the
-  // 320-slot case puts up to ten 32-key tiles in the cache, two per block for some of the
-  // cluster's blocks. Attention + c_proj (one launch, clusters of one block a head): the
-  // 320-slot case reads tiles past the eight it stages in shared memory from L2.
-  void clusterStepMatchesEager_data() {
-    QTest::addColumn<int>("variant");  // 0 attention block, 1 the same with atomic head sums, 2 attention + c_proj
+  // The attention block (ln_1 + c_attn + attention + attn.c_proj in one cluster launch a
+  // layer) under the same criteria; it must actually run. The 320-slot case puts up to
+  // ten 32-key tiles in the cache: two per block for some of the cluster's blocks.
+  void attentionBlockMatchesEager_data() {
     QTest::addColumn<int>("layers");
     QTest::addColumn<int>("embd");
     QTest::addColumn<int>("int4");  // 0 fp16, 1 int4 g128 sym + LM head, 2 int4 g64 asym, fp16 head
     QTest::addColumn<int>("newTokens");
     QTest::addColumn<int>("capacity");
-    QTest::newRow("block: fp16, 768 wide") << 0 << 4 << 768 << 0 << 48 << 64;
-    QTest::newRow("block: fp16, 1024 wide") << 0 << 2 << 1024 << 0 << 48 << 64;
-    QTest::newRow("block: fp16, 768 wide, 300 tokens") << 0 << 2 << 768 << 0 << 300 << 320;
-    QTest::newRow("block: int4 g128 sym, LM head too") << 0 << 3 << 768 << 1 << 32 << 64;
-    QTest::newRow("block: int4 g64 asym, fp16 LM head") << 0 << 3 << 768 << 2 << 32 << 64;
-    QTest::newRow("block: int4 g128 sym, 1024 wide") << 0 << 2 << 1024 << 1 << 32 << 64;
-    QTest::newRow("block: fp16, 768 wide, atomic head sum") << 1 << 4 << 768 << 0 << 48 << 64;
-    QTest::newRow("block: int4 g128 sym, atomic head sum") << 1 << 3 << 768 << 1 << 32 << 64;
-    QTest::newRow("attn+proj: fp16, 768 wide") << 2 << 4 << 768 << 0 << 48 << 64;
-    QTest::newRow("attn+proj: fp16, 1024 wide") << 2 << 2 << 1024 << 0 << 48 << 64;
-    QTest::newRow("attn+proj: fp16, 768 wide, 300 tokens") << 2 << 2 << 768 << 0 << 300 << 320;
-    QTest::newRow("attn+proj: int4 g128 sym, LM head too") << 2 << 3 << 768 << 1 << 32 << 64;
-    QTest::newRow("attn+proj: int4 g64 asym, fp16 LM head") << 2 << 3 << 768 << 2 << 32 << 64;
-    QTest::newRow("attn+proj: int4 g128 sym, 1024 wide") << 2 << 2 << 1024 << 1 << 32 << 64;
+    QTest::addColumn<bool>("atomic");  // FusedDecodeOptions::attentionBlockAtomic
+    QTest::newRow("fp16, 768 wide") << 4 << 768 << 0 << 48 << 64 << false;
+    QTest::newRow("fp16, 1024 wide") << 2 << 1024 << 0 << 48 << 64 << false;
+    QTest::newRow("fp16, 768 wide, 300 tokens") << 2 << 768 << 0 << 300 << 320 << false;
+    QTest::newRow("int4 g128 sym, LM head too") << 3 << 768 << 1 << 32 << 64 << false;
+    QTest::newRow("int4 g64 asym, fp16 LM head") << 3 << 768 << 2 << 32 << 64 << false;
+    QTest::newRow("int4 g128 sym, 1024 wide") << 2 << 1024 << 1 << 32 << 64 << false;
+    QTest::newRow("fp16, 768 wide, atomic head sum") << 4 << 768 << 0 << 48 << 64 << true;
+    QTest::newRow("int4 g128 sym, atomic head sum") << 3 << 768 << 1 << 32 << 64 << true;
   }
-  void clusterStepMatchesEager() {
-    QFETCH(int, variant);
+  void attentionBlockMatchesEager() {
     QFETCH(int, layers);
     QFETCH(int, embd);
     QFETCH(int, int4);
     QFETCH(int, newTokens);
     QFETCH(int, capacity);
+    QFETCH(bool, atomic);
     torch::manual_seed(24);
     Gpt2 m32(gpt2Like(layers, embd, 512));
     GraphDecodeOptions go;
     go.fused = true;
-    go.fusedOptions.attentionBlock = variant != 2;
-    go.fusedOptions.attentionBlockAtomic = variant == 1;
-    go.fusedOptions.attentionProj = variant == 2;
+    go.fusedOptions.attentionBlock = true;
+    go.fusedOptions.attentionBlockAtomic = atomic;
     if (int4 != 0) quantizeForFused(m32, go, int4 == 1 ? 128 : 64, int4 == 1, int4 == 1);
     auto [ref, m16] = modelPair(m32);
     const auto c = compare(m16, ref, go, int4 != 0 ? 5e-3 : 1e-3, newTokens, capacity);
-    qInfo("%s: %s", variant == 2 ? "attention + c_proj" : "attention block", qPrintable(c.message));
-    QVERIFY2(variant == 2 ? c.attentionProj : c.attentionBlock, "the cluster kernel fell back to the per-phase kernels");
+    qInfo("attention block: %s", qPrintable(c.message));
+    QVERIFY2(c.attentionBlock, "the attention block fell back to the per-phase kernels");
     QVERIFY2(c.fusedErr <= c.tol, qPrintable(c.message));
     QVERIFY2(c.identical == c.steps || c.nearTie, qPrintable("diverged without a near tie: " + c.message));
     QVERIFY(c.identical >= 1);
