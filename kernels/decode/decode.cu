@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <cfloat>
-#include <cstdlib>
 
 #include "kernels/common/status_internal.h"
 #include "kernels/decode/decode.h"
@@ -28,17 +27,6 @@ namespace {
 // finish and synchronise.
 constexpr int kMaxWarps = 12, kMaxWarpsLong = 8;
 constexpr int kArgmaxWarps = 8;  // the LM head: a resident grid of 4 blocks per SM
-
-// Experiment (WB_LMHEAD_PREFETCH): passes of rows after the first that each LM-head warp
-// prefetches into L2 before its wait; 0 = none.
-__constant__ int cHeadPrefetchPasses = 0;
-__device__ __forceinline__ int headPrefetchPasses() { return cHeadPrefetchPasses; }
-
-__device__ __forceinline__ void prefetchL2(const void* ptr, int bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(ptr), "r"(bytes) : "memory");
-#endif
-}
 
 template <bool kInt4, int kLanesPerRow>
 struct RowLayout {
@@ -99,21 +87,6 @@ __global__ void __launch_bounds__((kVmax == 4 ? kMaxWarps : kMaxWarpsLong) * 32)
   // the time this kernel may start (see waitForPrevious).
   const int myRow0 = warpRow + lane / L::kLanes;
   load(myRow0, 0);
-  // The LM head streams far more bytes than its registers hold: lanes 1..R ask L2 for
-  // the warp's next R passes of rows now, so HBM works while the predecessor finishes.
-  if (kOut == WB_DECODE_OUT_ARGMAX) {
-    const int r = headPrefetchPasses();
-    if (lane >= 1 && lane <= r) {
-      const int row = warpRow + lane * static_cast<int>(gridDim.x) * rowsPerBlock;
-      if (row < n) {
-        const int rows = min(L::kRowsPerWarp, n - row);
-        const int rowBytes = kInt4 ? k / 2 : k * 2;
-        const char* base = kInt4 ? reinterpret_cast<const char*>(p.weight.qweight)
-                                 : static_cast<const char*>(p.weight.weight);
-        prefetchL2(base + static_cast<int64_t>(row) * rowBytes, rows * rowBytes);
-      }
-    }
-  }
   if (kNorm)
     for (int c = threadIdx.x; c < k / 8; c += blockDim.x) {
       reinterpret_cast<uint4*>(sln)[c] = __ldg(reinterpret_cast<const uint4*>(p.lnWeight) + c);
@@ -191,15 +164,6 @@ int smCount() {
 
 template <int kIn, int kOut, bool kInt4, int kLanesPerRow>
 WbStatus launchLinear(const WbDecodeLinearParams& p, cudaStream_t stream) {
-  if (kOut == WB_DECODE_OUT_ARGMAX) {
-    static const int passes = [] {
-      const char* v = std::getenv("WB_LMHEAD_PREFETCH");
-      const int r = v ? std::atoi(v) : 0;
-      cudaMemcpyToSymbol(cHeadPrefetchPasses, &r, sizeof(r));
-      return r;
-    }();
-    (void)passes;
-  }
   using L = RowLayout<kInt4, kLanesPerRow>;
   const int rowChunks = p.k / L::kInputsPerChunk;
   const int perLane = (rowChunks + L::kLanes - 1) / L::kLanes;
