@@ -46,7 +46,7 @@ const std::vector<std::string>& decodePerfPaths() {
                                               "fused-max-smem", "int4-default-smem", "fused-ln-two-pass",
                                               "int4-ln-two-pass", "fused-attn-block", "int4-attn-block",
                                               "int4-fp16-head-attn-block", "fused-attn-block-atomic",
-                                              "int4-attn-block-atomic"};
+                                              "int4-attn-block-atomic", "fused-ln-folded", "int4-fp16-head-ln-folded"};
   return paths;
 }
 
@@ -253,6 +253,16 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
               .second;
     return std::make_tuple(fp16Mean, int4WithHeadMean, int4Fp16HeadMean);
   };
+
+  // The LayerNorms folded into the fp16 GEMVs after them.
+  auto folded = fused;
+  folded.fusedOptions.layerNormFolded = true;
+  const auto [foldedMean, int4FoldedUnused, int4HeadFoldedMean] =
+      runThreeWays("fused-ln-folded", "ln-folded", "cuda graph, fused kernels", ", folded LayerNorm", folded);
+  (void)int4FoldedUnused;  // no fp16 GEMV behind a LayerNorm there: "int4-ln-folded" is not a path
+  if (fusedMean > 0 && foldedMean > 0) r.summary["fused_ln_folded_speedup"] = fusedMean / foldedMean;
+  if (int4HeadMean > 0 && int4HeadFoldedMean > 0)
+    r.summary["int4_fp16_head_ln_folded_speedup"] = int4HeadMean / int4HeadFoldedMean;
 
   // ln_1 + c_attn + attention + attn.c_proj in one cluster launch a layer.
   auto block = fused;

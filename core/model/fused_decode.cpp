@@ -114,9 +114,34 @@ void check(WbStatus s) {
   if (s != WB_STATUS_OK) throw RunError(kWhere, wbKernelsLastError());
 }
 
+// A LayerNorm folded into the fp16 GEMV after it (FusedDecodeOptions::layerNormFolded):
+// per row, scale = W.gamma and shift = W.beta + bias, in fp32.
+struct FoldedNorm {
+  torch::Tensor scale, shift;
+};
+
+FoldedNorm foldNorm(const GemvWeight& w, const torch::Tensor& gamma, const torch::Tensor& beta,
+                    const torch::Tensor& bias) {
+  const auto rows = w.rows.to(torch::kFloat32);
+  FoldedNorm f;
+  f.scale = rows.mv(gamma.to(torch::kFloat32)).contiguous();
+  f.shift = rows.mv(beta.to(torch::kFloat32));
+  if (bias.defined()) f.shift += bias.to(torch::kFloat32);
+  f.shift = f.shift.contiguous();
+  return f;
+}
+
+void setFolded(WbDecodeLinearParams& p, const FoldedNorm& f) {
+  if (!f.scale.defined()) return;
+  p.lnFolded = 1;
+  p.lnRowScale = f.scale.data_ptr<float>();
+  p.lnRowShift = f.shift.data_ptr<float>();
+}
+
 struct Layer {
   torch::Tensor ln1w, ln1b, ln2w, ln2b, qkvBias, projBias, fcBias, mprojBias;
   GemvWeight qkv, proj, fc, mproj;
+  FoldedNorm qkvNorm, fcNorm;  // layerNormFolded with fp16 weights
   float scale = 1.f;
 };
 
@@ -128,6 +153,7 @@ struct FusedDecoder::Impl {
   std::vector<Layer> layers;
   torch::Tensor lnfW, lnfB, wte, wpe;
   GemvWeight head;
+  FoldedNorm headNorm;
   torch::Tensor residual, q, hidden, partO, partMl, headPartials, logits, argmaxValues, argmaxIndices, argmaxCounter;
   bool blockOn = false;  // the attention-block kernels (options.attentionBlock, where they run)
   int64_t capacity = 0, embd = 0, heads = 0, inner = 0, vocab = 0, splits = 0;
@@ -155,6 +181,7 @@ WbDecodeLinearParams FusedDecoder::Impl::qkvParams(size_t i, KvCache& cache, tor
                                         e, l.qkv, l.qkvBias, q.data_ptr(), pdl, carveout);
   setLayerNorm(a, residual, l.ln1w, l.ln1b, eps);
   a.lnTwoPass = options.layerNormTwoPass ? 1 : 0;
+  if (i > 0) setFolded(a, l.qkvNorm);  // the first layer's takes the embedding, not folded
   a.wte = wte.data_ptr();
   a.wpe = wpe.data_ptr();
   a.token = ids.data_ptr<int64_t>();
@@ -181,6 +208,7 @@ void FusedDecoder::Impl::stepAttentionBlocks(KvCache& cache, torch::Tensor& ids,
     const Layer& l = layers[i];
     WbDecodeAttentionBlockParams ab{};
     ab.qkv = qkvParams(i, cache, ids, pdl, carveout);
+    ab.qkv.lnFolded = 0;  // the cluster kernel normalises its input itself
     ab.proj = decodeWeight(l.proj, torch::Tensor());
     ab.headPartials = partials;
     ab.accumulate = atomic ? 1 : 0;
@@ -327,6 +355,10 @@ FusedDecoder::FusedDecoder(Gpt2 model, int64_t capacity, const FusedDecodeOption
     double scale = c.scaleAttnWeights ? 1.0 / std::sqrt(64.0) : 1.0;
     if (c.scaleAttnByInverseLayerIdx) scale /= static_cast<double>(index + 1);
     l.scale = static_cast<float>(scale);
+    if (o.layerNormFolded && !o.int4) {
+      l.qkvNorm = foldNorm(l.qkv, l.ln1w, l.ln1b, l.qkvBias);
+      l.fcNorm = foldNorm(l.fc, l.ln2w, l.ln2b, l.fcBias);
+    }
     for (const auto* w : {&l.qkv, &l.proj, &l.fc, &l.mproj}) m.weightBytes += w->bytes();
     for (const auto* t : {&l.ln1w, &l.ln1b, &l.ln2w, &l.ln2b, &l.qkvBias, &l.projBias, &l.fcBias, &l.mprojBias})
       m.weightBytes += t->numel() * 2;
@@ -341,6 +373,7 @@ FusedDecoder::FusedDecoder(Gpt2 model, int64_t capacity, const FusedDecodeOption
   m.head = prepare(headWeight.detach().t(), o.int4LmHead, o,
                    c.tieWordEmbeddings ? "transformer.wte.weight" : "lm_head.weight");
   m.weightBytes += m.head.bytes() + 4 * m.embd;
+  if (o.layerNormFolded && !o.int4LmHead) m.headNorm = foldNorm(m.head, m.lnfW, m.lnfB, torch::Tensor());
   const auto dev = param.device();
   const auto h16 = torch::TensorOptions().dtype(torch::kHalf).device(dev);
   const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(dev);
@@ -430,6 +463,7 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
                                              m.hidden.data_ptr(), pdl, carveout);
       setLayerNorm(fc, m.residual, l.ln2w, l.ln2b, m.eps);
       fc.lnTwoPass = twoPass;
+      setFolded(fc, l.fcNorm);
       check(wbDecodeLinear(&fc, stream));
       // 5. mlp.c_proj + residual.
       WbDecodeLinearParams mp = linearParams(WB_DECODE_IN_PLAIN, WB_DECODE_OUT_RESIDUAL, e, m.inner, l.mproj,
@@ -444,6 +478,7 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
                    carveout);
   setLayerNorm(h, m.residual, m.lnfW, m.lnfB, m.eps);
   h.lnTwoPass = twoPass;
+  setFolded(h, m.headNorm);
   h.position = pos;
   h.capacity = static_cast<int>(m.capacity);
   h.argmaxValues = m.argmaxValues.data_ptr<float>();

@@ -92,9 +92,16 @@ __global__ void __launch_bounds__((kVmax == 4 ? kMaxWarps : kMaxWarpsLong) * 32)
       reinterpret_cast<uint4*>(sln)[c] = __ldg(reinterpret_cast<const uint4*>(p.lnWeight) + c);
       reinterpret_cast<uint4*>(sln + k)[c] = __ldg(reinterpret_cast<const uint4*>(p.lnBias) + c);
     }
-  float bias0 = 0.f, residual0 = 0.f;
+  // A folded LayerNorm (fp16 LAYERNORM only): the row's scale and shift replace the bias.
+  const bool folded = kIn == WB_DECODE_IN_LAYERNORM && !kInt4 && p.lnFolded;
+  float bias0 = 0.f, residual0 = 0.f, rowScale0 = 0.f;
   if (sub == 0 && myRow0 < n) {
-    if (p.weight.bias) bias0 = __half2float(static_cast<const __half*>(p.weight.bias)[myRow0]);
+    if (folded) {
+      bias0 = p.lnRowShift[myRow0];
+      rowScale0 = p.lnRowScale[myRow0];
+    } else if (p.weight.bias) {
+      bias0 = __half2float(static_cast<const __half*>(p.weight.bias)[myRow0]);
+    }
     if (kOut == WB_DECODE_OUT_RESIDUAL) {
       residual0 = __half2float(__ldcg(static_cast<const __half*>(p.y) + myRow0));
       // After an attention block its head partials are two kernels back: finished too.
@@ -107,7 +114,13 @@ __global__ void __launch_bounds__((kVmax == 4 ? kMaxWarps : kMaxWarpsLong) * 32)
   waitForPrevious();
   releaseDependents();
   const int64_t stepPos = kOut == WB_DECODE_OUT_QKV ? __ldcg(p.position) : 0;  // written by the previous step
-  stageInput<kIn, kInt4>(p, sx, sxq, sln, scratch, attnPos);
+  float mean = 0.f, rstd = 1.f;
+  if (folded) {
+    stageLayerNormFolded(p, sx, sln, scratch);
+    foldedStats(p, scratch, mean, rstd);
+  } else {
+    stageInput<kIn, kInt4>(p, sx, sxq, sln, scratch, attnPos);
+  }
 
   float best = -FLT_MAX;
   int bestIdx = 0x7fffffff;
@@ -135,7 +148,12 @@ __global__ void __launch_bounds__((kVmax == 4 ? kMaxWarps : kMaxWarpsLong) * 32)
     for (int o = L::kLanes / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
     if (sub != 0 || row >= n) continue;
     const bool first = row == myRow0;
+    if (folded) {
+      const float scaleRow = first ? rowScale0 : p.lnRowScale[row];
+      acc = rstd * (acc - mean * scaleRow);
+    }
     const float b = first           ? bias0
+                    : folded        ? p.lnRowShift[row]
                     : p.weight.bias ? __half2float(static_cast<const __half*>(p.weight.bias)[row])
                                     : 0.f;
     storeRow<kOut>(p, row, acc + b, first, residual0, stepPos, best, bestIdx);
@@ -245,6 +263,9 @@ WbStatus checkLinear(const WbDecodeLinearParams* params) {
       break;
     default: return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: unknown input %d", static_cast<int>(p.input));
   }
+  if (p.lnFolded && (p.input != WB_DECODE_IN_LAYERNORM || !p.weight.weight || !p.lnRowScale || !p.lnRowShift))
+    return fail(WB_STATUS_INVALID_ARGUMENT,
+                "decode linear: a folded LayerNorm needs a LAYERNORM input, fp16 weights, lnRowScale and lnRowShift");
   if (p.headPartials && p.input != WB_DECODE_IN_HEADS &&
       (p.output != WB_DECODE_OUT_RESIDUAL || !p.headBias || p.headCount < 1))
     return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: head partials go with a heads input or a residual output "

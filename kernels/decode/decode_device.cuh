@@ -268,6 +268,50 @@ __device__ void stageLayerNormOnePass(const WbDecodeLinearParams& p, float* sx, 
   __syncthreads();
 }
 
+// LAYERNORM folded into the GEMV (p.lnFolded, fp16 weights): sx = x * lnWeight in fp32,
+// and per warp the sums of x and x^2 in scratch (two floats a warp), behind one barrier;
+// foldedStats then gives the mean and rstd while the products run. Reading sx needs no
+// statistics, so the only barrier before the products is the staging's own.
+__device__ void stageLayerNormFolded(const WbDecodeLinearParams& p, float* sx, const __half* sln, float* scratch) {
+  const int chunks8 = p.k / 8;
+  float sum = 0.f, squares = 0.f;
+  for (int kc = threadIdx.x; kc < chunks8; kc += blockDim.x) {
+    const uint4 raw = __ldcg(reinterpret_cast<const uint4*>(static_cast<const __half*>(p.x) + kc * 8));
+    const uint4 gw = reinterpret_cast<const uint4*>(sln)[kc];
+    const uint32_t* r = reinterpret_cast<const uint32_t*>(&raw);
+    const uint32_t* g = reinterpret_cast<const uint32_t*>(&gw);
+    float f[8];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const float2 x = __half22float2(asHalf2(r[e])), gg = __half22float2(asHalf2(g[e]));
+      sum += x.x + x.y;
+      squares = fmaf(x.x, x.x, fmaf(x.y, x.y, squares));
+      f[2 * e] = x.x * gg.x;
+      f[2 * e + 1] = x.y * gg.y;
+    }
+    reinterpret_cast<float4*>(sx + kc * 8)[0] = make_float4(f[0], f[1], f[2], f[3]);
+    reinterpret_cast<float4*>(sx + kc * 8)[1] = make_float4(f[4], f[5], f[6], f[7]);
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    squares += __shfl_xor_sync(0xffffffffu, squares, o);
+  }
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  if (lane == 0) scratch[2 * warp] = sum, scratch[2 * warp + 1] = squares;
+  __syncthreads();
+}
+
+// The mean and rstd of x from stageLayerNormFolded's per-warp sums (E[x^2] - mean^2 in
+// fp32, as stageLayerNormOnePass).
+__device__ __forceinline__ void foldedStats(const WbDecodeLinearParams& p, const float* scratch, float& mean,
+                                            float& rstd) {
+  float sum = 0.f, squares = 0.f;
+  for (int w = 0; w < static_cast<int>(blockDim.x >> 5); ++w) sum += scratch[2 * w], squares += scratch[2 * w + 1];
+  mean = sum / static_cast<float>(p.k);
+  rstd = rsqrtf(fmaxf(squares / static_cast<float>(p.k) - mean * mean, 0.f) + p.lnEps);
+}
+
 // Builds the block's input vector in shared memory: fp32 [K] for fp16 weights, or for
 // int4 the fp16 pairs (x0,x4),(x1,x5),.. of each 8-input chunk kc = 4c + e at slot
 // e * K/32 + c, the order the nibble trick produces (as kernels/int4_matmul).

@@ -137,22 +137,39 @@ class TestFusedDecode : public QObject {
     QTest::addColumn<bool>("pdl");
     QTest::addColumn<int>("carveout");
     QTest::addColumn<bool>("twoPass");  // FusedDecodeOptions::layerNormTwoPass
-    QTest::newRow("programmatic launch") << true << -1 << false;
-    QTest::newRow("plain launch") << false << -1 << false;
-    QTest::newRow("largest shared-memory carveout") << true << 100 << false;
-    QTest::newRow("two-pass LayerNorm") << true << -1 << true;
+    QTest::addColumn<bool>("folded");   // FusedDecodeOptions::layerNormFolded, over random LayerNorm parameters
+    QTest::newRow("programmatic launch") << true << -1 << false << false;
+    QTest::newRow("plain launch") << false << -1 << false << false;
+    QTest::newRow("largest shared-memory carveout") << true << 100 << false << false;
+    QTest::newRow("two-pass LayerNorm") << true << -1 << true << false;
+    QTest::newRow("folded LayerNorm") << true << -1 << false << true;
+    QTest::newRow("folded LayerNorm, plain launch") << false << -1 << false << true;
   }
   void fusedFp16MatchesEager() {
     QFETCH(bool, pdl);
     QFETCH(int, carveout);
     QFETCH(bool, twoPass);
+    QFETCH(bool, folded);
     torch::manual_seed(21);
-    auto [m32, m16] = modelPair(Gpt2(gpt2Like(4)));
+    Gpt2 fresh(gpt2Like(4));
+    if (folded) {
+      // Fresh LayerNorms are gamma = 1, beta = 0, which would leave the folding of both untested.
+      torch::NoGradGuard noGrad;
+      for (auto& item : fresh->named_parameters()) {
+        if (item.key().find("ln_") == std::string::npos) continue;
+        if (item.key().find("weight") != std::string::npos)
+          item.value().uniform_(0.5, 1.5);
+        else
+          item.value().normal_(0.0, 0.2);
+      }
+    }
+    auto [m32, m16] = modelPair(fresh);
     GraphDecodeOptions go;
     go.fused = true;
     go.fusedOptions.programmaticLaunch = pdl;
     go.fusedOptions.sharedCarveout = carveout;
     go.fusedOptions.layerNormTwoPass = twoPass;
+    go.fusedOptions.layerNormFolded = folded;
     const auto c = compare(m16, m32, go, 1e-3, 48);
     qInfo("%s", qPrintable(c.message));
     QVERIFY2(c.fusedErr <= c.tol, qPrintable(c.message));
