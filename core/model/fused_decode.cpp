@@ -181,7 +181,7 @@ WbDecodeLinearParams FusedDecoder::Impl::qkvParams(size_t i, KvCache& cache, tor
                                         e, l.qkv, l.qkvBias, q.data_ptr(), pdl, carveout);
   setLayerNorm(a, residual, l.ln1w, l.ln1b, eps);
   a.lnTwoPass = options.layerNormTwoPass ? 1 : 0;
-  if (i > 0) setFolded(a, l.qkvNorm);  // the first layer's takes the embedding, not folded
+  setFolded(a, l.qkvNorm);
   a.wte = wte.data_ptr();
   a.wpe = wpe.data_ptr();
   a.token = ids.data_ptr<int64_t>();

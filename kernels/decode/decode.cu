@@ -93,7 +93,7 @@ __global__ void __launch_bounds__((kVmax == 4 ? kMaxWarps : kMaxWarpsLong) * 32)
       reinterpret_cast<uint4*>(sln + k)[c] = __ldg(reinterpret_cast<const uint4*>(p.lnBias) + c);
     }
   // A folded LayerNorm (fp16 LAYERNORM only): the row's scale and shift replace the bias.
-  const bool folded = kIn == WB_DECODE_IN_LAYERNORM && !kInt4 && p.lnFolded;
+  const bool folded = (kIn == WB_DECODE_IN_LAYERNORM || kIn == WB_DECODE_IN_EMBED) && !kInt4 && p.lnFolded;
   float bias0 = 0.f, residual0 = 0.f, rowScale0 = 0.f;
   if (sub == 0 && myRow0 < n) {
     if (folded) {
@@ -116,7 +116,7 @@ __global__ void __launch_bounds__((kVmax == 4 ? kMaxWarps : kMaxWarpsLong) * 32)
   const int64_t stepPos = kOut == WB_DECODE_OUT_QKV ? __ldcg(p.position) : 0;  // written by the previous step
   float mean = 0.f, rstd = 1.f;
   if (folded) {
-    stageLayerNormFolded(p, sx, sln, scratch);
+    stageLayerNormFolded<kIn>(p, sx, sln, scratch);
     foldedStats(p, scratch, mean, rstd);
   } else {
     stageInput<kIn, kInt4>(p, sx, sxq, sln, scratch, attnPos);
@@ -128,6 +128,17 @@ __global__ void __launch_bounds__((kVmax == 4 ? kMaxWarps : kMaxWarpsLong) * 32)
   bool loaded = true;
   for (; warpRow < n; warpRow += gridDim.x * rowsPerBlock) {
     const int row = warpRow + lane / L::kLanes;
+    // The row's bias (or folded scale and shift), issued beside its weights, not after its products.
+    const bool first = row == myRow0;
+    float b = bias0, rowScale = rowScale0;
+    if (!first && sub == 0 && row < n) {
+      if (folded) {
+        b = p.lnRowShift[row];
+        rowScale = p.lnRowScale[row];
+      } else {
+        b = p.weight.bias ? __half2float(static_cast<const __half*>(p.weight.bias)[row]) : 0.f;
+      }
+    }
     float acc = 0.f;
     for (int base = 0; base < rowChunks; base += passChunks) {
       if (!loaded) load(row, base);
@@ -147,15 +158,7 @@ __global__ void __launch_bounds__((kVmax == 4 ? kMaxWarps : kMaxWarpsLong) * 32)
 #pragma unroll
     for (int o = L::kLanes / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
     if (sub != 0 || row >= n) continue;
-    const bool first = row == myRow0;
-    if (folded) {
-      const float scaleRow = first ? rowScale0 : p.lnRowScale[row];
-      acc = rstd * (acc - mean * scaleRow);
-    }
-    const float b = first           ? bias0
-                    : folded        ? p.lnRowShift[row]
-                    : p.weight.bias ? __half2float(static_cast<const __half*>(p.weight.bias)[row])
-                                    : 0.f;
+    if (folded) acc = rstd * (acc - mean * rowScale);
     storeRow<kOut>(p, row, acc + b, first, residual0, stepPos, best, bestIdx);
   }
 
@@ -263,9 +266,10 @@ WbStatus checkLinear(const WbDecodeLinearParams* params) {
       break;
     default: return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: unknown input %d", static_cast<int>(p.input));
   }
-  if (p.lnFolded && (p.input != WB_DECODE_IN_LAYERNORM || !p.weight.weight || !p.lnRowScale || !p.lnRowShift))
-    return fail(WB_STATUS_INVALID_ARGUMENT,
-                "decode linear: a folded LayerNorm needs a LAYERNORM input, fp16 weights, lnRowScale and lnRowShift");
+  if (p.lnFolded && ((p.input != WB_DECODE_IN_LAYERNORM && p.input != WB_DECODE_IN_EMBED) || !p.weight.weight ||
+                     !p.lnRowScale || !p.lnRowShift))
+    return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: a folded LayerNorm needs a LAYERNORM or EMBED input, fp16 "
+                                            "weights, lnRowScale and lnRowShift");
   if (p.headPartials && p.input != WB_DECODE_IN_HEADS &&
       (p.output != WB_DECODE_OUT_RESIDUAL || !p.headBias || p.headCount < 1))
     return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: head partials go with a heads input or a residual output "

@@ -272,11 +272,34 @@ __device__ void stageLayerNormOnePass(const WbDecodeLinearParams& p, float* sx, 
 // and per warp the sums of x and x^2 in scratch (two floats a warp), behind one barrier;
 // foldedStats then gives the mean and rstd while the products run. Reading sx needs no
 // statistics, so the only barrier before the products is the staging's own.
+// EMBED: x = wte[token] + wpe[position] (fp16), which block 0 also stores to the residual.
+template <int kIn>
 __device__ void stageLayerNormFolded(const WbDecodeLinearParams& p, float* sx, const __half* sln, float* scratch) {
   const int chunks8 = p.k / 8;
   float sum = 0.f, squares = 0.f;
+  const __half* embedRow = nullptr;
+  const __half* positionRow = nullptr;
+  if constexpr (kIn == WB_DECODE_IN_EMBED) {
+    embedRow = static_cast<const __half*>(p.wte) + __ldcg(p.token) * p.k;
+    positionRow = static_cast<const __half*>(p.wpe) + __ldcg(p.position) * p.k;
+  }
   for (int kc = threadIdx.x; kc < chunks8; kc += blockDim.x) {
-    const uint4 raw = __ldcg(reinterpret_cast<const uint4*>(static_cast<const __half*>(p.x) + kc * 8));
+    uint4 raw;
+    if constexpr (kIn == WB_DECODE_IN_EMBED) {
+      const uint4 a = __ldcg(reinterpret_cast<const uint4*>(embedRow + kc * 8));
+      const uint4 b = __ldcg(reinterpret_cast<const uint4*>(positionRow + kc * 8));
+      const uint32_t* aa = reinterpret_cast<const uint32_t*>(&a);
+      const uint32_t* bb = reinterpret_cast<const uint32_t*>(&b);
+      uint32_t* rr = reinterpret_cast<uint32_t*>(&raw);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {  // rounded to fp16 as the eager embedding sum
+        const float2 x = __half22float2(asHalf2(aa[e])), y = __half22float2(asHalf2(bb[e]));
+        rr[e] = asU32(__floats2half2_rn(x.x + y.x, x.y + y.y));
+      }
+      if (blockIdx.x == 0) *reinterpret_cast<uint4*>(static_cast<__half*>(p.residual) + kc * 8) = raw;
+    } else {
+      raw = __ldcg(reinterpret_cast<const uint4*>(static_cast<const __half*>(p.x) + kc * 8));
+    }
     const uint4 gw = reinterpret_cast<const uint4*>(sln)[kc];
     const uint32_t* r = reinterpret_cast<const uint32_t*>(&raw);
     const uint32_t* g = reinterpret_cast<const uint32_t*>(&gw);

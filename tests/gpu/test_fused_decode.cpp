@@ -106,6 +106,19 @@ void quantizeForFused(Gpt2& m32, GraphDecodeOptions& go, int64_t groupSize, bool
   go.fusedOptions.symmetric = symmetric;
 }
 
+// Fresh LayerNorms are gamma = 1, beta = 0, which would leave a folded LayerNorm's use of
+// both untested.
+void randomizeLayerNorms(Gpt2& m) {
+  torch::NoGradGuard noGrad;
+  for (auto& item : m->named_parameters()) {
+    if (item.key().find("ln_") == std::string::npos) continue;
+    if (item.key().find("weight") != std::string::npos)
+      item.value().uniform_(0.5, 1.5);
+    else
+      item.value().normal_(0.0, 0.2);
+  }
+}
+
 // An fp32 model on the GPU and its fp16 copy (SDPA attention) with the same weights.
 std::pair<Gpt2, Gpt2> modelPair(Gpt2 m32) {
   m32->to(kCuda);
@@ -152,17 +165,7 @@ class TestFusedDecode : public QObject {
     QFETCH(bool, folded);
     torch::manual_seed(21);
     Gpt2 fresh(gpt2Like(4));
-    if (folded) {
-      // Fresh LayerNorms are gamma = 1, beta = 0, which would leave the folding of both untested.
-      torch::NoGradGuard noGrad;
-      for (auto& item : fresh->named_parameters()) {
-        if (item.key().find("ln_") == std::string::npos) continue;
-        if (item.key().find("weight") != std::string::npos)
-          item.value().uniform_(0.5, 1.5);
-        else
-          item.value().normal_(0.0, 0.2);
-      }
-    }
+    if (folded) randomizeLayerNorms(fresh);
     auto [m32, m16] = modelPair(fresh);
     GraphDecodeOptions go;
     go.fused = true;
@@ -181,16 +184,20 @@ class TestFusedDecode : public QObject {
     QTest::addColumn<bool>("lmHead");
     QTest::addColumn<bool>("symmetric");
     QTest::addColumn<int>("carveout");  // -1: the format's default
-    QTest::newRow("int4 g128 sym, LM head too") << true << true << -1;
-    QTest::newRow("int4 g128 asym, fp16 LM head") << false << false << -1;
-    QTest::newRow("int4 g128 sym, no carveout request") << true << true << 0;
+    QTest::addColumn<bool>("folded");   // the fp16 LM head's LayerNorm folded, over random LayerNorm parameters
+    QTest::newRow("int4 g128 sym, LM head too") << true << true << -1 << false;
+    QTest::newRow("int4 g128 asym, fp16 LM head") << false << false << -1 << false;
+    QTest::newRow("int4 g128 sym, no carveout request") << true << true << 0 << false;
+    QTest::newRow("int4 g128 asym, fp16 LM head, folded LayerNorm") << false << false << -1 << true;
   }
   void fusedInt4MatchesDequantizedEager() {
     QFETCH(bool, lmHead);
     QFETCH(bool, symmetric);
     QFETCH(int, carveout);
+    QFETCH(bool, folded);
     torch::manual_seed(22);
     Gpt2 m32(gpt2Like(3));
+    if (folded) randomizeLayerNorms(m32);
     // The reference holds exactly the values the packed weights decode to.
     QuantSpec spec;
     spec.bits = 4;
@@ -206,6 +213,7 @@ class TestFusedDecode : public QObject {
     go.fusedOptions.symmetric = symmetric;
     go.fusedOptions.packed = packed;  // the very codes the reference decodes
     go.fusedOptions.sharedCarveout = carveout;
+    go.fusedOptions.layerNormFolded = folded;
     const auto c = compare(m16, ref, go, 5e-3, 32);
     qInfo("%s", qPrintable(c.message));
     QVERIFY2(c.fusedErr <= c.tol, qPrintable(c.message));
