@@ -121,6 +121,10 @@ void addPerfDecodeCommand(CLI::App& perf, int& exitCode) {
                 "-1 = the weight format's default)")
       ->check(CLI::Range(-1, 100))
       ->capture_default_str();
+  c->add_option("--steps-per-graph", o.stepsPerGraph,
+                "Fused paths: decode steps per captured graph (the steps inside one hand over by programmatic launch)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1024}))
+      ->capture_default_str();
   c->add_option("--trace-dir", o.traceDir,
                 "Also trace 32 tokens of each graph path with Kineto into DIR/decode-<path>.json (CUDA builds)")
       ->check(CLI::ExistingDirectory);

@@ -78,6 +78,7 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
               {"prompt_tokens", o.promptLength}, {"new_tokens", o.newTokens}, {"warmup", o.warmup},
               {"repeats", o.repeats}, {"eager_attention", o.attention}, {"paths", o.paths},
               {"int4_group_size", o.int4GroupSize}, {"shared_carveout", o.sharedCarveout},
+              {"steps_per_graph", o.stepsPerGraph},
               {"timing", device.is_cuda() ? "cuda events around the decode steps" : "steady_clock"}};
 
   torch::manual_seed(static_cast<int64_t>(o.seed));
@@ -185,6 +186,7 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
   GraphDecodeOptions fused;
   fused.fused = true;
   fused.fusedOptions.sharedCarveout = o.sharedCarveout;
+  fused.stepsPerGraph = o.stepsPerGraph;
   if (wants(o, "fused"))
     std::tie(fusedTokens, fusedMean) = runGraph("fused", "cuda graph, fused kernels (fp16)", fused);
   if (wants(o, "fused-nopdl")) {

@@ -34,6 +34,7 @@ struct DecodePerfOptions {
                                  "int4",           "int4-fp16-head", "persistent", "int4-persistent"};
   int64_t int4GroupSize = 128;
   int sharedCarveout = -1;  // FusedDecodeOptions::sharedCarveout of the fused paths without "smem"
+  int64_t stepsPerGraph = 1;  // GraphDecodeOptions::stepsPerGraph of the fused paths
   // Non-empty: after timing, each graph path's next 32 tokens are traced with Kineto
   // (CUDA builds) into <traceDir>/decode-<path>.json (scripts/kernel-trace-summary reads it).
   std::string traceDir;

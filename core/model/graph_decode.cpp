@@ -1,6 +1,8 @@
 // CUDA-graph decode; see graph_decode.h.
 #include "core/model/graph_decode.h"
 
+#include <algorithm>
+
 #include "core/errors.h"
 
 #ifdef WB_WITH_CUDA
@@ -49,6 +51,8 @@ struct GraphDecoder::Impl {
   torch::Tensor logits;          // the captured step's logits (graph memory, rewritten by each replay)
   std::unique_ptr<FusedDecoder> fused;
   at::cuda::CUDAGraph graph;
+  at::cuda::CUDAGraph multiGraph;  // stepsPerGraph steps (fused, stepsPerGraph > 1)
+  int64_t multiSteps = 1;
 
   // One decode step; identical work in warm-up, capture and (through the graph) replay.
   void step() {
@@ -69,6 +73,7 @@ GraphDecoder::GraphDecoder(Gpt2 model, int64_t capacity, const GraphDecodeOption
   const auto param = model->parameters().front();
   if (!param.is_cuda())
     throw InputError("cuda graph decode", "the model must be on a CUDA device (it is on " + param.device().str() + ")");
+  if (options.stepsPerGraph < 1) throw InputError("cuda graph decode", "stepsPerGraph must be at least 1");
   if (capacity < 4 || capacity > model->config().nPositions)
     throw InputError("cuda graph decode", "capacity must be in [4, n_positions = " +
                                               std::to_string(model->config().nPositions) + "]");
@@ -96,6 +101,12 @@ GraphDecoder::GraphDecoder(Gpt2 model, int64_t capacity, const GraphDecodeOption
     m.graph.capture_begin();
     m.step();
     m.graph.capture_end();
+    if (m.fused && options.stepsPerGraph > 1) {
+      m.multiSteps = std::min(options.stepsPerGraph, capacity);
+      m.multiGraph.capture_begin(m.graph.pool());
+      for (int64_t i = 0; i < m.multiSteps; ++i) m.step();
+      m.multiGraph.capture_end();
+    }
   }
   c10::cuda::device_synchronize();
 }
@@ -127,7 +138,10 @@ void GraphDecoder::replay(int64_t steps) {
   if (promptLength_ == 0) throw InputError("cuda graph decode", "prefill a prompt first");
   if (promptLength_ + 1 + replays_ + steps > capacity_)
     throw InputError("cuda graph decode", "prompt + new tokens exceed the capacity of " + std::to_string(capacity_));
-  for (int64_t i = 0; i < steps; ++i) impl_->graph.replay();
+  auto& m = *impl_;
+  int64_t left = steps;
+  for (; m.multiSteps > 1 && left >= m.multiSteps; left -= m.multiSteps) m.multiGraph.replay();
+  for (; left > 0; --left) m.graph.replay();
   replays_ += steps;
 }
 

@@ -18,6 +18,11 @@ namespace wb {
 struct GraphDecodeOptions {
   bool fused = false;  // the step through kernels/decode instead of the model's forward
   FusedDecodeOptions fusedOptions;
+  // Fused steps only: also capture a graph of this many consecutive steps, which replay()
+  // launches for whole multiples of it; inside it each step's first kernel starts by
+  // programmatic launch beside the previous step's argmax instead of after a graph
+  // boundary. 1: one step per graph only.
+  int64_t stepsPerGraph = 1;
 };
 
 class GraphDecoder {
@@ -31,7 +36,8 @@ class GraphDecoder {
 
   // Eager prefill of `prompt` into the cache; its argmax is the first new token.
   void prefill(const std::vector<int64_t>& prompt);
-  // `steps` graph launches, each producing one more token; no host synchronisation.
+  // `steps` more tokens by graph launches (steps / stepsPerGraph of the multi-step graph,
+  // the rest one step each); no host synchronisation.
   void replay(int64_t steps);
   // The tokens produced since the last prefill (synchronises).
   std::vector<int64_t> generated() const;
