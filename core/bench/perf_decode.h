@@ -29,12 +29,13 @@ struct DecodePerfOptions {
   // eager, graph (LibTorch ops), fused, fused-nopdl, int4 (Conv1D + LM head), int4-fp16-head,
   // the persistent kernel: persistent (fp16), int4-persistent, int4-fp16-head-persistent;
   // and other shared-memory carveouts: fused-max-smem (fp16, the largest), int4-default-smem
-  // (int4, no request); and the two-pass LayerNorm: fused-ln-two-pass, int4-ln-two-pass
+  // (int4, no request); the LayerNorm normalised in the kernel instead of folded:
+  // fused-ln-unfolded, and in two passes: fused-ln-two-pass, int4-ln-two-pass
   std::vector<std::string> paths{"eager",          "graph",      "fused",          "fused-nopdl",
                                  "int4",           "int4-fp16-head", "persistent", "int4-persistent"};
   int64_t int4GroupSize = 128;
   int sharedCarveout = -1;  // FusedDecodeOptions::sharedCarveout of the fused paths without "smem"
-  int64_t stepsPerGraph = 1;  // GraphDecodeOptions::stepsPerGraph of the fused paths
+  int64_t stepsPerGraph = 8;  // GraphDecodeOptions::stepsPerGraph of the fused paths
   // Non-empty: after timing, each graph path's next 32 tokens are traced with Kineto
   // (CUDA builds) into <traceDir>/decode-<path>.json (scripts/kernel-trace-summary reads it).
   std::string traceDir;

@@ -32,15 +32,18 @@ struct FusedDecodeOptions {
   // on H100 for the weight format (docs/PERF.md, section
   // "Block shape, carveout and one-pass LayerNorm").
   int sharedCarveout = -1;
-  // LayerNorm kernels reduce x in two passes over shared memory (LibTorch's order)
-  // instead of one pass over per-thread sums of x and x^2, the faster default on H100
-  // (docs/PERF.md, same section); kept to compare the two.
+  // fp16 GEMVs behind a LayerNorm (ln_1 + c_attn, with the embedding in the first layer;
+  // ln_2 + c_fc; ln_f + LM head) fold it into their epilogue: rstd * (x.(W diag(gamma)) -
+  // mean * W.gamma) + W.beta + bias, with the row sums precomputed here in fp32, so the
+  // products start without waiting for the statistics (the normalised x is then not
+  // rounded to fp16 as the eager path rounds it). Measured faster on H100 (docs/PERF.md,
+  // "The LayerNorm folded into the GEMV"); false normalises x in the kernel first.
+  bool layerNormFolded = true;
+  // Unfolded LayerNorm kernels (int4 weights, or layerNormFolded off) reduce x in two
+  // passes over shared memory (LibTorch's order) instead of one pass over per-thread sums
+  // of x and x^2, the faster default on H100 (docs/PERF.md, "Block shape, carveout and
+  // one-pass LayerNorm"); kept to compare the two.
   bool layerNormTwoPass = false;
-  // fp16 GEMVs behind a LayerNorm (ln_1 + c_attn after the first layer, ln_2 + c_fc, ln_f +
-  // LM head) fold it into their epilogue: rstd * (x.(W diag(gamma)) - mean * W.gamma) +
-  // W.beta + bias, with the row sums precomputed here in fp32, so the products start
-  // without waiting for the statistics (and the normalised x is not rounded to fp16).
-  bool layerNormFolded = false;
   // Per layer, ln_1 + c_attn + attention + attn.c_proj as one launch of thread block
   // clusters (wbDecodeAttentionBlock), so a layer takes 3 launches instead of 5; the
   // per-head c_proj partials are added by the ln_2 + c_fc and mlp.c_proj kernels. Where

@@ -6,7 +6,8 @@
 // the int4 GEMV sums 8 products in half2 as kernels/int4_matmul does). Greedy tokens
 // must equal eager decode's until a step where the two choices are a near tie: their
 // fp32 logits within that same tolerance. The same criteria hold with either
-// shared-memory carveout, with the one- or two-pass LayerNorm, and for the persistent
+// shared-memory carveout, with the LayerNorm folded into the GEMVs or normalised in the
+// kernel in one or two passes (over random LayerNorm parameters), and for the persistent
 // kernel (one cooperative launch per step) and the attention block (ln_1 + c_attn +
 // attention + attn.c_proj in one cluster launch a layer), at the 124M and medium
 // widths, and past four attention splits.
@@ -149,23 +150,22 @@ class TestFusedDecode : public QObject {
   void fusedFp16MatchesEager_data() {
     QTest::addColumn<bool>("pdl");
     QTest::addColumn<int>("carveout");
-    QTest::addColumn<bool>("twoPass");  // FusedDecodeOptions::layerNormTwoPass
-    QTest::addColumn<bool>("folded");   // FusedDecodeOptions::layerNormFolded, over random LayerNorm parameters
-    QTest::newRow("programmatic launch") << true << -1 << false << false;
-    QTest::newRow("plain launch") << false << -1 << false << false;
-    QTest::newRow("largest shared-memory carveout") << true << 100 << false << false;
-    QTest::newRow("two-pass LayerNorm") << true << -1 << true << false;
-    QTest::newRow("folded LayerNorm") << true << -1 << false << true;
-    QTest::newRow("folded LayerNorm, plain launch") << false << -1 << false << true;
+    QTest::addColumn<bool>("folded");   // FusedDecodeOptions::layerNormFolded
+    QTest::addColumn<bool>("twoPass");  // FusedDecodeOptions::layerNormTwoPass (unfolded)
+    QTest::newRow("programmatic launch") << true << -1 << true << false;
+    QTest::newRow("plain launch") << false << -1 << true << false;
+    QTest::newRow("largest shared-memory carveout") << true << 100 << true << false;
+    QTest::newRow("LayerNorm in the kernel, one pass") << true << -1 << false << false;
+    QTest::newRow("LayerNorm in the kernel, two passes") << true << -1 << false << true;
   }
   void fusedFp16MatchesEager() {
     QFETCH(bool, pdl);
     QFETCH(int, carveout);
-    QFETCH(bool, twoPass);
     QFETCH(bool, folded);
+    QFETCH(bool, twoPass);
     torch::manual_seed(21);
     Gpt2 fresh(gpt2Like(4));
-    if (folded) randomizeLayerNorms(fresh);
+    randomizeLayerNorms(fresh);
     auto [m32, m16] = modelPair(fresh);
     GraphDecodeOptions go;
     go.fused = true;
@@ -184,11 +184,11 @@ class TestFusedDecode : public QObject {
     QTest::addColumn<bool>("lmHead");
     QTest::addColumn<bool>("symmetric");
     QTest::addColumn<int>("carveout");  // -1: the format's default
-    QTest::addColumn<bool>("folded");   // the fp16 LM head's LayerNorm folded, over random LayerNorm parameters
-    QTest::newRow("int4 g128 sym, LM head too") << true << true << -1 << false;
-    QTest::newRow("int4 g128 asym, fp16 LM head") << false << false << -1 << false;
-    QTest::newRow("int4 g128 sym, no carveout request") << true << true << 0 << false;
-    QTest::newRow("int4 g128 asym, fp16 LM head, folded LayerNorm") << false << false << -1 << true;
+    QTest::addColumn<bool>("folded");   // the fp16 LM head's LayerNorm folded into it (FusedDecodeOptions::layerNormFolded)
+    QTest::newRow("int4 g128 sym, LM head too") << true << true << -1 << true;
+    QTest::newRow("int4 g128 asym, fp16 LM head (folded LayerNorm)") << false << false << -1 << true;
+    QTest::newRow("int4 g128 sym, no carveout request") << true << true << 0 << true;
+    QTest::newRow("int4 g128 asym, fp16 LM head, LayerNorm in the kernel") << false << false << -1 << false;
   }
   void fusedInt4MatchesDequantizedEager() {
     QFETCH(bool, lmHead);
@@ -197,7 +197,7 @@ class TestFusedDecode : public QObject {
     QFETCH(bool, folded);
     torch::manual_seed(22);
     Gpt2 m32(gpt2Like(3));
-    if (folded) randomizeLayerNorms(m32);
+    randomizeLayerNorms(m32);
     // The reference holds exactly the values the packed weights decode to.
     QuantSpec spec;
     spec.bits = 4;
