@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <cfloat>
-#include <cstdlib>
 
 #include "kernels/common/status_internal.h"
 #include "kernels/decode/decode.h"
@@ -28,9 +27,6 @@ namespace {
 // finish and synchronise.
 constexpr int kMaxWarps = 12, kMaxWarpsLong = 8;
 constexpr int kArgmaxWarps = 8;  // the LM head: a resident grid of 4 blocks per SM
-
-// Experiment (WB_GEMV_SPLIT_ACC=1): four independent accumulators per lane instead of one chain.
-__constant__ int cSplitAcc = 0;
 
 template <bool kInt4, int kLanesPerRow>
 struct RowLayout {
@@ -143,8 +139,9 @@ __global__ void __launch_bounds__((kVmax == 4 ? kMaxWarps : kMaxWarpsLong) * 32)
         b = p.weight.bias ? __half2float(static_cast<const __half*>(p.weight.bias)[row]) : 0.f;
       }
     }
+    // Four independent chains of FMAs, not one: a lane's products for K = 3072 would be a
+    // 96-deep dependent chain on the critical path (docs/PERF.md, session 12).
     float accs[4] = {0.f, 0.f, 0.f, 0.f};
-    const int split = cSplitAcc;
     for (int base = 0; base < rowChunks; base += passChunks) {
       if (!loaded) load(row, base);
       loaded = false;
@@ -152,7 +149,7 @@ __global__ void __launch_bounds__((kVmax == 4 ? kMaxWarps : kMaxWarpsLong) * 32)
       for (int v = 0; v < kVmax; ++v) {
         const int c = base + sub + v * L::kLanes;
         if (c >= rowChunks) continue;
-        const int a = split ? (v & 3) : 0;
+        const int a = v & 3;
         if (kInt4) {
           const __half2 zz = __float2half2_rn(1024.f + static_cast<float>(zero[v]));
           accs[a] = fmaf(dotInt4Chunk(w[v], zz, sxq, k / 32, c), __half2float(scale[v]), accs[a]);
@@ -192,12 +189,6 @@ int smCount() {
 
 template <int kIn, int kOut, bool kInt4, int kLanesPerRow>
 WbStatus launchLinear(const WbDecodeLinearParams& p, cudaStream_t stream) {
-  static const bool splitSet = [] {
-    const char* v = std::getenv("WB_GEMV_SPLIT_ACC");
-    const int r = v ? std::atoi(v) : 0;
-    return cudaMemcpyToSymbol(cSplitAcc, &r, sizeof(r)) == cudaSuccess;
-  }();
-  (void)splitSet;
   using L = RowLayout<kInt4, kLanesPerRow>;
   const int rowChunks = p.k / L::kInputsPerChunk;
   const int perLane = (rowChunks + L::kLanes - 1) / L::kLanes;
