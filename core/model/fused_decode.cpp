@@ -120,14 +120,22 @@ struct FoldedNorm {
   torch::Tensor scale, shift;
 };
 
+// In slices of rows, so that the fp32 copy a slice needs stays small (the LM head's whole
+// copy would be 4 * vocab * E bytes).
 FoldedNorm foldNorm(const GemvWeight& w, const torch::Tensor& gamma, const torch::Tensor& beta,
                     const torch::Tensor& bias) {
-  const auto rows = w.rows.to(torch::kFloat32);
+  constexpr int64_t kSliceRows = 4096;
+  const int64_t n = w.rows.size(0);
+  const auto g = gamma.to(torch::kFloat32), b = beta.to(torch::kFloat32);
   FoldedNorm f;
-  f.scale = rows.mv(gamma.to(torch::kFloat32)).contiguous();
-  f.shift = rows.mv(beta.to(torch::kFloat32));
-  if (bias.defined()) f.shift += bias.to(torch::kFloat32);
-  f.shift = f.shift.contiguous();
+  f.scale = torch::empty({n}, g.options());
+  f.shift = bias.defined() ? bias.to(torch::kFloat32).clone() : torch::zeros({n}, g.options());
+  for (int64_t r0 = 0; r0 < n; r0 += kSliceRows) {
+    const int64_t len = std::min(kSliceRows, n - r0);
+    const auto rows = w.rows.narrow(0, r0, len).to(torch::kFloat32);
+    f.scale.narrow(0, r0, len).copy_(rows.mv(g));
+    f.shift.narrow(0, r0, len).add_(rows.mv(b));
+  }
   return f;
 }
 
