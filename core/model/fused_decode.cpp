@@ -129,7 +129,8 @@ FoldedNorm foldNorm(const GemvWeight& w, const torch::Tensor& gamma, const torch
   const auto g = gamma.to(torch::kFloat32), b = beta.to(torch::kFloat32);
   FoldedNorm f;
   f.scale = torch::empty({n}, g.options());
-  f.shift = bias.defined() ? bias.to(torch::kFloat32).clone() : torch::zeros({n}, g.options());
+  f.shift = bias.defined() ? bias.to(torch::kFloat32, /*non_blocking=*/false, /*copy=*/true)
+                            : torch::zeros({n}, g.options());
   for (int64_t r0 = 0; r0 < n; r0 += kSliceRows) {
     const int64_t len = std::min(kSliceRows, n - r0);
     const auto rows = w.rows.narrow(0, r0, len).to(torch::kFloat32);
@@ -189,7 +190,6 @@ WbDecodeLinearParams FusedDecoder::Impl::qkvParams(size_t i, KvCache& cache, tor
                                         e, l.qkv, l.qkvBias, q.data_ptr(), pdl, carveout);
   setLayerNorm(a, residual, l.ln1w, l.ln1b, eps);
   a.lnTwoPass = options.layerNormTwoPass ? 1 : 0;
-  setFolded(a, l.qkvNorm);
   a.wte = wte.data_ptr();
   a.wpe = wpe.data_ptr();
   a.token = ids.data_ptr<int64_t>();
@@ -215,8 +215,7 @@ void FusedDecoder::Impl::stepAttentionBlocks(KvCache& cache, torch::Tensor& ids,
   for (size_t i = 0; i < layers.size(); ++i) {
     const Layer& l = layers[i];
     WbDecodeAttentionBlockParams ab{};
-    ab.qkv = qkvParams(i, cache, ids, pdl, carveout);
-    ab.qkv.lnFolded = 0;  // the cluster kernel normalises its input itself
+    ab.qkv = qkvParams(i, cache, ids, pdl, carveout);  // not folded: the cluster kernel normalises its input
     ab.proj = decodeWeight(l.proj, torch::Tensor());
     ab.headPartials = partials;
     ab.accumulate = atomic ? 1 : 0;
@@ -439,7 +438,8 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
       const auto& kc = cache.keys[i];
       const auto& vc = cache.values[i];
       // 1. (embedding +) ln_1 + c_attn; q to a buffer, k/v into the cache.
-      const WbDecodeLinearParams a = m.qkvParams(i, cache, ids, pdl, carveout);
+      WbDecodeLinearParams a = m.qkvParams(i, cache, ids, pdl, carveout);
+      setFolded(a, l.qkvNorm);
       check(wbDecodeLinear(&a, stream));
       // 2. attention of q over slots 0 .. position, in 64-key splits.
       WbDecodeAttentionParams at{};

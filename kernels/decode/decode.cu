@@ -92,7 +92,7 @@ __global__ void __launch_bounds__((kVmax == 4 ? kMaxWarps : kMaxWarpsLong) * 32)
       reinterpret_cast<uint4*>(sln)[c] = __ldg(reinterpret_cast<const uint4*>(p.lnWeight) + c);
       reinterpret_cast<uint4*>(sln + k)[c] = __ldg(reinterpret_cast<const uint4*>(p.lnBias) + c);
     }
-  // A folded LayerNorm (fp16 LAYERNORM only): the row's scale and shift replace the bias.
+  // A folded LayerNorm (fp16 LAYERNORM or EMBED input): the row's scale and shift replace the bias.
   const bool folded = (kIn == WB_DECODE_IN_LAYERNORM || kIn == WB_DECODE_IN_EMBED) && !kInt4 && p.lnFolded;
   float bias0 = 0.f, residual0 = 0.f, rowScale0 = 0.f;
   if (sub == 0 && myRow0 < n) {

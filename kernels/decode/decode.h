@@ -87,7 +87,7 @@ typedef struct {
   int headCount;
   int headClear;                        /* RESIDUAL: zero headPartials' rows once read (an accumulating
                                            attention block adds into them again next layer) */
-  /* LAYERNORM with fp16 weights: the LayerNorm folded into the GEMV. With g = lnWeight,
+  /* LAYERNORM or EMBED input with fp16 weights: the LayerNorm folded into the GEMV. With g = lnWeight,
      y[n] = rstd * (sum_k W[n,k] g[k] x[k] - mean * lnRowScale[n]) + lnRowShift[n], so the
      products start before the statistics of x are reduced (the normalised x is not
      rounded to fp16 first, as the eager path does). */
