@@ -46,8 +46,7 @@ const std::vector<std::string>& decodePerfPaths() {
                                               "fused-max-smem", "int4-default-smem", "fused-ln-two-pass",
                                               "int4-ln-two-pass", "fused-attn-block", "int4-attn-block",
                                               "int4-fp16-head-attn-block", "fused-attn-block-atomic",
-                                              "int4-attn-block-atomic", "fused-ln-unfolded", "fused-early",
-                                              "int4-early", "int4-fp16-head-early", "int4-attn-block-atomic-early"};
+                                              "int4-attn-block-atomic", "fused-ln-unfolded"};
   return paths;
 }
 
@@ -278,28 +277,12 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
     runGraph("int4-attn-block-atomic",
              "cuda graph, fused kernels, int4 " + g + " Conv1D + LM head, attention block, atomic head sum",
              int4Of(atomicBlock, true));
-  if (wants(o, "int4-attn-block-atomic-early")) {
-    auto f = int4Of(atomicBlock, true);
-    f.fusedOptions.releaseEarly = true;
-    runGraph("int4-attn-block-atomic-early",
-             "cuda graph, fused kernels, int4 " + g + " Conv1D + LM head, attention block, atomic head sum, early release",
-             f);
-  }
   if (fusedMean > 0 && blockMean > 0) r.summary["attn_block_speedup_vs_fused"] = fusedMean / blockMean;
   if (int4Mean > 0 && int4BlockMean > 0) r.summary["int4_attn_block_speedup_vs_int4"] = int4Mean / int4BlockMean;
   if (blockMean > 0 && int4BlockMean > 0)
     r.summary["int4_attn_block_tokens_per_s_vs_attn_block_fp16"] = blockMean / int4BlockMean;
   if (blockMean > 0 && int4HeadBlockMean > 0)
     r.summary["int4_fp16_head_attn_block_tokens_per_s_vs_attn_block_fp16"] = blockMean / int4HeadBlockMean;
-
-  // Each kernel releasing its dependent as it starts (FusedDecodeOptions::releaseEarly).
-  auto early = fused;
-  early.fusedOptions.releaseEarly = true;
-  const auto [earlyMean, int4EarlyMean, int4HeadEarlyMean] =
-      runThreeWays("fused-early", "early", "cuda graph, fused kernels", ", early release", early);
-  if (fusedMean > 0 && earlyMean > 0) r.summary["early_release_speedup_vs_fused"] = fusedMean / earlyMean;
-  if (int4Mean > 0 && int4EarlyMean > 0) r.summary["int4_early_release_speedup_vs_int4"] = int4Mean / int4EarlyMean;
-  (void)int4HeadEarlyMean;
 
   // The persistent kernel.
   auto persistent = fused;

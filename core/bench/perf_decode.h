@@ -30,9 +30,7 @@ struct DecodePerfOptions {
   // the persistent kernel: persistent (fp16), int4-persistent, int4-fp16-head-persistent;
   // and other shared-memory carveouts: fused-max-smem (fp16, the largest), int4-default-smem
   // (int4, no request); the LayerNorm normalised in the kernel instead of folded:
-  // fused-ln-unfolded, and in two passes: fused-ln-two-pass, int4-ln-two-pass; kernels
-  // releasing their dependents as they start: fused-early, int4-early, int4-fp16-head-early,
-  // int4-attn-block-atomic-early
+  // fused-ln-unfolded, and in two passes: fused-ln-two-pass, int4-ln-two-pass
   std::vector<std::string> paths{"eager",          "graph",      "fused",          "fused-nopdl",
                                  "int4",           "int4-fp16-head", "persistent", "int4-persistent"};
   int64_t int4GroupSize = 128;

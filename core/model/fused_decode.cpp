@@ -86,9 +86,6 @@ WbDecodeWeight decodeWeight(const GemvWeight& w, const torch::Tensor& bias) {
 // for the same one.
 int defaultCarveout(bool int4) { return int4 ? 44 : 15; }
 
-// The launches' programmatic mode: 0 none, 1 release after the wait, kReleaseEarly.
-constexpr int kReleaseEarly = 2;
-
 // The fields every GEMV launch of the step sets; each phase then adds its own input
 // (LayerNorm, embedding, attention combine) and output (KV cache, argmax) fields.
 WbDecodeLinearParams linearParams(WbDecodeInput in, WbDecodeOutput out, int64_t n, int64_t k, const GemvWeight& w,
@@ -100,8 +97,7 @@ WbDecodeLinearParams linearParams(WbDecodeInput in, WbDecodeOutput out, int64_t 
   p.k = static_cast<int>(k);
   p.weight = decodeWeight(w, bias);
   p.y = y;
-  p.programmaticLaunch = programmaticLaunch != 0;
-  p.releaseEarly = programmaticLaunch == kReleaseEarly;
+  p.programmaticLaunch = programmaticLaunch;
   p.sharedCarveout = sharedCarveout;
   return p;
 }
@@ -429,7 +425,7 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
     cache.length += 1;
     return;
   }
-  const int pdl = m.options.programmaticLaunch ? (m.options.releaseEarly ? kReleaseEarly : 1) : 0;
+  const int pdl = m.options.programmaticLaunch ? 1 : 0;
   const int carveout = m.options.sharedCarveout >= 0 ? m.options.sharedCarveout : defaultCarveout(m.options.int4);
   const auto* pos = cache.position.data_ptr<int64_t>();
   const int e = static_cast<int>(m.embd);
@@ -457,8 +453,7 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
       at.headDim = 64;
       at.capacity = static_cast<int>(m.capacity);
       at.scale = l.scale;
-      at.programmaticLaunch = pdl != 0;
-      at.releaseEarly = pdl == kReleaseEarly;
+      at.programmaticLaunch = pdl;
       at.sharedCarveout = carveout;
       check(wbDecodeAttention(&at, stream));
       // 3. combine the splits + attn.c_proj + residual.

@@ -27,11 +27,6 @@ struct FusedDecodeOptions {
   // parameter name; any other weight is quantized here with the spec above.
   std::vector<QuantizedWeight> packed;
   bool programmaticLaunch = true;  // overlap each kernel's weight reads with its predecessor
-  // With programmaticLaunch: each kernel lets the next one launch as soon as it starts
-  // instead of after its wait, so several kernels of the chain sit resident with their
-  // weights fetched (their reads of the residual, position and cached keys then move
-  // after their wait).
-  bool releaseEarly = false;
   // The shared-memory carveout every kernel of the step asks for, percent of the largest
   // (kernels/decode/decode_launch.h): 1..100, 0 no request, -1 the one measured fastest
   // on H100 for the weight format (docs/PERF.md, section

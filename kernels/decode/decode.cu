@@ -85,8 +85,6 @@ __global__ void __launch_bounds__((kVmax == 4 ? kMaxWarps : kMaxWarpsLong) * 32)
   // pass of the weights) before waiting for the producer. The residual a RESIDUAL
   // kernel adds to was last written two or more kernels back, which has finished by
   // the time this kernel may start (see waitForPrevious).
-  const bool early = p.releaseEarly != 0;
-  if (early) releaseDependents();
   const int myRow0 = warpRow + lane / L::kLanes;
   load(myRow0, 0);
   if (kNorm)
@@ -104,27 +102,17 @@ __global__ void __launch_bounds__((kVmax == 4 ? kMaxWarps : kMaxWarpsLong) * 32)
     } else if (p.weight.bias) {
       bias0 = __half2float(static_cast<const __half*>(p.weight.bias)[myRow0]);
     }
+    if (kOut == WB_DECODE_OUT_RESIDUAL) {
+      residual0 = __half2float(__ldcg(static_cast<const __half*>(p.y) + myRow0));
+      // After an attention block its head partials are two kernels back: finished too.
+      if (p.headPartials) residual0 = attentionResidual(p, n, myRow0, residual0);
+    }
   }
-  // The residual (and after an attention block its head partials) were last written two
-  // or more kernels back, and the position by the previous step's argmax: finished
-  // before this kernel may start, unless kernels release early.
-  auto readResidual = [&] {
-    if (kOut != WB_DECODE_OUT_RESIDUAL || sub != 0 || myRow0 >= n) return;
-    residual0 = __half2float(__ldcg(static_cast<const __half*>(p.y) + myRow0));
-    if (p.headPartials) residual0 = attentionResidual(p, n, myRow0, residual0);
-  };
-  int64_t attnPos = -1;
-  if (!early) {
-    readResidual();
-    if (kIn == WB_DECODE_IN_ATTENTION) attnPos = __ldcg(p.position);
-  }
+  // The position was last advanced by the previous step's argmax, long finished when
+  // the combine of this step's attention may start.
+  const int64_t attnPos = kIn == WB_DECODE_IN_ATTENTION ? __ldcg(p.position) : -1;
   waitForPrevious();
-  if (!early) {
-    releaseDependents();
-  } else {
-    readResidual();
-    if (kIn == WB_DECODE_IN_ATTENTION) attnPos = __ldcg(p.position);
-  }
+  releaseDependents();
   const int64_t stepPos = kOut == WB_DECODE_OUT_QKV ? __ldcg(p.position) : 0;  // written by the previous step
   float mean = 0.f, rstd = 1.f;
   if (folded) {
@@ -184,21 +172,11 @@ __global__ void __launch_bounds__((kVmax == 4 ? kMaxWarps : kMaxWarpsLong) * 32)
 // One block per (64-key split, head); see attendSplit.
 __global__ void __launch_bounds__(128) decodeAttentionKernel(const WbDecodeAttentionParams p) {
   __shared__ SplitShared sh;
-  const bool early = p.releaseEarly != 0;
-  if (early) releaseDependents();
-  int64_t pos = 0;
+  const int64_t pos = __ldcg(p.position);  // see waitForPrevious
   SplitKeys r;
-  if (!early) {
-    pos = __ldcg(p.position);  // see waitForPrevious
-    fetchSplit(p, blockIdx.y, blockIdx.x, pos, threadIdx.x, r);
-  }
+  fetchSplit(p, blockIdx.y, blockIdx.x, pos, threadIdx.x, r);
   waitForPrevious();
-  if (!early) {
-    releaseDependents();
-  } else {
-    pos = __ldcg(p.position);
-    fetchSplit(p, blockIdx.y, blockIdx.x, pos, threadIdx.x, r);
-  }
+  releaseDependents();
   attendSplit(p, blockIdx.y, blockIdx.x, pos, threadIdx.x, r, sh, [] { __syncthreads(); });
 }
 

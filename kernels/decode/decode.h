@@ -76,9 +76,6 @@ typedef struct {
   int64_t* nextToken;                   /* [1] */
   int64_t* tokens;                      /* [capacity] */
   int programmaticLaunch;               /* nonzero: launch with programmatic stream serialization */
-  int releaseEarly;                     /* with programmaticLaunch: let the next kernel launch as this one starts,
-                                           not after its wait; it then reads nothing another kernel writes
-                                           (residual, position, head partials) before its own wait */
   int sharedCarveout;                   /* 1..100: preferred shared-memory carveout, percent (0: no request) */
   int lnTwoPass;                        /* LAYERNORM: nonzero: two passes over x (mean, then centred squares),
                                            LibTorch's order; 0: one pass, sums of x and x^2 */
@@ -109,7 +106,6 @@ typedef struct {
   int heads, headDim, capacity;
   float scale;           /* applied to q.k */
   int programmaticLaunch;
-  int releaseEarly;      /* as WbDecodeLinearParams: then the position and cached keys are read after the wait */
   int sharedCarveout;    /* as WbDecodeLinearParams */
 } WbDecodeAttentionParams;
 

@@ -89,8 +89,6 @@ __global__ void __launch_bounds__(kBlockThreads) attentionBlockKernel(const WbDe
   __half* sln = reinterpret_cast<__half*>(sxq + (kInt4 ? e / 8 : 0));
   __half* skv = sln + 2 * e;  // [tile][key][k, v][64]
   __shared__ BlockShared sh;
-  const bool early = p.releaseEarly != 0;
-  if (early) releaseDependents();
   clusterArriveRelaxed();  // waited for before the first remote store: every block of the cluster has started
 
   // Constant inputs first: c_attn rows q, k, v of `dim`, attn.c_proj's slice, LayerNorm.
@@ -167,15 +165,14 @@ __global__ void __launch_bounds__(kBlockThreads) attentionBlockKernel(const WbDe
   };
   // The position was advanced by the previous step's argmax: two or more kernels back
   // for a later layer (see waitForPrevious), the previous kernel for the first.
-  const bool keysFirst = kIn != WB_DECODE_IN_EMBED && !early;
   int64_t pos = 0;
-  if (keysFirst) {
+  if (kIn != WB_DECODE_IN_EMBED) {
     pos = __ldcg(p.position);
     fetchKeys(pos);
   }
   waitForPrevious();
-  if (!early) releaseDependents();
-  if (!keysFirst) {
+  releaseDependents();
+  if (kIn == WB_DECODE_IN_EMBED) {
     pos = __ldcg(p.position);
     fetchKeys(pos);
   }

@@ -334,42 +334,6 @@ class TestFusedDecode : public QObject {
     QVERIFY_THROWS_EXCEPTION(InputError, GraphDecoder(m16, 64, go));
   }
 
-  // Kernels that release their dependents as they start (FusedDecodeOptions::releaseEarly)
-  // run the same arithmetic in the same order, only launched sooner: any read that raced
-  // a producer shows up as a differing token or logit. 100 tokens (two attention splits),
-  // graphs of 8 steps, so the chain runs across steps.
-  void earlyReleaseMatchesDefault_data() {
-    QTest::addColumn<int>("int4");  // 0 fp16, 1 int4 g128 sym + LM head
-    QTest::addColumn<bool>("block");  // FusedDecodeOptions::attentionBlock (per-head partials: a fixed order)
-    QTest::newRow("fp16, per-phase kernels") << 0 << false;
-    QTest::newRow("int4, per-phase kernels") << 1 << false;
-    QTest::newRow("fp16, attention block") << 0 << true;
-    QTest::newRow("int4, attention block") << 1 << true;
-  }
-  void earlyReleaseMatchesDefault() {
-    QFETCH(int, int4);
-    QFETCH(bool, block);
-    torch::manual_seed(26);
-    Gpt2 m32(gpt2Like(2, 768, 256));
-    GraphDecodeOptions go;
-    go.fused = true;
-    go.fusedOptions.attentionBlock = block;
-    if (int4 != 0) quantizeForFused(m32, go, 128, true, true);
-    const Gpt2 m16 = modelPair(m32).second;
-    const std::vector<int64_t> prompt{464, 2068, 7586, 21831};
-    auto run = [&](bool early) {
-      go.fusedOptions.releaseEarly = early;
-      GraphDecoder d(m16, 128, go);
-      auto tokens = d.greedy(prompt, 100);
-      return std::make_pair(tokens, d.lastLogits());
-    };
-    const auto [a, logitsA] = run(false);
-    const auto [b, logitsB] = run(true);
-    QCOMPARE(b.size(), size_t{100});
-    QVERIFY(a == b);
-    QVERIFY(torch::equal(logitsA, logitsB));
-  }
-
   void rejectsWhatItCannotFuse() {
     Gpt2 m(gpt2Like(1));
     m->to(kCuda);  // fp32
