@@ -66,8 +66,6 @@ __global__ void __launch_bounds__((kVmax == 4 ? kMaxWarps : kMaxWarpsLong) * 32)
     for (int v = 0; v < kVmax; ++v) {
       const int c = base + sub + v * L::kLanes;
       w[v] = make_uint4(0, 0, 0, 0);
-      scale[v] = __float2half(0.f);  // finite for the dropped chunks' products
-      zero[v] = 8;
       if (row < n && c < rowChunks) {
         if (kInt4) {
           w[v] = __ldcs(
@@ -147,22 +145,16 @@ __global__ void __launch_bounds__((kVmax == 4 ? kMaxWarps : kMaxWarpsLong) * 32)
     for (int base = 0; base < rowChunks; base += passChunks) {
       if (!loaded) load(row, base);
       loaded = false;
-      // int4: chunks past the row are computed on chunk 0 and dropped, not branched
-      // around: a branch per chunk kept the compiler from interleaving the chunks'
-      // dependent dequantize-and-multiply chains (docs/PERF.md, session 13). fp16 keeps the
-      // branch: its chunks are short, and without it its 16-chunk rows take more registers.
 #pragma unroll
       for (int v = 0; v < kVmax; ++v) {
-        const int cv = base + sub + v * L::kLanes;
-        const bool valid = cv < rowChunks;
+        const int c = base + sub + v * L::kLanes;
+        if (c >= rowChunks) continue;
         const int a = v & 3;
         if (kInt4) {
-          const int c = valid ? cv : 0;
           const __half2 zz = __float2half2_rn(1024.f + static_cast<float>(zero[v]));
-          const float d = dotInt4Chunk(w[v], zz, sxq, k / 32, c);
-          accs[a] = fmaf(valid ? d : 0.f, __half2float(scale[v]), accs[a]);
-        } else if (valid) {
-          accs[a] = dotFp16Chunk(w[v], sx + cv * 8, accs[a]);
+          accs[a] = fmaf(dotInt4Chunk(w[v], zz, sxq, k / 32, c), __half2float(scale[v]), accs[a]);
+        } else {
+          accs[a] = dotFp16Chunk(w[v], sx + c * 8, accs[a]);
         }
       }
     }
