@@ -58,3 +58,27 @@ inline Timing timeGraph(cudaGraphExec_t ge, cudaStream_t st) {
   t.std = std::sqrt(t.std / (r.size() - 1));
   return t;
 }
+
+// Mean and minimum ms of `reps` single replays of a captured graph (events around each),
+// after 3 warm-up replays: the decode chains' timing.
+struct ReplayTimes {
+  double meanMs, minMs;
+};
+inline ReplayTimes timeReplays(cudaGraphExec_t ge, cudaStream_t st, int reps) {
+  cudaEvent_t e0, e1;
+  CK(cudaEventCreate(&e0));
+  CK(cudaEventCreate(&e1));
+  for (int w = 0; w < 3; ++w) CK(cudaGraphLaunch(ge, st));
+  ReplayTimes t{0, 1e30};
+  for (int r = 0; r < reps; ++r) {
+    CK(cudaEventRecord(e0, st));
+    CK(cudaGraphLaunch(ge, st));
+    CK(cudaEventRecord(e1, st));
+    CK(cudaEventSynchronize(e1));
+    float ms;
+    CK(cudaEventElapsedTime(&ms, e0, e1));
+    t.meanMs += ms / reps;
+    t.minMs = ms < t.minMs ? ms : t.minMs;
+  }
+  return t;
+}

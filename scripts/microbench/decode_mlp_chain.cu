@@ -19,29 +19,11 @@
 #include <vector>
 
 #include "chain_support.cuh"
+#include "decode_fill.cuh"
 
 #ifdef MC_PROBE
 constexpr int kProbeBlocks = 512;  // stamp slots a launch (decode_mlp_probe.py writes the same)
 #endif
-
-// Deterministic pseudo-random fill: element i of a buffer gets hashBits(i, seed), as fp16
-// in [-scale/2, scale/2) or as a byte (packed int4 codes).
-__device__ __forceinline__ unsigned hashBits(size_t i, unsigned seed) {
-  unsigned h = (unsigned)i * 2654435761u ^ seed;
-  h ^= h >> 13;
-  h *= 0x5bd1e995u;
-  return h ^ (h >> 15);
-}
-__global__ void fillHalf(__half* p, size_t n, float scale, unsigned seed) {
-  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-       i += (size_t)gridDim.x * blockDim.x)
-    p[i] = __float2half(((hashBits(i, seed) & 0xffff) / 65536.f - 0.5f) * scale);
-}
-__global__ void fillBytes(uint8_t* p, size_t n, unsigned seed) {
-  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-       i += (size_t)gridDim.x * blockDim.x)
-    p[i] = (uint8_t)hashBits(i, seed);
-}
 
 int main(int argc, char** argv) {
   const int E = 1024, I = 4096, sets = 48, layers = 240;
@@ -132,24 +114,10 @@ int main(int argc, char** argv) {
     }
     CK(cudaStreamEndCapture(st, &g));
     CK(cudaGraphInstantiate(&ge, g, 0));
-    cudaEvent_t e0, e1;
-    CK(cudaEventCreate(&e0));
-    CK(cudaEventCreate(&e1));
-    for (int w = 0; w < 3; ++w) CK(cudaGraphLaunch(ge, st));
-    float best = 1e9, sum = 0;
     const int reps = 10;
-    for (int r = 0; r < reps; ++r) {
-      CK(cudaEventRecord(e0, st));
-      CK(cudaGraphLaunch(ge, st));
-      CK(cudaEventRecord(e1, st));
-      CK(cudaEventSynchronize(e1));
-      float ms;
-      CK(cudaEventElapsedTime(&ms, e0, e1));
-      sum += ms;
-      best = std::min(best, ms);
-    }
+    const ReplayTimes t = timeReplays(ge, st, reps);
     printf("%-14s %s: %.3f us per MLP (mean of %d, min %.3f)\n", argc > 1 ? argv[1] : "as-is",
-           int4 ? "int4" : "fp16", sum / reps * 1e3 / layers, reps, best * 1e3 / layers);
+           int4 ? "int4" : "fp16", t.meanMs * 1e3 / layers, reps, t.minMs * 1e3 / layers);
 #ifdef MC_PROBE
     {
       std::vector<unsigned long long> h((size_t)2 * layers * kProbeBlocks * 8);

@@ -115,18 +115,30 @@ def no_products(cu):
 def no_epilogue(cu):
     return rep(cu, """    storeRow<kOut>(p, row, acc + b, first, residual0, stepPos, best, bestIdx);""",
                """    if (acc == 1234.5f) static_cast<__half*>(p.y)[row] = __float2half(acc + b + residual0);""")
+def heads_direct(h):
+    h = rep(h, """  if constexpr (kIn == WB_DECODE_IN_HEADS) {
+    for (int kc = threadIdx.x; kc < chunks8; kc += threads)
+      reinterpret_cast<uint4*>(sx)[kc] = attentionResidualChunk(p, kc);
+    __syncthreads();
+    src = reinterpret_cast<const __half*>(sx);
+  }""", """""")
+    return rep(h, """      raw[u] = kIn == WB_DECODE_IN_HEADS ? reinterpret_cast<const uint4*>(src)[kc]
+                                         : __ldcg(reinterpret_cast<const uint4*>(src + kc * 8));""",
+               """      raw[u] = kIn == WB_DECODE_IN_HEADS ? attentionResidualChunk(p, kc)
+                                         : __ldcg(reinterpret_cast<const uint4*>(src + kc * 8));""")
 def nolds(h):
     return rep(h, "    const uint4 xv = sxq[e * chunks32 + c];", "    const uint4 xv = make_uint4(wa[e] ^ 0x3c003c00u, wa[e] + 0x3c003c00u, wa[e] | 0x3c003c00u, c);")
 # base: as the tree; marlin: high nibbles by lop3 + hfma2 by 1/16; l16: 16 lanes a row (2
 # chunks a lane, up to 16 warps); nobranch: chunks past the row computed on chunk 0 and
 # dropped; nolds: inputs from registers (timing only: wrong results); nb2: nobranch with
 # zero points and scales converted before the wait; nb3: nb2 with a tree sum; nb4: nb3 + l16;
-# and the ablations nostage, noproducts, noepilogue, nostageprod, none (stages removed).
+# headsdirect: the HEADS input's residual + heads computed into the LayerNorm's registers, not
+# through shared memory and a barrier (for decode_block_layer_chain.cu); and the ablations nostage, noproducts, noepilogue, nostageprod, none (stages removed).
 variants = {'base': (base_cu, base_h), 'marlin': (base_cu, marlin(base_h)), 'l16': (lanes16(base_cu), base_h),
             'l16marlin': (lanes16(base_cu), marlin(base_h)),
             'nobranch': (nobranch(base_cu), base_h), 'nolds': (base_cu, nolds(base_h)),
             'nb2': (nb2(base_cu), base_h), 'nb3': (nb2(base_cu), tree(base_h)), 'nb4': (lanes16(nb2(base_cu)), tree(base_h))}
-variants.update({'nostage': (no_stage(base_cu), base_h), 'noproducts': (no_products(base_cu), base_h),
+variants.update({'headsdirect': (base_cu, heads_direct(base_h)),'nostage': (no_stage(base_cu), base_h), 'noproducts': (no_products(base_cu), base_h),
                  'noepilogue': (no_epilogue(base_cu), base_h),
                  'nostageprod': (no_products(no_stage(base_cu)), base_h),
                  'none': (no_epilogue(no_products(no_stage(base_cu))), base_h)})
