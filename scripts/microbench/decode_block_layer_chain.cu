@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "chain_support.cuh"
+#include "decode_chain.cuh"
 #include "decode_fill.cuh"
 
 namespace {
@@ -58,42 +59,6 @@ __half* halves(size_t n, float scale, unsigned seed) {
   return p;
 }
 
-#ifdef MC_PROBE
-// One kernel of the chain: its stamps (globaltimer entry / wait / end at 0..2, then
-// clock64 phase deltas), `stride` u64 a block, 512 blocks a slot.
-struct Stamps {
-  const std::vector<unsigned long long>* h;
-  int stride, slot;
-  unsigned long long at(int b, int f) const { return (*h)[((size_t)slot * 512 + b) * stride + f]; }
-  int blocks() const {
-    int n = 0;
-    while (n < 512 && at(n, 0) != 0) ++n;
-    return n;
-  }
-};
-void summarize(const char* name, const std::vector<std::pair<Stamps, Stamps>>& runs,
-               const char* const* phases, int nphases) {
-  double handover = 0, incr = 0, ph[16] = {};
-  for (const auto& [cur, prev] : runs) {
-    unsigned long long minWait = ~0ull, maxEnd = 0, prevMaxEnd = 0;
-    const int nb = cur.blocks();
-    for (int b = 0; b < nb; ++b) {
-      minWait = std::min(minWait, cur.at(b, 1));
-      maxEnd = std::max(maxEnd, cur.at(b, 2));
-      for (int f = 0; f < nphases; ++f) ph[f] += cur.at(b, 3 + f) / 1.98 / nb;
-    }
-    for (int b = 0; b < prev.blocks(); ++b) prevMaxEnd = std::max(prevMaxEnd, prev.at(b, 2));
-    handover += (double)((long long)minWait - (long long)prevMaxEnd);
-    incr += (double)((long long)maxEnd - (long long)prevMaxEnd);
-  }
-  const double n = runs.size();
-  printf("  %s (%d blocks): increment %.0f ns, hand-over %.0f; block means ns:", name,
-         runs[0].first.blocks(), incr / n, handover / n);
-  for (int f = 0; f < nphases; ++f)
-    printf(" %s %.0f%s", phases[f], ph[f] / n, f + 1 < nphases ? "," : "\n");
-}
-#endif
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -120,7 +85,8 @@ int main(int argc, char** argv) {
   CK(cudaDeviceSynchronize());
   unsigned long long *gemvProbe = nullptr, *blockProbe = nullptr;
 #ifdef MC_PROBE
-  const size_t gemvWords = (size_t)2 * kLayers * 512 * 8, blockWords = (size_t)kLayers * 512 * 16;
+  const size_t gemvWords = (size_t)2 * kLayers * kProbeBlocks * 8,
+               blockWords = (size_t)kLayers * kProbeBlocks * 16;
   CK(cudaMalloc(&gemvProbe, gemvWords * 8));
   CK(cudaMalloc(&blockProbe, blockWords * 8));
   CK(cudaMemset(gemvProbe, 0, gemvWords * 8));
@@ -131,78 +97,39 @@ int main(int argc, char** argv) {
   cudaGraph_t g;
   cudaGraphExec_t ge;
   CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
-  auto check = [](WbStatus s, const char* what) {
-    if (s != WB_STATUS_OK) {
-      printf("%s: %s\n", what, wbKernelsLastError());
-      exit(1);
-    }
-  };
   for (int l = 0; l < kLayers; ++l) {
     const int s = l % kSets;
     WbDecodeAttentionBlockParams ab{};
+    ab.qkv = gemvParams(WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_QKV, 3 * E, E, qkv[s], res, q,
+                        blockProbe, l);
     WbDecodeLinearParams& a = ab.qkv;
-    a.input = WB_DECODE_IN_LAYERNORM;
-    a.output = WB_DECODE_OUT_QKV;
-    a.n = 3 * E;
-    a.k = E;
-    a.weight = qkv[s];
-    a.y = q;
-    a.x = res;
-    a.lnWeight = lnw;
-    a.lnBias = lnb;
-    a.lnEps = 1e-5f;
+    setLayerNorm(a, lnw, lnb);
     a.position = pos;
     a.kCache = kc[s];
     a.vCache = vc[s];
     a.capacity = kCapacity;
     a.heads = H;
     a.headDim = 64;
-    a.programmaticLaunch = 1;
-    a.sharedCarveout = 44;
-    a.argmaxValues = reinterpret_cast<float*>(blockProbe);
-    a.argmaxSlots = l;
     ab.proj = proj[s];
     ab.proj.bias = nullptr;
     ab.headPartials = partials;
     ab.accumulate = 1;
     ab.scale = 0.125f;
-    check(wbDecodeAttentionBlock(&ab, st), "attention block");
-    WbDecodeLinearParams f{};
-    f.input = WB_DECODE_IN_HEADS;
-    f.output = WB_DECODE_OUT_GELU;
-    f.n = I;
-    f.k = E;
-    f.weight = fc[s];
-    f.y = hid;
-    f.x = res;
-    f.lnWeight = lnw;
-    f.lnBias = lnb;
-    f.lnEps = 1e-5f;
+    launched(wbDecodeAttentionBlock(&ab, st), "attention block");
+    WbDecodeLinearParams f =
+        gemvParams(WB_DECODE_IN_HEADS, WB_DECODE_OUT_GELU, I, E, fc[s], res, hid, gemvProbe, 2 * l);
+    setLayerNorm(f, lnw, lnb);
     f.headPartials = partials;
     f.headBias = proj[s].bias;
     f.headCount = 1;
-    f.programmaticLaunch = 1;
-    f.sharedCarveout = 44;
-    f.argmaxValues = reinterpret_cast<float*>(gemvProbe);
-    f.argmaxSlots = 2 * l;
-    check(wbDecodeLinear(&f, st), "c_fc");
-    WbDecodeLinearParams m{};
-    m.input = WB_DECODE_IN_PLAIN;
-    m.output = WB_DECODE_OUT_RESIDUAL;
-    m.n = E;
-    m.k = I;
-    m.weight = mproj[s];
-    m.x = hid;
-    m.y = res;
+    launched(wbDecodeLinear(&f, st), "c_fc");
+    WbDecodeLinearParams m = gemvParams(WB_DECODE_IN_PLAIN, WB_DECODE_OUT_RESIDUAL, E, I, mproj[s],
+                                        hid, res, gemvProbe, 2 * l + 1);
     m.headPartials = partials;
     m.headBias = proj[s].bias;
     m.headCount = 1;
     m.headClear = 1;
-    m.programmaticLaunch = 1;
-    m.sharedCarveout = 44;
-    m.argmaxValues = reinterpret_cast<float*>(gemvProbe);
-    m.argmaxSlots = 2 * l + 1;
-    check(wbDecodeLinear(&m, st), "mlp.c_proj");
+    launched(wbDecodeLinear(&m, st), "mlp.c_proj");
   }
   CK(cudaStreamEndCapture(st, &g));
   CK(cudaGraphInstantiate(&ge, g, 0));
@@ -213,7 +140,8 @@ int main(int argc, char** argv) {
       argc > 1 ? argv[1] : "as-is", position, t.meanMs * 1e3 / kLayers, reps,
       t.minMs * 1e3 / kLayers);
 #ifdef MC_PROBE
-  std::vector<unsigned long long> hg((size_t)2 * kLayers * 512 * 8), hb((size_t)kLayers * 512 * 16);
+  std::vector<unsigned long long> hg((size_t)2 * kLayers * kProbeBlocks * 8),
+      hb((size_t)kLayers * kProbeBlocks * 16);
   CK(cudaMemcpy(hg.data(), gemvProbe, hg.size() * 8, cudaMemcpyDeviceToHost));
   CK(cudaMemcpy(hb.data(), blockProbe, hb.size() * 8, cudaMemcpyDeviceToHost));
   std::vector<std::pair<Stamps, Stamps>> blockRuns, fcRuns, projRuns;
@@ -227,11 +155,9 @@ int main(int argc, char** argv) {
   const char* blockPhases[] = {"start->wait",         "stage",     "c_attn",
                                "qkv trade",           "attention", "cluster merge",
                                "merge+c_proj+atomics"};
-  const char* gemvPhases[] = {"start->wait", "stage", "weights stall", "products",
-                              "reduce+epilogue"};
-  summarize("attention block", blockRuns, blockPhases, 7);
-  summarize("HEADS c_fc", fcRuns, gemvPhases, 5);
-  summarize("mlp.c_proj", projRuns, gemvPhases, 5);
+  summarizeStamps("attention block", blockRuns, blockPhases, 7);
+  summarizeStamps("HEADS c_fc", fcRuns, kGemvPhases, 5);
+  summarizeStamps("mlp.c_proj", projRuns, kGemvPhases, 5);
 #endif
   return 0;
 }
