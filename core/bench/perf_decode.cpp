@@ -46,7 +46,8 @@ const std::vector<std::string>& decodePerfPaths() {
                                               "fused-max-smem", "int4-default-smem", "fused-ln-two-pass",
                                               "int4-ln-two-pass", "fused-attn-block", "int4-attn-block",
                                               "int4-fp16-head-attn-block", "fused-attn-block-atomic",
-                                              "int4-attn-block-atomic", "fused-ln-unfolded"};
+                                              "int4-attn-block-atomic", "fused-ln-unfolded", "int4-half2",
+                                              "int4-attn-block-atomic-half2"};
   return paths;
 }
 
@@ -271,12 +272,30 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
       runThreeWays("fused-attn-block", "attn-block", "cuda graph, fused kernels", ", attention block", block);
   auto atomicBlock = block;
   atomicBlock.fusedOptions.attentionBlockAtomic = true;
+  double int4Half2Mean = 0, int4BlockAtomicMean = 0, int4BlockAtomicHalf2Mean = 0;
   if (wants(o, "fused-attn-block-atomic"))
     runGraph("fused-attn-block-atomic", "cuda graph, fused kernels (fp16), attention block, atomic head sum", atomicBlock);
   if (wants(o, "int4-attn-block-atomic"))
-    runGraph("int4-attn-block-atomic",
-             "cuda graph, fused kernels, int4 " + g + " Conv1D + LM head, attention block, atomic head sum",
-             int4Of(atomicBlock, true));
+    int4BlockAtomicMean = runGraph("int4-attn-block-atomic",
+                                   "cuda graph, fused kernels, int4 " + g + " Conv1D + LM head, attention block, atomic head sum",
+                                   int4Of(atomicBlock, true))
+                              .second;
+  // The same two int4 steps with the half2 products instead of tensor cores, in this process.
+  if (wants(o, "int4-half2")) {
+    auto f = int4Of(fused, true);
+    f.fusedOptions.int4TensorCores = false;
+    int4Half2Mean =
+        runGraph("int4-half2", "cuda graph, fused kernels, int4 " + g + " Conv1D + LM head, half2 products", f).second;
+  }
+  if (wants(o, "int4-attn-block-atomic-half2")) {
+    auto f = int4Of(atomicBlock, true);
+    f.fusedOptions.int4TensorCores = false;
+    int4BlockAtomicHalf2Mean = runGraph("int4-attn-block-atomic-half2",
+                                        "cuda graph, fused kernels, int4 " + g +
+                                            " Conv1D + LM head, attention block, atomic head sum, half2 products",
+                                        f)
+                                   .second;
+  }
   if (fusedMean > 0 && blockMean > 0) r.summary["attn_block_speedup_vs_fused"] = fusedMean / blockMean;
   if (int4Mean > 0 && int4BlockMean > 0) r.summary["int4_attn_block_speedup_vs_int4"] = int4Mean / int4BlockMean;
   if (blockMean > 0 && int4BlockMean > 0)
@@ -300,6 +319,11 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
   if (eagerMean > 0 && graphMean > 0) r.summary["graph_speedup_vs_eager"] = eagerMean / graphMean;
   if (graphMean > 0 && fusedMean > 0) r.summary["fused_speedup_vs_graph"] = graphMean / fusedMean;
   if (fusedMean > 0 && int4Mean > 0) r.summary["int4_tokens_per_s_vs_fused_fp16"] = fusedMean / int4Mean;
+  if (fusedMean > 0 && int4BlockAtomicMean > 0)
+    r.summary["int4_attn_block_atomic_tokens_per_s_vs_fused_fp16"] = fusedMean / int4BlockAtomicMean;
+  if (int4Mean > 0 && int4Half2Mean > 0) r.summary["int4_tensor_core_speedup"] = int4Half2Mean / int4Mean;
+  if (int4BlockAtomicMean > 0 && int4BlockAtomicHalf2Mean > 0)
+    r.summary["int4_attn_block_atomic_tensor_core_speedup"] = int4BlockAtomicHalf2Mean / int4BlockAtomicMean;
   if (fusedMean > 0 && fusedMaxSmemMean > 0) r.summary["fused_max_smem_speedup"] = fusedMean / fusedMaxSmemMean;
   if (fusedMean > 0 && fusedUnfoldedMean > 0) r.summary["fused_ln_folded_speedup"] = fusedUnfoldedMean / fusedMean;
   if (fusedUnfoldedMean > 0 && fusedTwoPassMean > 0)

@@ -178,6 +178,11 @@ struct FusedDecoder::Impl {
   bool stepPersistent(KvCache& cache, torch::Tensor& ids, torch::Tensor& out, cudaStream_t stream);
   void stepAttentionBlocks(KvCache& cache, torch::Tensor& ids, int pdl, int carveout, cudaStream_t stream);
   WbDecodeLinearParams qkvParams(size_t i, KvCache& cache, torch::Tensor& ids, int pdl, int carveout) const;
+  // Launches a GEMV of the step with the step-wide choices its fields do not carry.
+  void linear(WbDecodeLinearParams p, cudaStream_t stream) const {
+    p.int4Mma = options.int4TensorCores ? 1 : 0;
+    check(wbDecodeLinear(&p, stream));
+  }
 };
 
 // Layer i's (embedding +) ln_1 + c_attn, q to a buffer and k/v into the cache at the
@@ -216,6 +221,7 @@ void FusedDecoder::Impl::stepAttentionBlocks(KvCache& cache, torch::Tensor& ids,
     const Layer& l = layers[i];
     WbDecodeAttentionBlockParams ab{};
     ab.qkv = qkvParams(i, cache, ids, pdl, carveout);  // not folded: the cluster kernel normalises its input
+    ab.qkv.int4Mma = options.int4TensorCores ? 1 : 0;
     ab.proj = decodeWeight(l.proj, torch::Tensor());
     ab.headPartials = partials;
     ab.accumulate = atomic ? 1 : 0;
@@ -228,7 +234,7 @@ void FusedDecoder::Impl::stepAttentionBlocks(KvCache& cache, torch::Tensor& ids,
     fc.headPartials = partials;
     fc.headBias = l.projBias.data_ptr();
     fc.headCount = atomic ? 1 : static_cast<int>(heads);
-    check(wbDecodeLinear(&fc, stream));
+    linear(fc, stream);
     WbDecodeLinearParams mp = linearParams(WB_DECODE_IN_PLAIN, WB_DECODE_OUT_RESIDUAL, e, inner, l.mproj, l.mprojBias,
                                            residual.data_ptr(), pdl, carveout);
     mp.x = hidden.data_ptr();
@@ -236,7 +242,7 @@ void FusedDecoder::Impl::stepAttentionBlocks(KvCache& cache, torch::Tensor& ids,
     mp.headBias = l.projBias.data_ptr();
     mp.headCount = atomic ? 1 : static_cast<int>(heads);
     mp.headClear = atomic ? 1 : 0;
-    check(wbDecodeLinear(&mp, stream));
+    linear(mp, stream);
   }
 }
 
@@ -440,7 +446,7 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
       // 1. (embedding +) ln_1 + c_attn; q to a buffer, k/v into the cache.
       WbDecodeLinearParams a = m.qkvParams(i, cache, ids, pdl, carveout);
       setFolded(a, l.qkvNorm);
-      check(wbDecodeLinear(&a, stream));
+      m.linear(a, stream);
       // 2. attention of q over slots 0 .. position, in 64-key splits.
       WbDecodeAttentionParams at{};
       at.q = m.q.data_ptr();
@@ -465,19 +471,19 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
       pr.position = pos;
       pr.heads = static_cast<int>(m.heads);
       pr.headDim = 64;
-      check(wbDecodeLinear(&pr, stream));
+      m.linear(pr, stream);
       // 4. ln_2 + c_fc + GELU.
       WbDecodeLinearParams fc = linearParams(WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_GELU, m.inner, e, l.fc, l.fcBias,
                                              m.hidden.data_ptr(), pdl, carveout);
       setLayerNorm(fc, m.residual, l.ln2w, l.ln2b, m.eps);
       fc.lnTwoPass = twoPass;
       setFolded(fc, l.fcNorm);
-      check(wbDecodeLinear(&fc, stream));
+      m.linear(fc, stream);
       // 5. mlp.c_proj + residual.
       WbDecodeLinearParams mp = linearParams(WB_DECODE_IN_PLAIN, WB_DECODE_OUT_RESIDUAL, e, m.inner, l.mproj,
                                              l.mprojBias, m.residual.data_ptr(), pdl, carveout);
       mp.x = m.hidden.data_ptr();
-      check(wbDecodeLinear(&mp, stream));
+      m.linear(mp, stream);
     }
   }
   // ln_f + LM head + argmax; feeds the token back and advances the position.
@@ -495,7 +501,7 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
   h.argmaxSlots = static_cast<int>(m.argmaxValues.numel());
   h.nextToken = ids.data_ptr<int64_t>();
   h.tokens = out.data_ptr<int64_t>();
-  check(wbDecodeLinear(&h, stream));
+  m.linear(h, stream);
   cache.length += 1;  // host-side count; stale under graph replay, as for the torch step
 }
 

@@ -54,6 +54,11 @@ struct FusedDecodeOptions {
   // vector with atomics (the consumers read one vector instead of one per head), at the
   // price of a summation order, and so last bits, that vary between runs.
   bool attentionBlockAtomic = false;
+  // int4 GEMVs with groups of 128 and K a multiple of 1024 (not the LM head) run their
+  // products on tensor cores (mma.sync, fp32 accumulation; WbDecodeLinearParams::int4Mma)
+  // instead of half2 dequantize-multiply-add. Measured faster on H100 (docs/PERF.md,
+  // "int4 products on tensor cores"); false keeps the half2 path, to compare.
+  bool int4TensorCores = true;
   // The whole step as one persistent cooperative kernel with grid barriers between the
   // phases (kernels/decode/decode_persistent.h); where the device or the shapes cannot
   // take it, the 5 L + 1 kernels above run instead (persistentActive() says which).

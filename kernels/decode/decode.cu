@@ -14,6 +14,7 @@
 #include "kernels/common/status_internal.h"
 #include "kernels/decode/decode.h"
 #include "kernels/decode/decode_device.cuh"
+#include "kernels/decode/decode_int4_mma.cuh"
 #include "kernels/decode/decode_launch.h"
 
 namespace wbk {
@@ -87,11 +88,7 @@ __global__ void __launch_bounds__((kVmax == 4 ? kMaxWarps : kMaxWarpsLong) * 32)
   // the time this kernel may start (see waitForPrevious).
   const int myRow0 = warpRow + lane / L::kLanes;
   load(myRow0, 0);
-  if (kNorm)
-    for (int c = threadIdx.x; c < k / 8; c += blockDim.x) {
-      reinterpret_cast<uint4*>(sln)[c] = __ldg(reinterpret_cast<const uint4*>(p.lnWeight) + c);
-      reinterpret_cast<uint4*>(sln + k)[c] = __ldg(reinterpret_cast<const uint4*>(p.lnBias) + c);
-    }
+  if (kNorm) stageLayerNormParams(p, sln);
   // A folded LayerNorm (fp16 LAYERNORM or EMBED input): the row's scale and shift replace the bias.
   const bool folded = (kIn == WB_DECODE_IN_LAYERNORM || kIn == WB_DECODE_IN_EMBED) && !kInt4 && p.lnFolded;
   float bias0 = 0.f, residual0 = 0.f, rowScale0 = 0.f;
@@ -102,11 +99,7 @@ __global__ void __launch_bounds__((kVmax == 4 ? kMaxWarps : kMaxWarpsLong) * 32)
     } else if (p.weight.bias) {
       bias0 = __half2float(static_cast<const __half*>(p.weight.bias)[myRow0]);
     }
-    if (kOut == WB_DECODE_OUT_RESIDUAL) {
-      residual0 = __half2float(__ldcg(static_cast<const __half*>(p.y) + myRow0));
-      // After an attention block its head partials are two kernels back: finished too.
-      if (p.headPartials) residual0 = attentionResidual(p, n, myRow0, residual0);
-    }
+    residual0 = residualBeforeWait<kOut>(p, myRow0);
   }
   // The position was last advanced by the previous step's argmax, long finished when
   // the combine of this step's attention may start.
@@ -180,6 +173,17 @@ __global__ void __launch_bounds__(128) decodeAttentionKernel(const WbDecodeAtten
   attendSplit(p, blockIdx.y, blockIdx.x, pos, threadIdx.x, r, sh, [] { __syncthreads(); });
 }
 
+// A GEMV kernel's launch: the dynamic shared memory it needs (above the default 48 KB
+// only by request), programmatic launch and the step's carveout.
+WbStatus launchGemv(const void* kernel, int blocks, int warps, size_t smem, const WbDecodeLinearParams& p,
+                    cudaStream_t stream, const char* what) {
+  if (smem > 48 * 1024 &&
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) != cudaSuccess)
+    return checkLaunch(what);
+  return launchDecodeKernel(kernel, dim3(blocks), dim3(warps * 32), smem, p.programmaticLaunch != 0, p.sharedCarveout,
+                            stream, what, const_cast<WbDecodeLinearParams*>(&p));
+}
+
 int smCount() {
   int dev = 0, sms = 0;
   if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
@@ -207,12 +211,33 @@ WbStatus launchLinear(const WbDecodeLinearParams& p, cudaStream_t stream) {
                       (kNorm ? static_cast<size_t>(p.k) * 4 : 0);
   auto kernel = perLane <= 4 ? decodeLinearKernel<kIn, kOut, kInt4, kLanesPerRow, 4>
                              : decodeLinearKernel<kIn, kOut, kInt4, kLanesPerRow, 16>;
-  if (smem > 48 * 1024 &&
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) != cudaSuccess)
-    return checkLaunch("decode linear: cudaFuncSetAttribute");
-  return launchDecodeKernel(reinterpret_cast<const void*>(kernel), dim3(blocks), dim3(warps * 32), smem,
-                            p.programmaticLaunch != 0, p.sharedCarveout, stream, "decode linear launch",
-                            const_cast<WbDecodeLinearParams*>(&p));
+  return launchGemv(reinterpret_cast<const void*>(kernel), blocks, warps, smem, p, stream, "decode linear launch");
+}
+
+// The tensor-core int4 GEMV (decode_int4_mma.cuh) for K a multiple of 1024 (segments of
+// whole groups): K = 1024 two tiles of two rows a warp, 2048 one tile of two, 3072 and
+// 4096 one row; warps and blocks as launchLinear. Returns false where it does not apply.
+template <int kIn, int kOut, int kRows, int kTiles, int kJ>
+WbStatus launchLinearMmaShape(const WbDecodeLinearParams& p, cudaStream_t stream) {
+  const int sms = smCount();
+  const int warpRows = (p.n + kRows * kTiles - 1) / (kRows * kTiles);
+  const int warps = std::clamp((warpRows + sms - 1) / sms, 2, kMmaMaxWarps);
+  const int blocks = (warpRows + warps - 1) / warps;
+  constexpr bool kNorm = kIn == WB_DECODE_IN_LAYERNORM || kIn == WB_DECODE_IN_EMBED || kIn == WB_DECODE_IN_HEADS;
+  const size_t smem = static_cast<size_t>(p.k) * (sizeof(float) + 2) + (kNorm ? static_cast<size_t>(p.k) * 4 : 0);
+  return launchGemv(reinterpret_cast<const void*>(decodeLinearMmaKernel<kIn, kOut, kRows, kTiles, kJ>), blocks, warps,
+                    smem, p, stream, "decode linear (tensor cores) launch");
+}
+template <int kIn, int kOut>
+bool launchLinearMma(const WbDecodeLinearParams& p, cudaStream_t stream, WbStatus& status) {
+  if (p.k % 1024 != 0) return false;
+  switch (p.k / 1024) {
+    case 1: status = launchLinearMmaShape<kIn, kOut, 2, 2, 1>(p, stream); return true;
+    case 2: status = launchLinearMmaShape<kIn, kOut, 2, 1, 2>(p, stream); return true;
+    case 3: status = launchLinearMmaShape<kIn, kOut, 1, 1, 3>(p, stream); return true;
+    case 4: status = launchLinearMmaShape<kIn, kOut, 1, 1, 4>(p, stream); return true;
+    default: return false;
+  }
 }
 
 // fp16 rows: a warp per row. int4 rows (4x shorter): eight lanes per row while that
@@ -221,6 +246,11 @@ WbStatus launchLinear(const WbDecodeLinearParams& p, cudaStream_t stream) {
 template <int kIn, int kOut>
 WbStatus launchFormat(const WbDecodeLinearParams& p, cudaStream_t stream) {
   if (!p.weight.qweight) return launchLinear<kIn, kOut, false, 32>(p, stream);
+  if constexpr (kOut != WB_DECODE_OUT_ARGMAX) {
+    WbStatus status = WB_STATUS_OK;
+    if (p.int4Mma && p.weight.groupSize == kMmaStepInputs && launchLinearMma<kIn, kOut>(p, stream, status))
+      return status;
+  }
   return p.k / 32 <= 32 ? launchLinear<kIn, kOut, true, 8>(p, stream) : launchLinear<kIn, kOut, true, 32>(p, stream);
 }
 

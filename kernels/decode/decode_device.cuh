@@ -150,6 +150,24 @@ __device__ __forceinline__ float attentionResidual(const WbDecodeLinearParams& p
   return roundHalf(x + roundHalf(s + __half2float(static_cast<const __half*>(p.headBias)[i])));
 }
 
+// The residual element a RESIDUAL epilogue adds to (0 otherwise), read before the wait:
+// it was last written two or more kernels back, as were an attention block's head
+// partials, and both have finished by the time a kernel may start (see waitForPrevious).
+template <int kOut>
+__device__ __forceinline__ float residualBeforeWait(const WbDecodeLinearParams& p, int row) {
+  if (kOut != WB_DECODE_OUT_RESIDUAL) return 0.f;
+  const float r = __half2float(__ldcg(static_cast<const __half*>(p.y) + row));
+  return p.headPartials ? attentionResidual(p, p.n, row, r) : r;
+}
+
+// The LayerNorm weight and bias (fp16 [K] each, constant) into sln[0..K) and sln[K..2K).
+__device__ __forceinline__ void stageLayerNormParams(const WbDecodeLinearParams& p, __half* sln) {
+  for (int c = threadIdx.x; c < p.k / 8; c += blockDim.x) {
+    reinterpret_cast<uint4*>(sln)[c] = __ldg(reinterpret_cast<const uint4*>(p.lnWeight) + c);
+    reinterpret_cast<uint4*>(sln + p.k)[c] = __ldg(reinterpret_cast<const uint4*>(p.lnBias) + c);
+  }
+}
+
 // attentionResidual for the 8 inputs of chunk kc, as packed fp16 (exact: each value is
 // rounded to fp16). The heads' loads are issued kHeadBatch at a time.
 __device__ __forceinline__ uint4 attentionResidualChunk(const WbDecodeLinearParams& p, int kc) {

@@ -3,7 +3,8 @@
 // fused path's tokens and compared with an fp32 model's: the fused error must stay
 // within 2x the eager fp16 forward's error plus 1e-3 (int4: against the fp32 model with
 // the same dequantized weights, 2x the eager fp16 error of that model plus 5e-3, since
-// the int4 GEMV sums 8 products in half2 as kernels/int4_matmul does). Greedy tokens
+// the half2 int4 GEMV sums 8 products in half2 as kernels/int4_matmul does; the same bound
+// holds for the tensor-core GEMV, at every K shape it takes). Greedy tokens
 // must equal eager decode's until a step where the two choices are a near tie: their
 // fp32 logits within that same tolerance. The same criteria hold with either
 // shared-memory carveout, with the LayerNorm folded into the GEMVs or normalised in the
@@ -185,18 +186,28 @@ class TestFusedDecode : public QObject {
     QTest::addColumn<bool>("symmetric");
     QTest::addColumn<int>("carveout");  // -1: the format's default
     QTest::addColumn<bool>("folded");   // the fp16 LM head's LayerNorm folded into it (FusedDecodeOptions::layerNormFolded)
-    QTest::newRow("int4 g128 sym, LM head too") << true << true << -1 << true;
-    QTest::newRow("int4 g128 asym, fp16 LM head (folded LayerNorm)") << false << false << -1 << true;
-    QTest::newRow("int4 g128 sym, no carveout request") << true << true << 0 << true;
-    QTest::newRow("int4 g128 asym, fp16 LM head, LayerNorm in the kernel") << false << false << -1 << false;
+    QTest::addColumn<int>("embd");
+    QTest::addColumn<bool>("tensorCores");  // FusedDecodeOptions::int4TensorCores
+    // 768 wide: mlp.c_proj (K = 3072) on tensor cores, the K = 768 GEMVs half2; 1024 wide:
+    // K = 1024 (two tiles of two rows a warp) and 4096 (one row); 512 wide: K = 2048.
+    QTest::newRow("int4 g128 sym, LM head too") << true << true << -1 << true << 768 << true;
+    QTest::newRow("int4 g128 asym, fp16 LM head (folded LayerNorm)") << false << false << -1 << true << 768 << true;
+    QTest::newRow("int4 g128 sym, no carveout request") << true << true << 0 << true << 768 << true;
+    QTest::newRow("int4 g128 asym, fp16 LM head, LayerNorm in the kernel") << false << false << -1 << false << 768 << true;
+    QTest::newRow("int4 g128 sym, 1024 wide") << true << true << -1 << true << 1024 << true;
+    QTest::newRow("int4 g128 asym, 1024 wide, fp16 LM head") << false << false << -1 << true << 1024 << true;
+    QTest::newRow("int4 g128 sym, 512 wide") << true << true << -1 << true << 512 << true;
+    QTest::newRow("int4 g128 sym, 1024 wide, half2 products") << true << true << -1 << true << 1024 << false;
   }
   void fusedInt4MatchesDequantizedEager() {
     QFETCH(bool, lmHead);
     QFETCH(bool, symmetric);
     QFETCH(int, carveout);
     QFETCH(bool, folded);
+    QFETCH(int, embd);
+    QFETCH(bool, tensorCores);
     torch::manual_seed(22);
-    Gpt2 m32(gpt2Like(3));
+    Gpt2 m32(gpt2Like(3, embd));
     randomizeLayerNorms(m32);
     // The reference holds exactly the values the packed weights decode to.
     QuantSpec spec;
@@ -214,6 +225,7 @@ class TestFusedDecode : public QObject {
     go.fusedOptions.packed = packed;  // the very codes the reference decodes
     go.fusedOptions.sharedCarveout = carveout;
     go.fusedOptions.layerNormFolded = folded;
+    go.fusedOptions.int4TensorCores = tensorCores;
     const auto c = compare(m16, ref, go, 5e-3, 32);
     qInfo("%s", qPrintable(c.message));
     QVERIFY2(c.fusedErr <= c.tol, qPrintable(c.message));

@@ -1,0 +1,231 @@
+// The int4 GEMV of decode.cu with its products on tensor cores (WbDecodeLinearParams::int4Mma):
+// groups of 128 inputs, any input and output but ARGMAX; and the attention block's c_attn
+// rows at K = 1024 (mmaDotsK1024). Included by decode.cu and decode_attention_block.cu.
+//
+// Why: the half2 path spends ~2.4 instructions a code (unpack, zero point, multiply,
+// convert, add) and its products, not the weight stream, set an int4 kernel's time
+// (docs/PERF.md, "Where an int4 decode kernel's time goes"). Here a warp owns a tile of 16
+// rows and a contiguous run of 128-input steps; each lane loads 16 bytes (32 codes) of its
+// rows g and g + 8 per step, unpacks every 32-bit word in place into the A fragment of one
+// mma.m16n8k16 for the low nibbles and one for the high ones, and takes the matching B
+// fragment straight from the staged input, whose int4 order (stageInput) already pairs
+// (x0, x4), (x1, x5), ... as the nibble trick produces them. All eight B columns hold x,
+// so every lane ends with the dots of its rows g and g + 8; the fp32 accumulators are
+// scaled once a step (the step is one group), and the warps that split K add up in shared
+// memory.
+#pragma once
+
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "kernels/decode/decode_device.cuh"
+
+namespace wbk {
+namespace {
+
+constexpr int kMmaMaxWarps = 12;    // warps of a tensor-core GEMV block
+constexpr int kMmaStepInputs = 128; // inputs of one step: four lanes x 32 codes, one group
+
+// D = A.B + C for one m16n8k16 (fp16 in, fp32 accumulate); a[0..3], b[0..1] as the PTX
+// fragment layout orders them. Not volatile: the compiler may interleave independent ones.
+__device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+
+// (w & 0x00F000F0) | 0x64006400: two fp16 values 1024 + 16 * nibble (nibbles 1 and 5).
+__device__ __forceinline__ uint32_t lop3HighNibbles(uint32_t w) {
+  uint32_t out;
+  asm("lop3.b32 %0, %1, %2, %3, 0xea;\n" : "=r"(out) : "r"(w), "r"(0x00F000F0u), "r"(0x64006400u));
+  return out;
+}
+
+// One 32-bit word (8 codes) of rows g and g + 8 as the A fragments of the low-nibble and
+// high-nibble products, each code minus its zero point, exactly (small integers in fp16).
+// zz = 1024 + zero, zz16 = -(64 + zero): (1024 + 16 n) / 16 - 64 - zero = n - zero.
+template <bool kTwoRows>
+__device__ __forceinline__ void unpackWord(uint32_t qa, uint32_t qb, __half2 zza, __half2 zzb, __half2 zz16a,
+                                           __half2 zz16b, uint32_t (&lo)[4], uint32_t (&hi)[4]) {
+  const __half2 sixteenth = __float2half2_rn(0.0625f);
+  const uint32_t qa8 = qa >> 8;
+  lo[0] = asU32(__hsub2(asHalf2(lop3Nibbles(qa)), zza));   // (n0, n4): inputs (x0, x4)
+  lo[2] = asU32(__hsub2(asHalf2(lop3Nibbles(qa8)), zza));  // (n2, n6)
+  hi[0] = asU32(__hfma2(asHalf2(lop3HighNibbles(qa)), sixteenth, zz16a));   // (n1, n5)
+  hi[2] = asU32(__hfma2(asHalf2(lop3HighNibbles(qa8)), sixteenth, zz16a));  // (n3, n7)
+  if (kTwoRows) {
+    const uint32_t qb8 = qb >> 8;
+    lo[1] = asU32(__hsub2(asHalf2(lop3Nibbles(qb)), zzb));
+    lo[3] = asU32(__hsub2(asHalf2(lop3Nibbles(qb8)), zzb));
+    hi[1] = asU32(__hfma2(asHalf2(lop3HighNibbles(qb)), sixteenth, zz16b));
+    hi[3] = asU32(__hfma2(asHalf2(lop3HighNibbles(qb8)), sixteenth, zz16b));
+  } else {
+    lo[1] = lo[3] = hi[1] = hi[3] = 0u;
+  }
+}
+
+// The dots of rows a and b (kTwoRows; else a only) over K = 1024 in the diagonal layout
+// below with one 16-byte piece a lane: lane = the 32-input chunk it holds (segment g = lane
+// / 4, one group of 128), as the attention block's c_attn rows are already loaded. sa, sb:
+// the scales of the lane's own group; the sums come back in every lane.
+template <bool kTwoRows>
+__device__ __forceinline__ void mmaDotsK1024(const uint4& wa, const uint4& wb, float za, float zb, float sa, float sb,
+                                            const uint4* sxq, float& dotA, float& dotB) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+  const __half2 zza = __float2half2_rn(1024.f + za), zzb = __float2half2_rn(1024.f + zb);
+  const __half2 zz16a = __float2half2_rn(-64.f - za), zz16b = __float2half2_rn(-64.f - zb);
+  float lo[4] = {0.f, 0.f, 0.f, 0.f}, hi[4] = {0.f, 0.f, 0.f, 0.f};
+  const uint32_t* qa = reinterpret_cast<const uint32_t*>(&wa);
+  const uint32_t* qb = reinterpret_cast<const uint32_t*>(&wb);
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    const uint4 xv = sxq[e * 32 + lane];
+    uint32_t al[4], ah[4];
+    unpackWord<kTwoRows>(qa[e], qb[e], zza, zzb, zz16a, zz16b, al, ah);
+    mma16816(lo, al, xv.x, xv.z);
+    mma16816(hi, ah, xv.y, xv.w);
+  }
+  const bool diag = c == (g >> 1);
+  float a = (g & 1) ? lo[1] + hi[1] : lo[0] + hi[0];
+  float b = (g & 1) ? lo[3] + hi[3] : lo[2] + hi[2];
+  a = diag ? a * sa : 0.f;
+  b = diag && kTwoRows ? b * sb : 0.f;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    a += __shfl_xor_sync(0xffffffffu, a, o);
+    if (kTwoRows) b += __shfl_xor_sync(0xffffffffu, b, o);
+  }
+  dotA = a;
+  dotB = b;
+}
+
+// A warp owns kTiles tiles of kRows rows (1 or 2). In a tile, A-fragment row g is row 0's
+// segment g of K (K/8 inputs: kJ pieces of 128) and row g + 8 is row 1's segment g; lane
+// (g, c) loads 16 bytes (32 codes) of each piece of its segment. B's column g holds segment
+// g of x (lane (g, c) loads it), so the diagonal C[g][g] (C[g + 8][g]) is row 0's (row 1's)
+// dot over segment g, found in lane (g, g / 2); eight of them, scaled per piece (one group),
+// are summed over the warp with shuffles. No shared-memory reduction, no second barrier.
+template <int kIn, int kOut, int kRows, int kTiles, int kJ>
+__global__ void __launch_bounds__(kMmaMaxWarps * 32) decodeLinearMmaKernel(const WbDecodeLinearParams p) {
+  constexpr int kRowsPerWarp = kTiles * kRows;
+  constexpr int kAcc = kTiles * kJ;       // accumulators: one per (tile, piece) ...
+  constexpr bool kSplitLoHi = kAcc < 4;   // ... and per nibble half where that leaves < 4 in flight
+  extern __shared__ float4 smem[];
+  float* sx = reinterpret_cast<float*>(smem);
+  uint4* sxq = reinterpret_cast<uint4*>(sx + p.k);
+  __half* sln = reinterpret_cast<__half*>(sxq + p.k / 8);
+  __shared__ float scratch[2 * kMmaMaxWarps];
+
+  const int k = p.k, n = p.n, groups = k / kMmaStepInputs;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+  const int warpRow0 = (blockIdx.x * (blockDim.x >> 5) + warp) * kRowsPerWarp;
+
+  uint4 w[kTiles][kRows][kJ];
+  __half scale[kTiles][kRows][kJ];
+  uint8_t zero[kTiles][kRows][kJ];
+#pragma unroll
+  for (int t = 0; t < kTiles; ++t)
+#pragma unroll
+    for (int r = 0; r < kRows; ++r)
+#pragma unroll
+      for (int j = 0; j < kJ; ++j) {
+        const int row = warpRow0 + t * kRows + r;
+        w[t][r][j] = make_uint4(0, 0, 0, 0);
+        scale[t][r][j] = __float2half(0.f);
+        zero[t][r][j] = 8;
+        if (row < n) {
+          const int64_t grp = static_cast<int64_t>(row) * groups + g * kJ + j;
+          w[t][r][j] = __ldcs(reinterpret_cast<const uint4*>(p.weight.qweight + grp * (kMmaStepInputs / 2)) + c);
+          scale[t][r][j] = static_cast<const __half*>(p.weight.scales)[grp];
+          if (p.weight.zeros) zero[t][r][j] = p.weight.zeros[grp];
+        }
+      }
+
+  // As decodeLinearKernel: constant weights, LayerNorm parameters, bias (and the residual
+  // element, two kernels back) before the wait; lane l < kRowsPerWarp finishes row l.
+  constexpr bool kNorm = kIn == WB_DECODE_IN_LAYERNORM || kIn == WB_DECODE_IN_EMBED || kIn == WB_DECODE_IN_HEADS;
+  if (kNorm) stageLayerNormParams(p, sln);
+  const int myRow = warpRow0 + lane;
+  const bool finisher = lane < kRowsPerWarp && myRow < n;
+  float bias = 0.f, residual = 0.f;
+  if (finisher) {
+    if (p.weight.bias) bias = __half2float(static_cast<const __half*>(p.weight.bias)[myRow]);
+    residual = residualBeforeWait<kOut>(p, myRow);
+  }
+  const int64_t attnPos = kIn == WB_DECODE_IN_ATTENTION ? __ldcg(p.position) : -1;
+  waitForPrevious();
+  releaseDependents();
+  const int64_t stepPos = kOut == WB_DECODE_OUT_QKV ? __ldcg(p.position) : 0;
+  stageInput<kIn, true>(p, sx, sxq, sln, scratch, attnPos);
+
+  const int chunks32 = k / 32;
+  // Back-to-back mma never share an accumulator (each would wait ~30 cycles for the last).
+  float acc[kTiles][kJ][kSplitLoHi ? 2 : 1][4];
+#pragma unroll
+  for (int t = 0; t < kTiles; ++t)
+#pragma unroll
+    for (int j = 0; j < kJ; ++j)
+#pragma unroll
+      for (int h = 0; h < (kSplitLoHi ? 2 : 1); ++h) acc[t][j][h][0] = acc[t][j][h][1] = acc[t][j][h][2] = acc[t][j][h][3] = 0.f;
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    uint4 xv[kJ];
+#pragma unroll
+    for (int j = 0; j < kJ; ++j) xv[j] = sxq[e * chunks32 + (g * kJ + j) * 4 + c];
+    uint32_t lo[kTiles][kJ][4], hi[kTiles][kJ][4];
+#pragma unroll
+    for (int t = 0; t < kTiles; ++t)
+#pragma unroll
+      for (int j = 0; j < kJ; ++j) {
+        const int rb = kRows > 1 ? 1 : 0;
+        const float za = zero[t][0][j], zb = zero[t][rb][j];
+        unpackWord<kRows == 2>(reinterpret_cast<const uint32_t*>(&w[t][0][j])[e],
+                               reinterpret_cast<const uint32_t*>(&w[t][rb][j])[e], __float2half2_rn(1024.f + za),
+                               __float2half2_rn(1024.f + zb), __float2half2_rn(-64.f - za),
+                               __float2half2_rn(-64.f - zb), lo[t][j], hi[t][j]);
+      }
+#pragma unroll
+    for (int t = 0; t < kTiles; ++t)
+#pragma unroll
+      for (int j = 0; j < kJ; ++j) mma16816(acc[t][j][0], lo[t][j], xv[j].x, xv[j].z);
+#pragma unroll
+    for (int t = 0; t < kTiles; ++t)
+#pragma unroll
+      for (int j = 0; j < kJ; ++j) mma16816(acc[t][j][kSplitLoHi ? 1 : 0], hi[t][j], xv[j].y, xv[j].w);
+  }
+  // The diagonal: lane (g, g / 2) holds C[g][g] in element g & 1 and C[g + 8][g] in 2 + (g & 1).
+  const bool diag = c == (g >> 1);
+  float tot[kRowsPerWarp];
+#pragma unroll
+  for (int t = 0; t < kTiles; ++t)
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      float v = 0.f;
+#pragma unroll
+      for (int j = 0; j < kJ; ++j) {
+        float d = (g & 1) ? acc[t][j][0][2 * r + 1] : acc[t][j][0][2 * r];
+        if (kSplitLoHi) d += (g & 1) ? acc[t][j][kSplitLoHi ? 1 : 0][2 * r + 1] : acc[t][j][kSplitLoHi ? 1 : 0][2 * r];
+        v = fmaf(__half2float(scale[t][r][j]), d, v);
+      }
+      v = diag ? v : 0.f;
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+      tot[t * kRows + r] = v;
+    }
+  if (!finisher) return;
+  float value = tot[0];
+#pragma unroll
+  for (int i = 1; i < kRowsPerWarp; ++i)
+    if (lane == i) value = tot[i];
+  float best = 0.f;
+  int bestIdx = 0;
+  storeRow<kOut>(p, myRow, value + bias, true, residual, stepPos, best, bestIdx);
+}
+
+}  // namespace
+}  // namespace wbk
