@@ -221,7 +221,6 @@ void FusedDecoder::Impl::stepAttentionBlocks(KvCache& cache, torch::Tensor& ids,
     const Layer& l = layers[i];
     WbDecodeAttentionBlockParams ab{};
     ab.qkv = qkvParams(i, cache, ids, pdl, carveout);  // not folded: the cluster kernel normalises its input
-    ab.qkv.int4Mma = options.int4TensorCores ? 1 : 0;
     ab.proj = decodeWeight(l.proj, torch::Tensor());
     ab.headPartials = partials;
     ab.accumulate = atomic ? 1 : 0;

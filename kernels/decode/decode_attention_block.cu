@@ -13,7 +13,6 @@
 #include "kernels/common/status_internal.h"
 #include "kernels/decode/decode.h"
 #include "kernels/decode/decode_device.cuh"
-#include "kernels/decode/decode_int4_mma.cuh"
 #include "kernels/decode/decode_launch.h"
 
 namespace wbk {
@@ -75,9 +74,7 @@ __device__ __forceinline__ void mergeSoftmax(float& m, float& l, float* o, float
 
 // kV: 16-byte weight chunks a lane holds per c_attn row, and c_attn.proj rows a lane
 // holds (fp16: 8 lanes a 64-input row slice, 4 rows a pass; int4: 2 lanes, 16 rows).
-// kMma (int4, K = 1024, groups of 128): the c_attn products on tensor cores
-// (mmaDotsK1024), whose layout is exactly the chunks the lanes hold.
-template <int kIn, bool kInt4, int kV, bool kMma = false>
+template <int kIn, bool kInt4, int kV>
 __global__ void __launch_bounds__(kBlockThreads) attentionBlockKernel(const WbDecodeAttentionBlockParams ab) {
   const WbDecodeLinearParams& p = ab.qkv;
   cg::cluster_group cluster = cg::this_cluster();
@@ -180,13 +177,6 @@ __global__ void __launch_bounds__(kBlockThreads) attentionBlockKernel(const WbDe
 
   // c_attn: this warp's q, k and v of `dim`, rounded to fp16 as the eager path.
   float acc[3] = {0.f, 0.f, 0.f};
-  if constexpr (kMma) {
-    mmaDotsK1024<true>(wq[0][0], wq[1][0], qZero[0][0], qZero[1][0], __half2float(qScale[0][0]),
-                       __half2float(qScale[1][0]), sxq, acc[0], acc[1]);
-    float unused;
-    mmaDotsK1024<false>(wq[2][0], wq[2][0], qZero[2][0], qZero[2][0], __half2float(qScale[2][0]), 0.f, sxq, acc[2],
-                        unused);
-  } else {
 #pragma unroll
   for (int r = 0; r < 3; ++r)
 #pragma unroll
@@ -200,12 +190,9 @@ __global__ void __launch_bounds__(kBlockThreads) attentionBlockKernel(const WbDe
         acc[r] = dotFp16Chunk(wq[r][v], sx + c * 8, acc[r]);
       }
     }
-#pragma unroll
-    for (int r = 0; r < 3; ++r) acc[r] = warpSum(acc[r]);
-  }
   float qkv[3];
 #pragma unroll
-  for (int r = 0; r < 3; ++r) qkv[r] = __half2float(__float2half_rn(acc[r] + qkvBias[r]));
+  for (int r = 0; r < 3; ++r) qkv[r] = __half2float(__float2half_rn(warpSum(acc[r]) + qkvBias[r]));
   if (lane == 0 && pos < p.capacity) {
     const int64_t at = (static_cast<int64_t>(head) * p.capacity + pos) * kHeadDim + dim;
     static_cast<__half*>(p.kCache)[at] = __float2half_rn(qkv[1]);
@@ -327,13 +314,13 @@ __global__ void __launch_bounds__(kBlockThreads) attentionBlockKernel(const WbDe
   }
 }
 
-template <int kIn, bool kInt4, int kV, bool kMma = false>
+template <int kIn, bool kInt4, int kV>
 WbStatus launchBlock(const WbDecodeAttentionBlockParams& ab, cudaStream_t stream) {
   const WbDecodeLinearParams& p = ab.qkv;
   const int tiles = ((p.capacity + kTileKeys - 1) / kTileKeys + kClusterBlocks - 1) / kClusterBlocks;
   const size_t smem = static_cast<size_t>(p.k) * (4 + (kInt4 ? 2 : 0) + 4) +
                       static_cast<size_t>(tiles) * kTileKeys * 2 * kHeadDim * sizeof(__half);
-  auto kernel = attentionBlockKernel<kIn, kInt4, kV, kMma>;
+  auto kernel = attentionBlockKernel<kIn, kInt4, kV>;
   if (smem > 48 * 1024 &&
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) != cudaSuccess)
     return checkLaunch("decode attention block: cudaFuncSetAttribute");
@@ -347,8 +334,6 @@ WbStatus launchBlock(const WbDecodeAttentionBlockParams& ab, cudaStream_t stream
 template <int kIn>
 WbStatus launchInput(const WbDecodeAttentionBlockParams& ab, cudaStream_t stream) {
   const bool int4 = ab.qkv.weight.qweight != nullptr;
-  if (int4 && ab.qkv.int4Mma && ab.qkv.k == 1024 && ab.qkv.weight.groupSize == 128)
-    return launchBlock<kIn, true, 1, true>(ab, stream);
   if (ab.qkv.k <= 1024) return int4 ? launchBlock<kIn, true, 1>(ab, stream) : launchBlock<kIn, false, 4>(ab, stream);
   return int4 ? launchBlock<kIn, true, 2>(ab, stream) : launchBlock<kIn, false, 8>(ab, stream);
 }

@@ -1,6 +1,5 @@
 // The int4 GEMV of decode.cu with its products on tensor cores (WbDecodeLinearParams::int4Mma):
-// groups of 128 inputs, any input and output but ARGMAX; and the attention block's c_attn
-// rows at K = 1024 (mmaDotsK1024). Included by decode.cu and decode_attention_block.cu.
+// groups of 128 inputs, any input and output but ARGMAX. Included by decode.cu only.
 //
 // Why: the half2 path spends ~2.4 instructions a code (unpack, zero point, multiply,
 // convert, add) and its products, not the weight stream, set an int4 kernel's time
@@ -67,41 +66,6 @@ __device__ __forceinline__ void unpackWord(uint32_t qa, uint32_t qb, __half2 zza
   } else {
     lo[1] = lo[3] = hi[1] = hi[3] = 0u;
   }
-}
-
-// The dots of rows a and b (kTwoRows; else a only) over K = 1024 in the diagonal layout
-// below with one 16-byte piece a lane: lane = the 32-input chunk it holds (segment g = lane
-// / 4, one group of 128), as the attention block's c_attn rows are already loaded. sa, sb:
-// the scales of the lane's own group; the sums come back in every lane.
-template <bool kTwoRows>
-__device__ __forceinline__ void mmaDotsK1024(const uint4& wa, const uint4& wb, float za, float zb, float sa, float sb,
-                                            const uint4* sxq, float& dotA, float& dotB) {
-  const int lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
-  const __half2 zza = __float2half2_rn(1024.f + za), zzb = __float2half2_rn(1024.f + zb);
-  const __half2 zz16a = __float2half2_rn(-64.f - za), zz16b = __float2half2_rn(-64.f - zb);
-  float lo[4] = {0.f, 0.f, 0.f, 0.f}, hi[4] = {0.f, 0.f, 0.f, 0.f};
-  const uint32_t* qa = reinterpret_cast<const uint32_t*>(&wa);
-  const uint32_t* qb = reinterpret_cast<const uint32_t*>(&wb);
-#pragma unroll
-  for (int e = 0; e < 4; ++e) {
-    const uint4 xv = sxq[e * 32 + lane];
-    uint32_t al[4], ah[4];
-    unpackWord<kTwoRows>(qa[e], qb[e], zza, zzb, zz16a, zz16b, al, ah);
-    mma16816(lo, al, xv.x, xv.z);
-    mma16816(hi, ah, xv.y, xv.w);
-  }
-  const bool diag = c == (g >> 1);
-  float a = (g & 1) ? lo[1] + hi[1] : lo[0] + hi[0];
-  float b = (g & 1) ? lo[3] + hi[3] : lo[2] + hi[2];
-  a = diag ? a * sa : 0.f;
-  b = diag && kTwoRows ? b * sb : 0.f;
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    a += __shfl_xor_sync(0xffffffffu, a, o);
-    if (kTwoRows) b += __shfl_xor_sync(0xffffffffu, b, o);
-  }
-  dotA = a;
-  dotB = b;
 }
 
 // A warp owns kTiles tiles of kRows rows (1 or 2). In a tile, A-fragment row g is row 0's

@@ -3,9 +3,9 @@
 // attn.c_proj as one cluster launch with the heads summed by atomics, then LayerNorm of
 // the residual plus those heads + c_fc + GELU, then mlp.c_proj + residual), GPT-2 medium
 // shapes, int4 g128, 240 layers over 48 weight and KV-cache sets, every step at position
-// argv[2] (default 144, the middle of perf decode's 16 + 256 tokens); argv[3] "mma" (c_attn in
-// the attention block and both MLP GEMVs), "mmamlp", "mmafc" or "mmaproj" on tensor cores
-// (WbDecodeLinearParams::int4Mma); prints us per layer.
+// argv[2] (default 144, the middle of perf decode's 16 + 256 tokens); argv[3] "mma", "mmafc" or
+// "mmaproj": both MLP GEMVs, c_fc or mlp.c_proj on tensor cores (WbDecodeLinearParams::int4Mma;
+// the attention block ignores it); prints us per layer.
 // It compiles kernels/decode/decode.cu and decode_attention_block.cu into itself
 // (MC_DECODE_SRC, MC_BLOCK_SRC name other copies), and with -DMC_PROBE and the copies
 // decode_mlp_probe.py and decode_block_probe.py write, prints what each phase of each
@@ -67,8 +67,7 @@ __half* halves(size_t n, float scale, unsigned seed) {
 int main(int argc, char** argv) {
   const long long position = argc > 2 ? atoll(argv[2]) : 144;
   const std::string mode = argc > 3 ? argv[3] : "";
-  const int mmaAttn = mode == "mma", mmaFc = mode == "mma" || mode == "mmamlp" || mode == "mmafc",
-            mmaProj = mode == "mma" || mode == "mmamlp" || mode == "mmaproj";
+  const int mmaFc = mode == "mma" || mode == "mmafc", mmaProj = mode == "mma" || mode == "mmaproj";
   std::vector<WbDecodeWeight> qkv(kSets), proj(kSets), fc(kSets), mproj(kSets);
   std::vector<__half*> kc(kSets), vc(kSets);
   for (int s = 0; s < kSets; ++s) {
@@ -116,7 +115,6 @@ int main(int argc, char** argv) {
     a.capacity = kCapacity;
     a.heads = H;
     a.headDim = 64;
-    a.int4Mma = mmaAttn;
     ab.proj = proj[s];
     ab.proj.bias = nullptr;
     ab.headPartials = partials;
