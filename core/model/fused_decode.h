@@ -54,7 +54,7 @@ struct FusedDecodeOptions {
   // vector with atomics (the consumers read one vector instead of one per head), at the
   // price of a summation order, and so last bits, that vary between runs.
   bool attentionBlockAtomic = false;
-  // int4 GEMVs with groups of 128 and K a multiple of 1024 (not the LM head) run their
+  // int4 GEMVs with groups of 128 and K a multiple of 1024 (the LM head too) run their
   // products on tensor cores (mma.sync, fp32 accumulation; WbDecodeLinearParams::int4Mma)
   // instead of half2 dequantize-multiply-add. Measured faster on H100 (docs/PERF.md,
   // "int4 products on tensor cores"); false keeps the half2 path, to compare.

@@ -216,17 +216,24 @@ WbStatus launchLinear(const WbDecodeLinearParams& p, cudaStream_t stream) {
 
 // The tensor-core int4 GEMV (decode_int4_mma.cuh) for K a multiple of 1024 (segments of
 // whole groups): K = 1024 two tiles of two rows a warp, 2048 one tile of two, 3072 and
-// 4096 one row; warps and blocks as launchLinear. Returns false where it does not apply.
+// 4096 one row; warps and blocks as launchLinear, but the LM head's grid is what is
+// resident at once (occupancy), not 4 blocks an SM. Returns false where it does not apply.
 template <int kIn, int kOut, int kRows, int kTiles, int kJ>
 WbStatus launchLinearMmaShape(const WbDecodeLinearParams& p, cudaStream_t stream) {
   const int sms = smCount();
   const int warpRows = (p.n + kRows * kTiles - 1) / (kRows * kTiles);
-  const int warps = std::clamp((warpRows + sms - 1) / sms, 2, kMmaMaxWarps);
-  const int blocks = (warpRows + warps - 1) / warps;
+  const int warps = kOut == WB_DECODE_OUT_ARGMAX ? kArgmaxWarps : std::clamp((warpRows + sms - 1) / sms, 2, kMmaMaxWarps);
+  int blocks = (warpRows + warps - 1) / warps;
   constexpr bool kNorm = kIn == WB_DECODE_IN_LAYERNORM || kIn == WB_DECODE_IN_EMBED || kIn == WB_DECODE_IN_HEADS;
   const size_t smem = static_cast<size_t>(p.k) * (sizeof(float) + 2) + (kNorm ? static_cast<size_t>(p.k) * 4 : 0);
-  return launchGemv(reinterpret_cast<const void*>(decodeLinearMmaKernel<kIn, kOut, kRows, kTiles, kJ>), blocks, warps,
-                    smem, p, stream, "decode linear (tensor cores) launch");
+  const void* kernel = reinterpret_cast<const void*>(decodeLinearMmaKernel<kIn, kOut, kRows, kTiles, kJ>);
+  if (kOut == WB_DECODE_OUT_ARGMAX) {  // the LM head: the blocks that are resident at once, looping over the rows
+    int resident = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, kernel, warps * 32, smem) != cudaSuccess)
+      return checkLaunch("decode linear (tensor cores): occupancy");
+    blocks = std::min(std::min(blocks, std::max(resident, 1) * sms), p.argmaxSlots);
+  }
+  return launchGemv(kernel, blocks, warps, smem, p, stream, "decode linear (tensor cores) launch");
 }
 template <int kIn, int kOut>
 bool launchLinearMma(const WbDecodeLinearParams& p, cudaStream_t stream, WbStatus& status) {
@@ -246,11 +253,9 @@ bool launchLinearMma(const WbDecodeLinearParams& p, cudaStream_t stream, WbStatu
 template <int kIn, int kOut>
 WbStatus launchFormat(const WbDecodeLinearParams& p, cudaStream_t stream) {
   if (!p.weight.qweight) return launchLinear<kIn, kOut, false, 32>(p, stream);
-  if constexpr (kOut != WB_DECODE_OUT_ARGMAX) {
-    WbStatus status = WB_STATUS_OK;
-    if (p.int4Mma && p.weight.groupSize == kMmaStepInputs && launchLinearMma<kIn, kOut>(p, stream, status))
-      return status;
-  }
+  WbStatus status = WB_STATUS_OK;
+  if (p.int4Mma && p.weight.groupSize == kMmaStepInputs && launchLinearMma<kIn, kOut>(p, stream, status))
+    return status;
   return p.k / 32 <= 32 ? launchLinear<kIn, kOut, true, 8>(p, stream) : launchLinear<kIn, kOut, true, 32>(p, stream);
 }
 

@@ -94,7 +94,7 @@ typedef struct {
   int lnFolded;
   const float* lnRowScale;              /* [N]: sum_k W[n,k] lnWeight[k] */
   const float* lnRowShift;              /* [N]: sum_k W[n,k] lnBias[k] + bias[n] (bias then unused) */
-  /* int4 weights in groups of 128 with K a multiple of 1024, any output but ARGMAX: nonzero runs
+  /* int4 weights in groups of 128 with K a multiple of 1024, any output: nonzero runs
      the products on tensor cores (mma.sync m16n8k16, fp16 codes minus zero point times fp16 x,
      fp32 accumulation, one scale per group); other shapes, and the attention block, take the
      half2 path. */

@@ -1,5 +1,5 @@
 // The int4 GEMV of decode.cu with its products on tensor cores (WbDecodeLinearParams::int4Mma):
-// groups of 128 inputs, any input and output but ARGMAX. Included by decode.cu only.
+// groups of 128 inputs, any input and output (the LM head's argmax too). Included by decode.cu only.
 //
 // Why: the half2 path spends ~2.4 instructions a code (unpack, zero point, multiply,
 // convert, add) and its products, not the weight stream, set an int4 kernel's time
@@ -16,6 +16,7 @@
 
 #include <cuda_fp16.h>
 
+#include <cfloat>
 #include <cstdint>
 
 #include "kernels/decode/decode_device.cuh"
@@ -74,52 +75,121 @@ __device__ __forceinline__ void unpackWord(uint32_t qa, uint32_t qb, __half2 zza
 // g of x (lane (g, c) loads it), so the diagonal C[g][g] (C[g + 8][g]) is row 0's (row 1's)
 // dot over segment g, found in lane (g, g / 2); eight of them, scaled per piece (one group),
 // are summed over the warp with shuffles. No shared-memory reduction, no second barrier.
+template <int kTiles, int kRows, int kJ>
+struct MmaRows {
+  uint4 w[kTiles][kRows][kJ];
+  __half scale[kTiles][kRows][kJ];
+  uint8_t zero[kTiles][kRows][kJ];
+
+  // The warp's rows row0 .. row0 + kTiles * kRows - 1; rows past N add 0 x (finite).
+  __device__ __forceinline__ void load(const WbDecodeLinearParams& p, int row0) {
+    const int groups = p.k / kMmaStepInputs, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+#pragma unroll
+    for (int t = 0; t < kTiles; ++t)
+#pragma unroll
+      for (int r = 0; r < kRows; ++r)
+#pragma unroll
+        for (int j = 0; j < kJ; ++j) {
+          const int row = row0 + t * kRows + r;
+          w[t][r][j] = make_uint4(0, 0, 0, 0);
+          scale[t][r][j] = __float2half(0.f);
+          zero[t][r][j] = 8;
+          if (row < p.n) {
+            const int64_t grp = static_cast<int64_t>(row) * groups + g * kJ + j;
+            w[t][r][j] = __ldcs(reinterpret_cast<const uint4*>(p.weight.qweight + grp * (kMmaStepInputs / 2)) + c);
+            scale[t][r][j] = static_cast<const __half*>(p.weight.scales)[grp];
+            if (p.weight.zeros) zero[t][r][j] = p.weight.zeros[grp];
+          }
+        }
+  }
+
+  // The rows' dots with the staged x (stageInput's int4 order), in every lane.
+  __device__ __forceinline__ void dots(const uint4* sxq, int chunks32, float (&tot)[kTiles * kRows]) const {
+    constexpr bool kSplitLoHi = kTiles * kJ < 4;  // < 4 accumulators: a second one per nibble half
+    const int lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+    // Back-to-back mma never share an accumulator (each would wait ~30 cycles for the last).
+    float acc[kTiles][kJ][kSplitLoHi ? 2 : 1][4];
+#pragma unroll
+    for (int t = 0; t < kTiles; ++t)
+#pragma unroll
+      for (int j = 0; j < kJ; ++j)
+#pragma unroll
+        for (int h = 0; h < (kSplitLoHi ? 2 : 1); ++h) acc[t][j][h][0] = acc[t][j][h][1] = acc[t][j][h][2] = acc[t][j][h][3] = 0.f;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      uint4 xv[kJ];
+#pragma unroll
+      for (int j = 0; j < kJ; ++j) xv[j] = sxq[e * chunks32 + (g * kJ + j) * 4 + c];
+      uint32_t lo[kTiles][kJ][4], hi[kTiles][kJ][4];
+#pragma unroll
+      for (int t = 0; t < kTiles; ++t)
+#pragma unroll
+        for (int j = 0; j < kJ; ++j) {
+          const int rb = kRows > 1 ? 1 : 0;
+          const float za = zero[t][0][j], zb = zero[t][rb][j];
+          unpackWord<kRows == 2>(reinterpret_cast<const uint32_t*>(&w[t][0][j])[e],
+                                 reinterpret_cast<const uint32_t*>(&w[t][rb][j])[e], __float2half2_rn(1024.f + za),
+                                 __float2half2_rn(1024.f + zb), __float2half2_rn(-64.f - za),
+                                 __float2half2_rn(-64.f - zb), lo[t][j], hi[t][j]);
+        }
+#pragma unroll
+      for (int t = 0; t < kTiles; ++t)
+#pragma unroll
+        for (int j = 0; j < kJ; ++j) mma16816(acc[t][j][0], lo[t][j], xv[j].x, xv[j].z);
+#pragma unroll
+      for (int t = 0; t < kTiles; ++t)
+#pragma unroll
+        for (int j = 0; j < kJ; ++j) mma16816(acc[t][j][kSplitLoHi ? 1 : 0], hi[t][j], xv[j].y, xv[j].w);
+    }
+    // The diagonal: lane (g, g / 2) holds C[g][g] in element g & 1 and C[g + 8][g] in 2 + (g & 1).
+    const bool diag = c == (g >> 1);
+#pragma unroll
+    for (int t = 0; t < kTiles; ++t)
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) {
+        float v = 0.f;
+#pragma unroll
+        for (int j = 0; j < kJ; ++j) {
+          float d = (g & 1) ? acc[t][j][0][2 * r + 1] : acc[t][j][0][2 * r];
+          if (kSplitLoHi) d += (g & 1) ? acc[t][j][kSplitLoHi ? 1 : 0][2 * r + 1] : acc[t][j][kSplitLoHi ? 1 : 0][2 * r];
+          v = fmaf(__half2float(scale[t][r][j]), d, v);
+        }
+        v = diag ? v : 0.f;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        tot[t * kRows + r] = v;
+      }
+  }
+};
+
+// One pass over the rows for every output but ARGMAX (the grid covers them); the LM head's
+// resident grid loops, fetching its next rows' weights before the products of these.
 template <int kIn, int kOut, int kRows, int kTiles, int kJ>
 __global__ void __launch_bounds__(kMmaMaxWarps * 32) decodeLinearMmaKernel(const WbDecodeLinearParams p) {
   constexpr int kRowsPerWarp = kTiles * kRows;
-  constexpr int kAcc = kTiles * kJ;       // accumulators: one per (tile, piece) ...
-  constexpr bool kSplitLoHi = kAcc < 4;   // ... and per nibble half where that leaves < 4 in flight
   extern __shared__ float4 smem[];
   float* sx = reinterpret_cast<float*>(smem);
   uint4* sxq = reinterpret_cast<uint4*>(sx + p.k);
   __half* sln = reinterpret_cast<__half*>(sxq + p.k / 8);
   __shared__ float scratch[2 * kMmaMaxWarps];
+  __shared__ float bestValue[kMmaMaxWarps];
+  __shared__ int bestIndex[kMmaMaxWarps];
+  __shared__ bool lastBlock;
 
-  const int k = p.k, n = p.n, groups = k / kMmaStepInputs;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+  const int n = p.n, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int warpRow0 = (blockIdx.x * (blockDim.x >> 5) + warp) * kRowsPerWarp;
-
-  uint4 w[kTiles][kRows][kJ];
-  __half scale[kTiles][kRows][kJ];
-  uint8_t zero[kTiles][kRows][kJ];
-#pragma unroll
-  for (int t = 0; t < kTiles; ++t)
-#pragma unroll
-    for (int r = 0; r < kRows; ++r)
-#pragma unroll
-      for (int j = 0; j < kJ; ++j) {
-        const int row = warpRow0 + t * kRows + r;
-        w[t][r][j] = make_uint4(0, 0, 0, 0);
-        scale[t][r][j] = __float2half(0.f);
-        zero[t][r][j] = 8;
-        if (row < n) {
-          const int64_t grp = static_cast<int64_t>(row) * groups + g * kJ + j;
-          w[t][r][j] = __ldcs(reinterpret_cast<const uint4*>(p.weight.qweight + grp * (kMmaStepInputs / 2)) + c);
-          scale[t][r][j] = static_cast<const __half*>(p.weight.scales)[grp];
-          if (p.weight.zeros) zero[t][r][j] = p.weight.zeros[grp];
-        }
-      }
+  const int stride = gridDim.x * (blockDim.x >> 5) * kRowsPerWarp;
+  MmaRows<kTiles, kRows, kJ> cur;
+  cur.load(p, warpRow0);
 
   // As decodeLinearKernel: constant weights, LayerNorm parameters, bias (and the residual
   // element, two kernels back) before the wait; lane l < kRowsPerWarp finishes row l.
   constexpr bool kNorm = kIn == WB_DECODE_IN_LAYERNORM || kIn == WB_DECODE_IN_EMBED || kIn == WB_DECODE_IN_HEADS;
   if (kNorm) stageLayerNormParams(p, sln);
-  const int myRow = warpRow0 + lane;
-  const bool finisher = lane < kRowsPerWarp && myRow < n;
   float bias = 0.f, residual = 0.f;
-  if (finisher) {
-    if (p.weight.bias) bias = __half2float(static_cast<const __half*>(p.weight.bias)[myRow]);
-    residual = residualBeforeWait<kOut>(p, myRow);
+  if (lane < kRowsPerWarp && warpRow0 + lane < n) {
+    if (p.weight.bias) bias = __half2float(static_cast<const __half*>(p.weight.bias)[warpRow0 + lane]);
+    residual = residualBeforeWait<kOut>(p, warpRow0 + lane);
   }
   const int64_t attnPos = kIn == WB_DECODE_IN_ATTENTION ? __ldcg(p.position) : -1;
   waitForPrevious();
@@ -127,68 +197,36 @@ __global__ void __launch_bounds__(kMmaMaxWarps * 32) decodeLinearMmaKernel(const
   const int64_t stepPos = kOut == WB_DECODE_OUT_QKV ? __ldcg(p.position) : 0;
   stageInput<kIn, true>(p, sx, sxq, sln, scratch, attnPos);
 
-  const int chunks32 = k / 32;
-  // Back-to-back mma never share an accumulator (each would wait ~30 cycles for the last).
-  float acc[kTiles][kJ][kSplitLoHi ? 2 : 1][4];
+  float best = -FLT_MAX;
+  int bestIdx = 0x7fffffff;
+  auto finish = [&](const float (&tot)[kRowsPerWarp], int row, bool first, float b) {
+    float value = tot[0];
 #pragma unroll
-  for (int t = 0; t < kTiles; ++t)
-#pragma unroll
-    for (int j = 0; j < kJ; ++j)
-#pragma unroll
-      for (int h = 0; h < (kSplitLoHi ? 2 : 1); ++h) acc[t][j][h][0] = acc[t][j][h][1] = acc[t][j][h][2] = acc[t][j][h][3] = 0.f;
-#pragma unroll
-  for (int e = 0; e < 4; ++e) {
-    uint4 xv[kJ];
-#pragma unroll
-    for (int j = 0; j < kJ; ++j) xv[j] = sxq[e * chunks32 + (g * kJ + j) * 4 + c];
-    uint32_t lo[kTiles][kJ][4], hi[kTiles][kJ][4];
-#pragma unroll
-    for (int t = 0; t < kTiles; ++t)
-#pragma unroll
-      for (int j = 0; j < kJ; ++j) {
-        const int rb = kRows > 1 ? 1 : 0;
-        const float za = zero[t][0][j], zb = zero[t][rb][j];
-        unpackWord<kRows == 2>(reinterpret_cast<const uint32_t*>(&w[t][0][j])[e],
-                               reinterpret_cast<const uint32_t*>(&w[t][rb][j])[e], __float2half2_rn(1024.f + za),
-                               __float2half2_rn(1024.f + zb), __float2half2_rn(-64.f - za),
-                               __float2half2_rn(-64.f - zb), lo[t][j], hi[t][j]);
+    for (int i = 1; i < kRowsPerWarp; ++i)
+      if (lane == i) value = tot[i];
+    storeRow<kOut>(p, row, value + b, first, residual, stepPos, best, bestIdx);
+  };
+  if constexpr (kOut != WB_DECODE_OUT_ARGMAX) {
+    float tot[kRowsPerWarp];
+    cur.dots(sxq, p.k / 32, tot);
+    if (lane < kRowsPerWarp && warpRow0 + lane < n) finish(tot, warpRow0 + lane, true, bias);
+  } else {
+    for (int row0 = warpRow0; row0 < n; row0 += stride) {
+      const bool more = row0 + stride < n;  // uniform over the warp
+      MmaRows<kTiles, kRows, kJ> next;
+      if (more) next.load(p, row0 + stride);
+      float tot[kRowsPerWarp];
+      cur.dots(sxq, p.k / 32, tot);
+      const int row = row0 + lane;
+      if (lane < kRowsPerWarp && row < n) {
+        const bool first = row0 == warpRow0;
+        finish(tot, row, first,
+               first || !p.weight.bias ? bias : __half2float(static_cast<const __half*>(p.weight.bias)[row]));
       }
-#pragma unroll
-    for (int t = 0; t < kTiles; ++t)
-#pragma unroll
-      for (int j = 0; j < kJ; ++j) mma16816(acc[t][j][0], lo[t][j], xv[j].x, xv[j].z);
-#pragma unroll
-    for (int t = 0; t < kTiles; ++t)
-#pragma unroll
-      for (int j = 0; j < kJ; ++j) mma16816(acc[t][j][kSplitLoHi ? 1 : 0], hi[t][j], xv[j].y, xv[j].w);
-  }
-  // The diagonal: lane (g, g / 2) holds C[g][g] in element g & 1 and C[g + 8][g] in 2 + (g & 1).
-  const bool diag = c == (g >> 1);
-  float tot[kRowsPerWarp];
-#pragma unroll
-  for (int t = 0; t < kTiles; ++t)
-#pragma unroll
-    for (int r = 0; r < kRows; ++r) {
-      float v = 0.f;
-#pragma unroll
-      for (int j = 0; j < kJ; ++j) {
-        float d = (g & 1) ? acc[t][j][0][2 * r + 1] : acc[t][j][0][2 * r];
-        if (kSplitLoHi) d += (g & 1) ? acc[t][j][kSplitLoHi ? 1 : 0][2 * r + 1] : acc[t][j][kSplitLoHi ? 1 : 0][2 * r];
-        v = fmaf(__half2float(scale[t][r][j]), d, v);
-      }
-      v = diag ? v : 0.f;
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-      tot[t * kRows + r] = v;
+      if (more) cur = next;
     }
-  if (!finisher) return;
-  float value = tot[0];
-#pragma unroll
-  for (int i = 1; i < kRowsPerWarp; ++i)
-    if (lane == i) value = tot[i];
-  float best = 0.f;
-  int bestIdx = 0;
-  storeRow<kOut>(p, myRow, value + bias, true, residual, stepPos, best, bestIdx);
+    argmaxFinish(p, best, bestIdx, bestValue, bestIndex, &lastBlock);
+  }
 }
 
 }  // namespace
