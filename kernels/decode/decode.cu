@@ -1,6 +1,7 @@
 // Fused batch-1 decode kernels; see decode.h.
 // GEMV: 64-256 threads, rows owned by lane groups (32 lanes per fp16 row, 8 or 32 per
-// int4 row), 16-byte streaming weight loads; the first pass of each row's weights (and
+// int4 row; int4 in groups of 128 with K a multiple of 1024 on tensor cores instead,
+// decode_int4_mma.cuh), 16-byte streaming weight loads; the first pass of each row's weights (and
 // the LayerNorm parameters, bias and residual element) is issued before
 // griddepcontrol.wait, so with programmatic launch it overlaps the previous kernel.
 // The input vector is rebuilt in shared memory by every block (at most a few KB).

@@ -1,17 +1,16 @@
 // The int4 GEMV of decode.cu with its products on tensor cores (WbDecodeLinearParams::int4Mma):
-// groups of 128 inputs, any input and output (the LM head's argmax too). Included by decode.cu only.
+// groups of 128 inputs, K a multiple of 1024, any input and output (the LM head's argmax
+// too). Included by decode.cu only.
 //
 // Why: the half2 path spends ~2.4 instructions a code (unpack, zero point, multiply,
 // convert, add) and its products, not the weight stream, set an int4 kernel's time
-// (docs/PERF.md, "Where an int4 decode kernel's time goes"). Here a warp owns a tile of 16
-// rows and a contiguous run of 128-input steps; each lane loads 16 bytes (32 codes) of its
-// rows g and g + 8 per step, unpacks every 32-bit word in place into the A fragment of one
-// mma.m16n8k16 for the low nibbles and one for the high ones, and takes the matching B
-// fragment straight from the staged input, whose int4 order (stageInput) already pairs
-// (x0, x4), (x1, x5), ... as the nibble trick produces them. All eight B columns hold x,
-// so every lane ends with the dots of its rows g and g + 8; the fp32 accumulators are
-// scaled once a step (the step is one group), and the warps that split K add up in shared
-// memory.
+// (docs/PERF.md, "Where an int4 decode kernel's time goes"). Here each lane unpacks every
+// 32-bit word of codes in place into the A fragment of one mma.m16n8k16 for the low
+// nibbles and one for the high ones, and takes the matching B fragment straight from the
+// staged input, whose int4 order (stageInput) already pairs (x0, x4), (x1, x5), ... as the
+// nibble trick produces them: ~9 instructions and 2 mma a word for two rows. How rows and
+// K map onto the fragments (a row's whole K stays in one warp, so no shared-memory sum):
+// see MmaRows. Measured in docs/PERF.md, "int4 products on tensor cores".
 #pragma once
 
 #include <cuda_fp16.h>
@@ -25,7 +24,7 @@ namespace wbk {
 namespace {
 
 constexpr int kMmaMaxWarps = 12;    // warps of a tensor-core GEMV block
-constexpr int kMmaStepInputs = 128; // inputs of one step: four lanes x 32 codes, one group
+constexpr int kMmaStepInputs = 128; // inputs of one piece: four lanes x 32 codes, one group
 
 // D = A.B + C for one m16n8k16 (fp16 in, fp32 accumulate); a[0..3], b[0..1] as the PTX
 // fragment layout orders them. Not volatile: the compiler may interleave independent ones.
@@ -46,8 +45,9 @@ __device__ __forceinline__ uint32_t lop3HighNibbles(uint32_t w) {
   return out;
 }
 
-// One 32-bit word (8 codes) of rows g and g + 8 as the A fragments of the low-nibble and
-// high-nibble products, each code minus its zero point, exactly (small integers in fp16).
+// One 32-bit word (8 codes) of each of a tile's two rows (A rows g and g + 8) as the A
+// fragments of the low-nibble and high-nibble products, each code minus its zero point,
+// exactly (small integers in fp16).
 // zz = 1024 + zero, zz16 = -(64 + zero): (1024 + 16 n) / 16 - 64 - zero = n - zero.
 template <bool kTwoRows>
 __device__ __forceinline__ void unpackWord(uint32_t qa, uint32_t qb, __half2 zza, __half2 zzb, __half2 zz16a,
