@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 
 #include "core/errors.h"
 #include "core/techniques/quantize.h"
@@ -242,13 +241,7 @@ void FusedDecoder::Impl::stepAttentionBlocks(KvCache& cache, torch::Tensor& ids,
     mp.headBias = l.projBias.data_ptr();
     mp.headCount = atomic ? 1 : static_cast<int>(heads);
     mp.headClear = atomic ? 1 : 0;
-    // EXPERIMENT (session 14): WB_MMA_PROJ_HALF2=1 keeps this mlp.c_proj on the half2 path.
-    static const bool projHalf2 = std::getenv("WB_MMA_PROJ_HALF2") != nullptr;
-    if (projHalf2) {
-      check(wbDecodeLinear(&mp, stream));
-    } else {
-      linear(mp, stream);
-    }
+    linear(mp, stream);
   }
 }
 
