@@ -174,6 +174,14 @@ __global__ void __launch_bounds__(128) decodeAttentionKernel(const WbDecodeAtten
   attendSplit(p, blockIdx.y, blockIdx.x, pos, threadIdx.x, r, sh, [] { __syncthreads(); });
 }
 
+// A GEMV block's dynamic shared memory: x in fp32 [K], int4 its packed copy [K/8 x 16 B],
+// a LayerNorm input its weight and bias [2K fp16].
+template <int kIn>
+size_t gemvSharedBytes(int k, bool int4) {
+  constexpr bool kNorm = kIn == WB_DECODE_IN_LAYERNORM || kIn == WB_DECODE_IN_EMBED || kIn == WB_DECODE_IN_HEADS;
+  return static_cast<size_t>(k) * (sizeof(float) + (int4 ? 2 : 0) + (kNorm ? 4 : 0));
+}
+
 // A GEMV kernel's launch: the dynamic shared memory it needs (above the default 48 KB
 // only by request), programmatic launch and the step's carveout.
 WbStatus launchGemv(const void* kernel, int blocks, int warps, size_t smem, const WbDecodeLinearParams& p,
@@ -207,9 +215,7 @@ WbStatus launchLinear(const WbDecodeLinearParams& p, cudaStream_t stream) {
   if (kIn == WB_DECODE_IN_ATTENTION) warps = std::max(warps, std::min(cap, (p.k / 8 + 31) / 32));
   int blocks = (warpRows + warps - 1) / warps;
   if (kOut == WB_DECODE_OUT_ARGMAX) blocks = std::min(std::min(blocks, 4 * sms), p.argmaxSlots);
-  constexpr bool kNorm = kIn == WB_DECODE_IN_LAYERNORM || kIn == WB_DECODE_IN_EMBED || kIn == WB_DECODE_IN_HEADS;
-  const size_t smem = static_cast<size_t>(p.k) * sizeof(float) + (kInt4 ? static_cast<size_t>(p.k) * 2 : 0) +
-                      (kNorm ? static_cast<size_t>(p.k) * 4 : 0);
+  const size_t smem = gemvSharedBytes<kIn>(p.k, kInt4);
   auto kernel = perLane <= 4 ? decodeLinearKernel<kIn, kOut, kInt4, kLanesPerRow, 4>
                              : decodeLinearKernel<kIn, kOut, kInt4, kLanesPerRow, 16>;
   return launchGemv(reinterpret_cast<const void*>(kernel), blocks, warps, smem, p, stream, "decode linear launch");
@@ -218,15 +224,14 @@ WbStatus launchLinear(const WbDecodeLinearParams& p, cudaStream_t stream) {
 // The tensor-core int4 GEMV (decode_int4_mma.cuh) for K a multiple of 1024 (segments of
 // whole groups): K = 1024 two tiles of two rows a warp, 2048 one tile of two, 3072 and
 // 4096 one row; warps and blocks as launchLinear, but the LM head's grid is what is
-// resident at once (occupancy), not 4 blocks an SM. Returns false where it does not apply.
+// resident at once (occupancy), not 4 blocks an SM.
 template <int kIn, int kOut, int kRows, int kTiles, int kJ>
 WbStatus launchLinearMmaShape(const WbDecodeLinearParams& p, cudaStream_t stream) {
   const int sms = smCount();
   const int warpRows = (p.n + kRows * kTiles - 1) / (kRows * kTiles);
   const int warps = kOut == WB_DECODE_OUT_ARGMAX ? kArgmaxWarps : std::clamp((warpRows + sms - 1) / sms, 2, kMmaMaxWarps);
   int blocks = (warpRows + warps - 1) / warps;
-  constexpr bool kNorm = kIn == WB_DECODE_IN_LAYERNORM || kIn == WB_DECODE_IN_EMBED || kIn == WB_DECODE_IN_HEADS;
-  const size_t smem = static_cast<size_t>(p.k) * (sizeof(float) + 2) + (kNorm ? static_cast<size_t>(p.k) * 4 : 0);
+  const size_t smem = gemvSharedBytes<kIn>(p.k, true);
   const void* kernel = reinterpret_cast<const void*>(decodeLinearMmaKernel<kIn, kOut, kRows, kTiles, kJ>);
   if (kOut == WB_DECODE_OUT_ARGMAX) {  // the LM head: the blocks that are resident at once, looping over the rows
     int resident = 0;
@@ -236,6 +241,7 @@ WbStatus launchLinearMmaShape(const WbDecodeLinearParams& p, cudaStream_t stream
   }
   return launchGemv(kernel, blocks, warps, smem, p, stream, "decode linear (tensor cores) launch");
 }
+// Launches it where K fits (status: the launch's); false where it does not apply.
 template <int kIn, int kOut>
 bool launchLinearMma(const WbDecodeLinearParams& p, cudaStream_t stream, WbStatus& status) {
   if (p.k % 1024 != 0) return false;
