@@ -4,6 +4,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
+#include <functional>
 #include <tuple>
 
 #include "core/bench/kineto_trace.h"
@@ -47,7 +48,7 @@ const std::vector<std::string>& decodePerfPaths() {
                                               "int4-ln-two-pass", "fused-attn-block", "int4-attn-block",
                                               "int4-fp16-head-attn-block", "fused-attn-block-atomic",
                                               "int4-attn-block-atomic", "fused-ln-unfolded", "int4-half2",
-                                              "int4-attn-block-atomic-half2"};
+                                              "int4-attn-block-atomic-half2", "int4-attn-block-atomic-two-mlp"};
   return paths;
 }
 
@@ -168,6 +169,7 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
       row.values["attention_block_active"] = graph.fusedAttentionBlock() ? 1 : 0;
       if (!graph.fusedAttentionBlock())
         r.warnings.push_back(path + ": the attention-block kernels could not run here; the per-phase kernels were timed");
+      row.values["mlp_block_active"] = graph.fusedMlpBlock() ? 1 : 0;
     }
     if (const int64_t bytes = graph.fusedWeightBytes(); bytes > 0) {
       row.values["weight_mb_per_token"] = static_cast<double>(bytes) / 1e6;
@@ -272,30 +274,35 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
       runThreeWays("fused-attn-block", "attn-block", "cuda graph, fused kernels", ", attention block", block);
   auto atomicBlock = block;
   atomicBlock.fusedOptions.attentionBlockAtomic = true;
-  double int4Half2Mean = 0, int4BlockAtomicMean = 0, int4BlockAtomicHalf2Mean = 0;
   if (wants(o, "fused-attn-block-atomic"))
     runGraph("fused-attn-block-atomic", "cuda graph, fused kernels (fp16), attention block, atomic head sum", atomicBlock);
-  if (wants(o, "int4-attn-block-atomic"))
-    int4BlockAtomicMean = runGraph("int4-attn-block-atomic",
-                                   "cuda graph, fused kernels, int4 " + g + " Conv1D + LM head, attention block, atomic head sum",
-                                   int4Of(atomicBlock, true))
-                              .second;
-  // The same two int4 steps with the half2 products instead of tensor cores, in this process.
+  // The int4 atomic attention-block step, and variants of it in this process: `what` names
+  // the option `tweak` changes.
+  auto int4AtomicBlock = [&](const std::string& path, const std::string& what,
+                             const std::function<void(FusedDecodeOptions&)>& tweak) {
+    if (!wants(o, path)) return 0.0;
+    auto f = int4Of(atomicBlock, true);
+    tweak(f.fusedOptions);
+    return runGraph(path, "cuda graph, fused kernels, int4 " + g + " Conv1D + LM head, attention block, atomic head sum" + what,
+                    f)
+        .second;
+  };
+  const double int4BlockAtomicMean = int4AtomicBlock("int4-attn-block-atomic", "", [](FusedDecodeOptions&) {});
+  // The int4 steps with the half2 products instead of tensor cores.
+  double int4Half2Mean = 0;
   if (wants(o, "int4-half2")) {
     auto f = int4Of(fused, true);
     f.fusedOptions.int4TensorCores = false;
     int4Half2Mean =
         runGraph("int4-half2", "cuda graph, fused kernels, int4 " + g + " Conv1D + LM head, half2 products", f).second;
   }
-  if (wants(o, "int4-attn-block-atomic-half2")) {
-    auto f = int4Of(atomicBlock, true);
-    f.fusedOptions.int4TensorCores = false;
-    int4BlockAtomicHalf2Mean = runGraph("int4-attn-block-atomic-half2",
-                                        "cuda graph, fused kernels, int4 " + g +
-                                            " Conv1D + LM head, attention block, atomic head sum, half2 products",
-                                        f)
-                                   .second;
-  }
+  const double int4BlockAtomicHalf2Mean = int4AtomicBlock(
+      "int4-attn-block-atomic-half2", ", half2 products", [](FusedDecodeOptions& f) { f.int4TensorCores = false; });
+  // The MLP as two kernels (FusedDecodeOptions::mlpBlock off).
+  const double int4BlockAtomicTwoMlpMean = int4AtomicBlock(
+      "int4-attn-block-atomic-two-mlp", ", MLP as two kernels", [](FusedDecodeOptions& f) { f.mlpBlock = false; });
+  if (int4BlockAtomicMean > 0 && int4BlockAtomicTwoMlpMean > 0)
+    r.summary["int4_mlp_block_speedup"] = int4BlockAtomicTwoMlpMean / int4BlockAtomicMean;
   if (fusedMean > 0 && blockMean > 0) r.summary["attn_block_speedup_vs_fused"] = fusedMean / blockMean;
   if (int4Mean > 0 && int4BlockMean > 0) r.summary["int4_attn_block_speedup_vs_int4"] = int4Mean / int4BlockMean;
   if (blockMean > 0 && int4BlockMean > 0)

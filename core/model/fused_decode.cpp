@@ -165,6 +165,12 @@ struct FusedDecoder::Impl {
   FoldedNorm headNorm;
   torch::Tensor residual, q, hidden, partO, partMl, headPartials, logits, argmaxValues, argmaxIndices, argmaxCounter;
   bool blockOn = false;  // the attention-block kernels (options.attentionBlock, where they run)
+  // The MLP blocks (options.mlpBlock, where they run): the residual after each attention
+  // block (the MLP block's input; `residual` holds the one after each MLP), and per layer
+  // the attention block's head sum [L, E] and the MLP block's sums [L, copies, E], each
+  // zeroed by the next layer's MLP block once consumed (so per layer, not one buffer).
+  bool mlpOn = false;
+  torch::Tensor residualMid, headSums, mlpSums;
   int64_t capacity = 0, embd = 0, heads = 0, inner = 0, vocab = 0, splits = 0;
   float eps = 1e-5f;
   int64_t weightBytes = 0;
@@ -177,6 +183,7 @@ struct FusedDecoder::Impl {
 
   bool stepPersistent(KvCache& cache, torch::Tensor& ids, torch::Tensor& out, cudaStream_t stream);
   void stepAttentionBlocks(KvCache& cache, torch::Tensor& ids, int pdl, int carveout, cudaStream_t stream);
+  void stepMlpBlocks(KvCache& cache, torch::Tensor& ids, int pdl, int carveout, cudaStream_t stream);
   WbDecodeLinearParams qkvParams(size_t i, KvCache& cache, torch::Tensor& ids, int pdl, int carveout) const;
   // Launches a GEMV of the step with the step-wide choices its fields do not carry.
   void linear(WbDecodeLinearParams p, cudaStream_t stream) const {
@@ -242,6 +249,47 @@ void FusedDecoder::Impl::stepAttentionBlocks(KvCache& cache, torch::Tensor& ids,
     mp.headCount = atomic ? 1 : static_cast<int>(heads);
     mp.headClear = atomic ? 1 : 0;
     linear(mp, stream);
+  }
+}
+
+// Per layer two launches: the attention block over the residual plus the previous MLP
+// block's sums (the embedding in the first layer), which stores that residual to
+// residualMid and adds its heads into headSums[i]; the MLP block over residualMid plus
+// those heads, which stores that residual to `residual` and adds into mlpSums[i]. Layer
+// i's MLP block zeroes layer i - 1's sums (layer L - 1's, the previous step's, in the
+// first): the last kernels to read them have finished by its wait.
+void FusedDecoder::Impl::stepMlpBlocks(KvCache& cache, torch::Tensor& ids, int pdl, int carveout, cudaStream_t stream) {
+  const int e = static_cast<int>(embd);
+  const size_t layerCount = layers.size();
+  for (size_t i = 0; i < layerCount; ++i) {
+    const Layer& l = layers[i];
+    const size_t prev = (i + layerCount - 1) % layerCount;
+    WbDecodeAttentionBlockParams ab{};
+    ab.qkv = qkvParams(i, cache, ids, pdl, carveout);
+    ab.qkv.residual = residualMid.data_ptr();  // the embedding (first layer) or the residual it builds
+    if (i > 0) {
+      ab.qkv.input = WB_DECODE_IN_HEADS;
+      ab.qkv.headPartials = mlpSums[static_cast<int64_t>(prev)].data_ptr<float>();
+      ab.qkv.headBias = layers[prev].mprojBias.data_ptr();
+      ab.qkv.headCount = WB_DECODE_MLP_SUMS;
+    }
+    ab.proj = decodeWeight(l.proj, torch::Tensor());
+    ab.headPartials = headSums[static_cast<int64_t>(i)].data_ptr<float>();
+    ab.accumulate = 1;
+    ab.scale = l.scale;
+    check(wbDecodeAttentionBlock(&ab, stream));
+    WbDecodeMlpBlockParams mb{};
+    mb.fc = linearParams(WB_DECODE_IN_HEADS, WB_DECODE_OUT_GELU, inner, e, l.fc, l.fcBias, nullptr, pdl, carveout);
+    setLayerNorm(mb.fc, residualMid, l.ln2w, l.ln2b, eps);
+    mb.fc.headPartials = ab.headPartials;
+    mb.fc.headBias = l.projBias.data_ptr();
+    mb.fc.headCount = 1;
+    mb.fc.residual = residual.data_ptr();
+    mb.proj = decodeWeight(l.mproj, torch::Tensor());
+    mb.accumulate = mlpSums[static_cast<int64_t>(i)].data_ptr<float>();
+    mb.clearSums = mlpSums[static_cast<int64_t>(prev)].data_ptr<float>();
+    mb.clearHeads = headSums[static_cast<int64_t>(prev)].data_ptr<float>();
+    check(wbDecodeMlpBlock(&mb, stream));
   }
 }
 
@@ -397,6 +445,19 @@ FusedDecoder::FusedDecoder(Gpt2 model, int64_t capacity, const FusedDecodeOption
   m.blockOn = o.attentionBlock && !o.persistent &&
               wbDecodeAttentionBlockSupported(static_cast<int>(m.heads), static_cast<int>(capacity));
   if (m.blockOn) m.headPartials = torch::zeros({m.heads, m.embd}, f32);
+  // Two layers at least: a layer's MLP block zeroes the previous layer's sums.
+  const bool mlpWeights = std::all_of(m.layers.begin(), m.layers.end(), [](const Layer& l) {
+    return l.fc.packed.defined() && l.mproj.packed.defined() && l.fc.groupSize == 128 && l.mproj.groupSize == 128;
+  });
+  m.mlpOn = m.blockOn && o.attentionBlockAtomic && o.mlpBlock && o.int4TensorCores && !o.layerNormTwoPass &&
+            m.layers.size() >= 2 && mlpWeights &&
+            wbDecodeMlpBlockSupported(static_cast<int>(m.embd), static_cast<int>(m.inner), 128);
+  if (m.mlpOn) {
+    const auto layerCount = static_cast<int64_t>(m.layers.size());
+    m.residualMid = torch::zeros({m.embd}, h16);
+    m.headSums = torch::zeros({layerCount, m.embd}, f32);
+    m.mlpSums = torch::zeros({layerCount, WB_DECODE_MLP_SUMS, m.embd}, f32);
+  }
   m.logits = torch::zeros({m.vocab}, h16);
   const int64_t slots = 4096;
   m.argmaxValues = torch::zeros({slots}, f32);
@@ -410,6 +471,7 @@ const torch::Tensor& FusedDecoder::logits() const { return impl_->logits; }
 int64_t FusedDecoder::weightBytes() const { return impl_->weightBytes; }
 bool FusedDecoder::persistentActive() const { return impl_->persistentOn; }
 bool FusedDecoder::attentionBlockActive() const { return impl_->blockOn; }
+bool FusedDecoder::mlpBlockActive() const { return impl_->mlpOn; }
 
 void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) {
   auto& m = *impl_;
@@ -435,7 +497,9 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
   const auto* pos = cache.position.data_ptr<int64_t>();
   const int e = static_cast<int>(m.embd);
   const int twoPass = m.options.layerNormTwoPass ? 1 : 0;
-  if (m.blockOn) {
+  if (m.mlpOn) {
+    m.stepMlpBlocks(cache, ids, pdl, carveout, stream);
+  } else if (m.blockOn) {
     m.stepAttentionBlocks(cache, ids, pdl, carveout, stream);
   } else {
     for (size_t i = 0; i < m.layers.size(); ++i) {
@@ -491,7 +555,14 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
                    carveout);
   setLayerNorm(h, m.residual, m.lnfW, m.lnfB, m.eps);
   h.lnTwoPass = twoPass;
-  setFolded(h, m.headNorm);
+  if (m.mlpOn) {  // the last MLP block's sums are still to be added (and the LayerNorm not folded)
+    h.input = WB_DECODE_IN_HEADS;
+    h.headPartials = m.mlpSums[static_cast<int64_t>(m.layers.size()) - 1].data_ptr<float>();
+    h.headBias = m.layers.back().mprojBias.data_ptr();
+    h.headCount = WB_DECODE_MLP_SUMS;
+  } else {
+    setFolded(h, m.headNorm);
+  }
   h.position = pos;
   h.capacity = static_cast<int>(m.capacity);
   h.argmaxValues = m.argmaxValues.data_ptr<float>();
@@ -522,6 +593,7 @@ const torch::Tensor& FusedDecoder::logits() const { return impl_->logits; }
 int64_t FusedDecoder::weightBytes() const { return 0; }
 bool FusedDecoder::persistentActive() const { return false; }
 bool FusedDecoder::attentionBlockActive() const { return false; }
+bool FusedDecoder::mlpBlockActive() const { return false; }
 
 #endif
 

@@ -59,6 +59,13 @@ struct FusedDecodeOptions {
   // instead of half2 dequantize-multiply-add. Measured faster on H100 (docs/PERF.md,
   // "int4 products on tensor cores"); false keeps the half2 path, to compare.
   bool int4TensorCores = true;
+  // With the atomic attention block, int4 groups of 128 on tensor cores and E = 1024 (GPT-2
+  // medium): ln_2 + c_fc + GELU + mlp.c_proj as one launch (wbDecodeMlpBlock) whose blocks
+  // each add their hidden units' share of every output into fp32 sums, which the next
+  // layer's attention block (or ln_f + the LM head) adds to the residual: 2 L + 1 launches.
+  // Measured faster on H100 (docs/PERF.md, "One launch for the MLP"); where it does not
+  // apply the two MLP kernels run (mlpBlockActive() says which).
+  bool mlpBlock = true;
   // The whole step as one persistent cooperative kernel with grid barriers between the
   // phases (kernels/decode/decode_persistent.h); where the device or the shapes cannot
   // take it, the 5 L + 1 kernels above run instead (persistentActive() says which).
@@ -89,6 +96,9 @@ class FusedDecoder {
   // Whether step() runs the attention-block kernels (asked for, not persistent, and this
   // device and model take them).
   bool attentionBlockActive() const;
+  // Whether step() runs the MLP blocks (asked for, with the attention blocks, and the
+  // weights and shapes take them).
+  bool mlpBlockActive() const;
 
  private:
   struct Impl;

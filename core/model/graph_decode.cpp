@@ -158,6 +158,7 @@ torch::Tensor GraphDecoder::lastLogits() const {
 int64_t GraphDecoder::fusedWeightBytes() const { return impl_->fused ? impl_->fused->weightBytes() : 0; }
 bool GraphDecoder::fusedPersistent() const { return impl_->fused && impl_->fused->persistentActive(); }
 bool GraphDecoder::fusedAttentionBlock() const { return impl_->fused && impl_->fused->attentionBlockActive(); }
+bool GraphDecoder::fusedMlpBlock() const { return impl_->fused && impl_->fused->mlpBlockActive(); }
 
 #else
 
@@ -175,6 +176,7 @@ torch::Tensor GraphDecoder::lastLogits() const { return {}; }
 int64_t GraphDecoder::fusedWeightBytes() const { return 0; }
 bool GraphDecoder::fusedPersistent() const { return false; }
 bool GraphDecoder::fusedAttentionBlock() const { return false; }
+bool GraphDecoder::fusedMlpBlock() const { return false; }
 
 #endif
 

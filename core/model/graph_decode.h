@@ -53,6 +53,8 @@ class GraphDecoder {
   bool fusedPersistent() const;
   // Whether the fused step runs the attention-block kernels (FusedDecodeOptions::attentionBlock).
   bool fusedAttentionBlock() const;
+  // Whether it runs the MLP blocks too (FusedDecodeOptions::mlpBlock, where they apply).
+  bool fusedMlpBlock() const;
 
  private:
   struct Impl;

@@ -363,6 +363,8 @@ extern "C" WbStatus wbDecodeLinear(const WbDecodeLinearParams* params, cudaStrea
     return launchFormat<WB_DECODE_IN_PLAIN, WB_DECODE_OUT_RESIDUAL>(p, stream);
   if (p.input == WB_DECODE_IN_LAYERNORM && p.output == WB_DECODE_OUT_ARGMAX)
     return launchFormat<WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_ARGMAX>(p, stream);
+  if (p.input == WB_DECODE_IN_HEADS && p.output == WB_DECODE_OUT_ARGMAX)  // ln_f after an MLP block
+    return launchFormat<WB_DECODE_IN_HEADS, WB_DECODE_OUT_ARGMAX>(p, stream);
   if (p.input == WB_DECODE_IN_PLAIN && p.output == WB_DECODE_OUT_STORE)
     return launchFormat<WB_DECODE_IN_PLAIN, WB_DECODE_OUT_STORE>(p, stream);
   return fail(WB_STATUS_UNSUPPORTED, "decode linear: input %d with output %d is not built", static_cast<int>(p.input),

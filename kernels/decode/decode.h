@@ -23,7 +23,8 @@ typedef enum {
   WB_DECODE_IN_EMBED = 2,      /* e = wte[*token] + wpe[*position], stored to residual; input LayerNorm(e) */
   WB_DECODE_IN_ATTENTION = 3,  /* the combine of WbDecodeAttentionParams' partials, one head per headDim inputs */
   WB_DECODE_IN_HEADS = 4       /* LayerNorm(x + (sum of headPartials + headBias)): the residual after an attention
-                                  block (wbDecodeAttentionBlock), not stored */
+                                  block (wbDecodeAttentionBlock) or an MLP block (wbDecodeMlpBlock); stored to
+                                  residual by block 0 where residual is set */
 } WbDecodeInput;
 
 typedef enum {
@@ -58,7 +59,7 @@ typedef struct {
   const void* wte;                      /* fp16 [vocab, K]: EMBED */
   const void* wpe;                      /* fp16 [positions, K]: EMBED */
   const int64_t* token;                 /* [1]: EMBED */
-  void* residual;                       /* fp16 [K]: EMBED writes e here */
+  void* residual;                       /* fp16 [K]: EMBED writes e here, HEADS (if set) the residual it builds */
   const float* attnO;                   /* [heads, splits, headDim]: ATTENTION */
   const float* attnMl;                  /* [heads, splits, 2] (max in log2 units, sum) */
   int attnSplits;
@@ -126,7 +127,7 @@ typedef struct {
  * so its predecessor must not be the kernel that advanced the position (the argmax);
  * EMBED (the first layer) reads them after. */
 typedef struct {
-  WbDecodeLinearParams qkv;  /* input LAYERNORM or EMBED, output QKV (y unused), weight c_attn, caches, position,
+  WbDecodeLinearParams qkv;  /* input LAYERNORM, EMBED or (int4) HEADS, output QKV (y unused), weight c_attn, caches, position,
                                 capacity, heads, headDim (64), programmaticLaunch, sharedCarveout, lnTwoPass */
   WbDecodeWeight proj;       /* attn.c_proj [E, E] (bias unused: added by the consumers) */
   float* headPartials;       /* [heads, E]; accumulate: [E], zero on entry */
@@ -135,6 +136,33 @@ typedef struct {
                                 last bits, varies between runs) */
   float scale;               /* applied to q.k */
 } WbDecodeAttentionBlockParams;
+
+/* ln_2 + c_fc + GELU + mlp.c_proj of one layer in one launch, int4 groups of 128 on tensor
+ * cores, E = 1024 (GPT-2 medium) and inner a multiple of 32. Each block owns 32 hidden
+ * units: the residual plus the previous kernel's sum (HEADS input), LayerNorm, its 32 c_fc
+ * rows and GELU, then those units' slice of mlp.c_proj for every output, added into
+ * `accumulate` with fp32 vector atomics; the consumer (the next attention block or the LM
+ * head, HEADS input over the copies, the c_proj bias as headBias) adds that sum into the
+ * residual. So a layer with an accumulating attention block takes 2 launches. */
+/* Copies of an MLP block's sum: block b adds into copy b % WB_DECODE_MLP_SUMS, so that
+ * each address takes that fraction of the blocks' atomics (those on one address serialise
+ * in L2: docs/PERF.md, "One launch for the MLP"); consumers add the copies. */
+#define WB_DECODE_MLP_SUMS 4
+
+typedef struct {
+  WbDecodeLinearParams fc;  /* input HEADS (x, headPartials, headBias, headCount; residual: where block 0
+                               stores x + the heads), weight c_fc [inner, E], LayerNorm, programmaticLaunch,
+                               sharedCarveout, lnTwoPass; output and y unused */
+  WbDecodeWeight proj;      /* mlp.c_proj [E, inner], same group size (bias unused: the consumer adds it) */
+  float* accumulate;        /* fp32 [WB_DECODE_MLP_SUMS, E], zero on entry: c_proj's products over the hidden
+                               units, summed over the copies (the consumer's headPartials, headCount the copies) */
+  float* clearSums;         /* fp32 [WB_DECODE_MLP_SUMS, E] or NULL, and */
+  float* clearHeads;        /* fp32 [E] or NULL: zeroed after the programmatic wait, for their next accumulation
+                               (an earlier MLP block's sum and attention block's, both consumed by now) */
+} WbDecodeMlpBlockParams;
+
+int wbDecodeMlpBlockSupported(int embd, int inner, int groupSize);
+WbStatus wbDecodeMlpBlock(const WbDecodeMlpBlockParams* params, cudaStream_t stream);
 
 /* Whether wbDecodeAttentionBlock can run on the current device (thread block clusters)
  * for a model of `heads` heads of dim 64 and a cache of `capacity` slots. */

@@ -173,7 +173,7 @@ __global__ void __launch_bounds__(kBlockThreads) attentionBlockKernel(const WbDe
     pos = __ldcg(p.position);
     fetchKeys(pos);
   }
-  stageInput<kIn, kInt4>(p, sx, sxq, sln, sh.scratch);
+  stageInput<kIn, kInt4, true, kIn == WB_DECODE_IN_HEADS ? WB_DECODE_MLP_SUMS : 0>(p, sx, sxq, sln, sh.scratch);
 
   // c_attn: this warp's q, k and v of `dim`, rounded to fp16 as the eager path.
   float acc[3] = {0.f, 0.f, 0.f};
@@ -334,6 +334,10 @@ WbStatus launchBlock(const WbDecodeAttentionBlockParams& ab, cudaStream_t stream
 template <int kIn>
 WbStatus launchInput(const WbDecodeAttentionBlockParams& ab, cudaStream_t stream) {
   const bool int4 = ab.qkv.weight.qweight != nullptr;
+  if constexpr (kIn == WB_DECODE_IN_HEADS) {  // after an MLP block, which is int4 only
+    if (!int4) return fail(WB_STATUS_UNSUPPORTED, "decode attention block: a heads input needs int4 weights");
+    return ab.qkv.k <= 1024 ? launchBlock<kIn, true, 1>(ab, stream) : launchBlock<kIn, true, 2>(ab, stream);
+  }
   if (ab.qkv.k <= 1024) return int4 ? launchBlock<kIn, true, 1>(ab, stream) : launchBlock<kIn, false, 4>(ab, stream);
   return int4 ? launchBlock<kIn, true, 2>(ab, stream) : launchBlock<kIn, false, 8>(ab, stream);
 }
@@ -344,8 +348,9 @@ WbStatus checkBlock(const WbDecodeAttentionBlockParams* params) {
   if (!params) return fail(WB_STATUS_INVALID_ARGUMENT, "decode attention block: params is NULL");
   const WbDecodeLinearParams& p = params->qkv;
   const WbDecodeWeight& proj = params->proj;
-  if (p.input != WB_DECODE_IN_LAYERNORM && p.input != WB_DECODE_IN_EMBED)
-    return fail(WB_STATUS_INVALID_ARGUMENT, "decode attention block: the input must be LayerNorm or embedding + LayerNorm");
+  if (p.input != WB_DECODE_IN_LAYERNORM && p.input != WB_DECODE_IN_EMBED && p.input != WB_DECODE_IN_HEADS)
+    return fail(WB_STATUS_INVALID_ARGUMENT,
+                "decode attention block: the input must be LayerNorm, embedding + LayerNorm or heads + LayerNorm");
   if (p.headDim != kHeadDim || p.heads < 1 || p.k != p.heads * kHeadDim || p.n != 3 * p.k || p.k > kMaxEmbd)
     return fail(WB_STATUS_UNSUPPORTED, "decode attention block: needs head dim 64, K = heads * 64 <= %d, N = 3K (got "
                 "heads %d, head dim %d, K %d, N %d)", kMaxEmbd, p.heads, p.headDim, p.k, p.n);
@@ -373,8 +378,13 @@ WbStatus checkBlock(const WbDecodeAttentionBlockParams* params) {
       !params->headPartials || !p.lnWeight || !p.lnBias || !alignedTo16(p.lnWeight) || !alignedTo16(p.lnBias))
     return fail(WB_STATUS_INVALID_ARGUMENT,
                 "decode attention block: needs the caches (16-byte aligned), position, head partials and LayerNorm");
-  if (p.input == WB_DECODE_IN_LAYERNORM && (!p.x || !alignedTo16(p.x)))
+  if (p.input != WB_DECODE_IN_EMBED && (!p.x || !alignedTo16(p.x)))
     return fail(WB_STATUS_INVALID_ARGUMENT, "decode attention block: LayerNorm needs x (16-byte aligned)");
+  if (p.input == WB_DECODE_IN_HEADS && (!p.headPartials || !alignedTo16(p.headPartials) || !p.headBias ||
+                                        !alignedTo16(p.headBias) || p.headCount != WB_DECODE_MLP_SUMS || p.lnTwoPass ||
+                                        !alignedTo16(p.residual)))
+    return fail(WB_STATUS_INVALID_ARGUMENT, "decode attention block: a heads input is an MLP block's sum (headCount %d), "
+                "needs head bias (16-byte aligned), an aligned residual and a one-pass LayerNorm", WB_DECODE_MLP_SUMS);
   if (p.input == WB_DECODE_IN_EMBED && (!p.wte || !p.wpe || !p.token || !p.residual))
     return fail(WB_STATUS_INVALID_ARGUMENT, "decode attention block: embedding needs wte, wpe, token and residual");
   return WB_STATUS_OK;
@@ -401,6 +411,9 @@ extern "C" WbStatus wbDecodeAttentionBlock(const WbDecodeAttentionBlockParams* p
   if (WbStatus s = checkBlock(params); s != WB_STATUS_OK) return s;
   if (!wbDecodeAttentionBlockSupported(params->qkv.heads, params->qkv.capacity))
     return fail(WB_STATUS_UNSUPPORTED, "decode attention block: this device has no thread block clusters (sm_90+)");
-  return params->qkv.input == WB_DECODE_IN_EMBED ? launchInput<WB_DECODE_IN_EMBED>(*params, stream)
-                                                 : launchInput<WB_DECODE_IN_LAYERNORM>(*params, stream);
+  switch (params->qkv.input) {
+    case WB_DECODE_IN_EMBED: return launchInput<WB_DECODE_IN_EMBED>(*params, stream);
+    case WB_DECODE_IN_HEADS: return launchInput<WB_DECODE_IN_HEADS>(*params, stream);
+    default: return launchInput<WB_DECODE_IN_LAYERNORM>(*params, stream);
+  }
 }

@@ -204,6 +204,45 @@ __device__ __forceinline__ uint4 attentionResidualChunk(const WbDecodeLinearPara
   return out;
 }
 
+// attentionResidualChunk for kSums sums (headCount == kSums), the same bits: x, the sums
+// and the bias loaded at once.
+template <int kSums>
+__device__ __forceinline__ uint4 residualChunkSums(const WbDecodeLinearParams& p, int kc) {
+  const uint4 xr = __ldcg(reinterpret_cast<const uint4*>(static_cast<const __half*>(p.x) + kc * 8));
+  float4 lo[kSums], hi[kSums];
+#pragma unroll
+  for (int h = 0; h < kSums; ++h) {
+    const float4* src = reinterpret_cast<const float4*>(p.headPartials + static_cast<int64_t>(h) * p.k + kc * 8);
+    lo[h] = __ldcg(src);
+    hi[h] = __ldcg(src + 1);
+  }
+  const uint4 br = __ldg(reinterpret_cast<const uint4*>(static_cast<const __half*>(p.headBias) + kc * 8));
+  float s[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+  for (int h = 0; h < kSums; ++h) {
+    s[0] += lo[h].x, s[1] += lo[h].y, s[2] += lo[h].z, s[3] += lo[h].w;
+    s[4] += hi[h].x, s[5] += hi[h].y, s[6] += hi[h].z, s[7] += hi[h].w;
+  }
+  const uint32_t* xa = reinterpret_cast<const uint32_t*>(&xr);
+  const uint32_t* ba = reinterpret_cast<const uint32_t*>(&br);
+  uint4 out;
+  uint32_t* o = reinterpret_cast<uint32_t*>(&out);
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    const float2 x = __half22float2(asHalf2(xa[e])), b = __half22float2(asHalf2(ba[e]));
+    o[e] = asU32(__floats2half2_rn(roundHalf(x.x + roundHalf(s[2 * e] + b.x)),
+                                   roundHalf(x.y + roundHalf(s[2 * e + 1] + b.y))));
+  }
+  return out;
+}
+
+// HEADS with p.residual set: block 0 stores the residual it built (chunk kc), so that a
+// consumer of this kernel reads it instead of rebuilding it (wbDecodeMlpBlock, and the
+// attention block after one).
+__device__ __forceinline__ void storeHeadsResidual(const WbDecodeLinearParams& p, int kc, const uint4& r) {
+  if (p.residual && blockIdx.x == 0) reinterpret_cast<uint4*>(p.residual)[kc] = r;
+}
+
 // LAYERNORM in one pass: every thread keeps its chunks of x (up to kLnChunks, packed)
 // in registers and sums them and their squares; the block adds the per-warp sums after
 // one barrier, and each thread then normalises its own chunks. Two barriers where the
@@ -211,7 +250,7 @@ __device__ __forceinline__ uint4 attentionResidualChunk(const WbDecodeLinearPara
 // over the fp16 residual: cancellation only matters where |mean| >> std, far from a
 // residual stream (and the result is rounded to fp16). `scratch`: two floats per warp.
 constexpr int kLnChunks = 4;
-template <int kIn, bool kInt4>
+template <int kIn, bool kInt4, int kSums = 0>
 __device__ void stageLayerNormOnePass(const WbDecodeLinearParams& p, float* sx, uint4* sxq, const __half* sln,
                                       float* scratch) {
   const int k = p.k, chunks8 = k / 8, threads = static_cast<int>(blockDim.x);
@@ -220,11 +259,18 @@ __device__ void stageLayerNormOnePass(const WbDecodeLinearParams& p, float* sx, 
   // fp32 copies cost the LM head a quarter of its resident blocks.
   // HEADS: x + the attention's sum goes through shared memory first (fp16, in sx, which
   // is only written again after the barrier below): computed in place of the loads
-  // below, its head loads would hold registers for every chunk at once.
+  // below, its head loads would hold registers for every chunk at once. Not so for a
+  // few sums known at compile time (kSums: an MLP block's copies) or one (an accumulating
+  // attention block): a chunk's loads are issued together in place of x's, one L2 round
+  // trip and no barrier.
   const __half* src = static_cast<const __half*>(p.x);
-  if constexpr (kIn == WB_DECODE_IN_HEADS) {
-    for (int kc = threadIdx.x; kc < chunks8; kc += threads)
-      reinterpret_cast<uint4*>(sx)[kc] = attentionResidualChunk(p, kc);
+  const bool oneSum = kIn == WB_DECODE_IN_HEADS && (kSums > 0 || p.headCount == 1);
+  if (kIn == WB_DECODE_IN_HEADS && !oneSum) {
+    for (int kc = threadIdx.x; kc < chunks8; kc += threads) {
+      const uint4 r = attentionResidualChunk(p, kc);
+      reinterpret_cast<uint4*>(sx)[kc] = r;
+      storeHeadsResidual(p, kc, r);
+    }
     __syncthreads();
     src = reinterpret_cast<const __half*>(sx);
   }
@@ -233,9 +279,14 @@ __device__ void stageLayerNormOnePass(const WbDecodeLinearParams& p, float* sx, 
   for (int u = 0; u < kLnChunks; ++u) {
     const int kc = static_cast<int>(threadIdx.x) + u * threads;
     raw[u] = make_uint4(0, 0, 0, 0);
-    if (kc < chunks8)
+    if (kc >= chunks8) continue;
+    if (oneSum) {
+      raw[u] = residualChunkSums<(kSums > 0 ? kSums : 1)>(p, kc);
+      storeHeadsResidual(p, kc, raw[u]);
+    } else {
       raw[u] = kIn == WB_DECODE_IN_HEADS ? reinterpret_cast<const uint4*>(src)[kc]
                                          : __ldcg(reinterpret_cast<const uint4*>(src + kc * 8));
+    }
   }
   float sum = 0.f, squares = 0.f;  // zero-filled chunks past the end add nothing
 #pragma unroll
@@ -358,12 +409,15 @@ __device__ __forceinline__ void foldedStats(const WbDecodeLinearParams& p, const
 // e * K/32 + c, the order the nibble trick produces (as kernels/int4_matmul).
 // `attnPos` >= 0: the step's position, read by the caller before its wait (ATTENTION).
 // kOnePass: LAYERNORM may take stageLayerNormOnePass (unless p.lnTwoPass).
-template <int kIn, bool kInt4, bool kOnePass = true>
+// kSums > 0: HEADS with headCount == kSums known at compile time: the one-pass staging
+// that loads the sums with x only (the caller checks p.lnTwoPass off and K <= kLnChunks
+// chunks a thread).
+template <int kIn, bool kInt4, bool kOnePass = true, int kSums = 0>
 __device__ void stageInput(const WbDecodeLinearParams& p, float* sx, uint4* sxq, const __half* sln, float* scratch,
                            int64_t attnPos = -1) {
   if constexpr ((kIn == WB_DECODE_IN_LAYERNORM || kIn == WB_DECODE_IN_HEADS) && kOnePass) {
-    if (!p.lnTwoPass && p.k / 8 <= kLnChunks * static_cast<int>(blockDim.x)) {
-      stageLayerNormOnePass<kIn, kInt4>(p, sx, sxq, sln, scratch);
+    if (kSums > 0 || (!p.lnTwoPass && p.k / 8 <= kLnChunks * static_cast<int>(blockDim.x))) {
+      stageLayerNormOnePass<kIn, kInt4, kSums>(p, sx, sxq, sln, scratch);
       return;
     }
   }
@@ -414,7 +468,9 @@ __device__ void stageInput(const WbDecodeLinearParams& p, float* sx, uint4* sxq,
           *reinterpret_cast<uint4*>(static_cast<__half*>(p.residual) + kc * 8) = out;
         }
       } else if constexpr (kIn == WB_DECODE_IN_HEADS) {
-        unpack8(attentionResidualChunk(p, kc), f);
+        const uint4 r = attentionResidualChunk(p, kc);
+        storeHeadsResidual(p, kc, r);
+        unpack8(r, f);
       } else {
         combineSplits(p, pos, kc, f);
       }

@@ -5,7 +5,9 @@
 // shapes, int4 g128, 240 layers over 48 weight and KV-cache sets, every step at position
 // argv[2] (default 144, the middle of perf decode's 16 + 256 tokens); argv[3] "mma", "mmafc" or
 // "mmaproj": both MLP GEMVs, c_fc or mlp.c_proj on tensor cores (WbDecodeLinearParams::int4Mma;
-// the attention block ignores it); prints us per layer.
+// the attention block ignores it); "mlpblock": the MLP as one launch (wbDecodeMlpBlock), the
+// attention block then reading the residual plus its sum (HEADS input), with the residual
+// and both sums in rings as the decode step keeps them; prints us per layer.
 // It compiles kernels/decode/decode.cu and decode_attention_block.cu into itself
 // (MC_DECODE_SRC, MC_BLOCK_SRC name other copies), and with -DMC_PROBE and the copies
 // decode_mlp_probe.py and decode_block_probe.py write, prints what each phase of each
@@ -21,6 +23,7 @@
 #endif
 #include MC_DECODE_SRC
 #include MC_BLOCK_SRC
+#include "kernels/decode/decode_mlp_block.cu"
 
 #include <algorithm>
 #include <cstdio>
@@ -84,10 +87,94 @@ int main(int argc, char** argv) {
   float* partials;
   CK(cudaMalloc(&partials, E * 4));
   CK(cudaMemset(partials, 0, E * 4));
+  // mlpblock: residuals R[2], attention sums Hs[4], MLP sums Ms[4] (rings, as the step's)
+  const bool mlpBlock = mode == "mlpblock";
+  __half* R[2] = {res, halves(E, 2.f, 6)};
+  float *Hs[4], *Ms[4];
+  for (int i = 0; i < 4; ++i) {
+    CK(cudaMalloc(&Hs[i], E * 4));
+    CK(cudaMalloc(&Ms[i], WB_DECODE_MLP_SUMS * E * 4));
+    CK(cudaMemset(Hs[i], 0, E * 4));
+    CK(cudaMemset(Ms[i], 0, WB_DECODE_MLP_SUMS * E * 4));
+  }
   int64_t* pos;
   CK(cudaMalloc(&pos, 8));
   CK(cudaMemcpy(pos, &position, 8, cudaMemcpyHostToDevice));
   CK(cudaDeviceSynchronize());
+  if (mlpBlock) {  // one layer both ways on set 0 from the same residual: how far apart
+    cudaStream_t cs;
+    CK(cudaStreamCreate(&cs));
+    std::vector<__half> r0(E), oldOut(E), newRes(E), mb(E);
+    std::vector<float> msum(WB_DECODE_MLP_SUMS * E);
+    CK(cudaMemcpy(r0.data(), res, E * 2, cudaMemcpyDeviceToHost));
+    __half* zeroBias = halves(E, 0.f, 9);
+    for (int way = 0; way < 2; ++way) {
+      CK(cudaMemcpy(res, r0.data(), E * 2, cudaMemcpyHostToDevice));
+      WbDecodeAttentionBlockParams ab{};
+      ab.qkv = gemvParams(WB_DECODE_IN_LAYERNORM, WB_DECODE_OUT_QKV, 3 * E, E, qkv[0], res, q, nullptr, 0);
+      WbDecodeLinearParams& a = ab.qkv;
+      setLayerNorm(a, lnw, lnb);
+      a.position = pos;
+      a.kCache = kc[0];
+      a.vCache = vc[0];
+      a.capacity = kCapacity;
+      a.heads = H;
+      a.headDim = 64;
+      ab.proj = proj[0];
+      ab.proj.bias = nullptr;
+      ab.accumulate = 1;
+      ab.scale = 0.125f;
+      if (way == 0) {
+        ab.headPartials = partials;
+        launched(wbDecodeAttentionBlock(&ab, cs), "attention block");
+        WbDecodeLinearParams f = gemvParams(WB_DECODE_IN_HEADS, WB_DECODE_OUT_GELU, I, E, fc[0], res, hid, nullptr, 0);
+        setLayerNorm(f, lnw, lnb);
+        f.headPartials = partials, f.headBias = proj[0].bias, f.headCount = 1, f.int4Mma = 1;
+        launched(wbDecodeLinear(&f, cs), "c_fc");
+        WbDecodeLinearParams m = gemvParams(WB_DECODE_IN_PLAIN, WB_DECODE_OUT_RESIDUAL, E, I, mproj[0], hid, res, nullptr, 0);
+        m.headPartials = partials, m.headBias = proj[0].bias, m.headCount = 1, m.headClear = 1, m.int4Mma = 1;
+        launched(wbDecodeLinear(&m, cs), "mlp.c_proj");
+        CK(cudaStreamSynchronize(cs));
+        CK(cudaMemcpy(oldOut.data(), res, E * 2, cudaMemcpyDeviceToHost));
+      } else {
+        a.input = WB_DECODE_IN_HEADS, a.x = R[0], a.residual = R[1];
+        a.headPartials = Ms[3], a.headBias = zeroBias, a.headCount = WB_DECODE_MLP_SUMS;
+        ab.headPartials = Hs[0];
+        launched(wbDecodeAttentionBlock(&ab, cs), "attention block");
+        WbDecodeMlpBlockParams mbp{};
+        mbp.fc = gemvParams(WB_DECODE_IN_HEADS, WB_DECODE_OUT_GELU, I, E, fc[0], R[1], nullptr, nullptr, 0);
+        setLayerNorm(mbp.fc, lnw, lnb);
+        mbp.fc.headPartials = Hs[0], mbp.fc.headBias = proj[0].bias, mbp.fc.headCount = 1, mbp.fc.residual = R[0];
+        mbp.proj = mproj[0];
+        mbp.accumulate = Ms[0];
+        mbp.clearSums = Ms[3];
+        mbp.clearHeads = Hs[3];
+        launched(wbDecodeMlpBlock(&mbp, cs), "MLP block");
+        CK(cudaStreamSynchronize(cs));
+        CK(cudaMemcpy(newRes.data(), R[0], E * 2, cudaMemcpyDeviceToHost));
+        CK(cudaMemcpy(msum.data(), Ms[0], msum.size() * 4, cudaMemcpyDeviceToHost));
+        CK(cudaMemcpy(mb.data(), mproj[0].bias, E * 2, cudaMemcpyDeviceToHost));
+      }
+    }
+    double d = 0, mx = 0;
+    int worst = 0;
+    for (int i = 0; i < E; ++i) {
+      float sum = 0.f;
+      for (int c = 0; c < WB_DECODE_MLP_SUMS; ++c) sum += msum[c * E + i];
+      const float nv = __half2float(__float2half(__half2float(newRes[i]) +
+                                                 __half2float(__float2half(sum + __half2float(mb[i])))));
+      const double di = fabs(nv - __half2float(oldOut[i]));
+      if (di > d) d = di, worst = i;
+      mx = std::max(mx, (double)fabs(__half2float(oldOut[i])));
+    }
+    printf("MLP block vs three kernels, one layer: residual max |diff| %.5f at %d (max |x| %.3f)\n", d, worst, mx);
+    CK(cudaMemcpy(res, r0.data(), E * 2, cudaMemcpyHostToDevice));
+    for (int i = 0; i < 4; ++i) {
+      CK(cudaMemset(Hs[i], 0, E * 4));
+      CK(cudaMemset(Ms[i], 0, WB_DECODE_MLP_SUMS * E * 4));
+    }
+    CK(cudaDeviceSynchronize());
+  }
   unsigned long long *gemvProbe = nullptr, *blockProbe = nullptr;
 #ifdef MC_PROBE
   const size_t gemvWords = (size_t)2 * kLayers * kProbeBlocks * 8,
@@ -120,6 +207,29 @@ int main(int argc, char** argv) {
     ab.headPartials = partials;
     ab.accumulate = 1;
     ab.scale = 0.125f;
+    if (mlpBlock) {  // x = R0 + M[l-1] + bias, stored to R1; heads into H[l]
+      a.input = WB_DECODE_IN_HEADS;
+      a.x = R[0];
+      a.residual = R[1];
+      a.headPartials = Ms[(l + 3) % 4];
+      a.headBias = mproj[s].bias;
+      a.headCount = WB_DECODE_MLP_SUMS;
+      ab.headPartials = Hs[l % 4];
+      launched(wbDecodeAttentionBlock(&ab, st), "attention block");
+      WbDecodeMlpBlockParams mb{};
+      mb.fc = gemvParams(WB_DECODE_IN_HEADS, WB_DECODE_OUT_GELU, I, E, fc[s], R[1], nullptr, gemvProbe, 2 * l);
+      setLayerNorm(mb.fc, lnw, lnb);
+      mb.fc.headPartials = Hs[l % 4];
+      mb.fc.headBias = proj[s].bias;
+      mb.fc.headCount = 1;
+      mb.fc.residual = R[0];
+      mb.proj = mproj[s];
+      mb.accumulate = Ms[l % 4];
+      mb.clearSums = Ms[(l + 3) % 4];
+      mb.clearHeads = Hs[(l + 3) % 4];
+      launched(wbDecodeMlpBlock(&mb, st), "MLP block");
+      continue;
+    }
     launched(wbDecodeAttentionBlock(&ab, st), "attention block");
     WbDecodeLinearParams f =
         gemvParams(WB_DECODE_IN_HEADS, WB_DECODE_OUT_GELU, I, E, fc[s], res, hid, gemvProbe, 2 * l);
@@ -162,6 +272,18 @@ int main(int argc, char** argv) {
   const char* blockPhases[] = {"start->wait",         "stage",     "c_attn",
                                "qkv trade",           "attention", "cluster merge",
                                "merge+c_proj+atomics"};
+  if (mlpBlock) {  // decode_mlp_block_probe.py's stamps in slot 2l
+    std::vector<std::pair<Stamps, Stamps>> blkRuns, mbRuns;
+    for (int l = 10; l < kLayers - 10; ++l) {
+      const Stamps blk{&hb, 16, l}, mb{&hg, 8, 2 * l}, prevMb{&hg, 8, 2 * l - 2};
+      blkRuns.push_back({blk, prevMb});
+      mbRuns.push_back({mb, blk});
+    }
+    summarizeStamps("attention block (HEADS)", blkRuns, blockPhases, 7);
+    const char* mbPhases[] = {"start->wait", "clear+stage", "c_fc+GELU", "c_proj products", "atomics"};
+    if (Stamps{&hg, 8, 20}.blocks() > 0) summarizeStamps("MLP block", mbRuns, mbPhases, 5);
+    return 0;
+  }
   summarizeStamps("attention block", blockRuns, blockPhases, 7);
   summarizeStamps("HEADS c_fc", fcRuns, kGemvPhases, 5);
   summarizeStamps("mlp.c_proj", projRuns, kGemvPhases, 5);
