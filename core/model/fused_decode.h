@@ -3,7 +3,8 @@
 // attention, combine + attn.c_proj + residual, LayerNorm + c_fc + GELU, mlp.c_proj +
 // residual; then ln_f + LM head + argmax, which also feeds the token back and advances
 // the cache's device-side position (5 L + 1 launches, no host synchronisation; 3 L + 1
-// with the attention block, FusedDecodeOptions::attentionBlock), so the
+// with the attention block, FusedDecodeOptions::attentionBlock; 2 L + 1 with the MLP block
+// too, FusedDecodeOptions::mlpBlock), so the
 // step captures into a CUDA graph (core/model/graph_decode.h); or, optionally, all of
 // that in one persistent cooperative kernel with grid barriers between the phases.
 // Weights are prepared once: fp16 rows [out, in] or the int4 layout of
