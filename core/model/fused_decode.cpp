@@ -446,12 +446,12 @@ FusedDecoder::FusedDecoder(Gpt2 model, int64_t capacity, const FusedDecodeOption
               wbDecodeAttentionBlockSupported(static_cast<int>(m.heads), static_cast<int>(capacity));
   if (m.blockOn) m.headPartials = torch::zeros({m.heads, m.embd}, f32);
   // Two layers at least: a layer's MLP block zeroes the previous layer's sums.
-  const bool mlpWeights = std::all_of(m.layers.begin(), m.layers.end(), [](const Layer& l) {
-    return l.fc.packed.defined() && l.mproj.packed.defined() && l.fc.groupSize == 128 && l.mproj.groupSize == 128;
+  const bool mlpWeights = std::all_of(m.layers.begin(), m.layers.end(), [&](const Layer& l) {
+    return l.fc.packed.defined() && l.mproj.packed.defined() && l.mproj.groupSize == l.fc.groupSize &&
+           wbDecodeMlpBlockSupported(static_cast<int>(m.embd), static_cast<int>(m.inner), static_cast<int>(l.fc.groupSize));
   });
   m.mlpOn = m.blockOn && o.attentionBlockAtomic && o.mlpBlock && o.int4TensorCores && !o.layerNormTwoPass &&
-            m.layers.size() >= 2 && mlpWeights &&
-            wbDecodeMlpBlockSupported(static_cast<int>(m.embd), static_cast<int>(m.inner), 128);
+            m.layers.size() >= 2 && mlpWeights;
   if (m.mlpOn) {
     const auto layerCount = static_cast<int64_t>(m.layers.size());
     m.residualMid = torch::zeros({m.embd}, h16);

@@ -168,6 +168,24 @@ __device__ __forceinline__ void stageLayerNormParams(const WbDecodeLinearParams&
   }
 }
 
+// s[0..8) += one chunk's 8 partial sums (two float4 loads).
+__device__ __forceinline__ void addChunk(float (&s)[8], const float4& lo, const float4& hi) {
+  s[0] += lo.x, s[1] += lo.y, s[2] += lo.z, s[3] += lo.w;
+  s[4] += hi.x, s[5] += hi.y, s[6] += hi.z, s[7] += hi.w;
+}
+
+// fp16(x + fp16(s + b)) for a chunk's 8 inputs, packed: the eager path's rounding of the
+// projection's output and of the residual add.
+__device__ __forceinline__ uint4 packResidual(const float (&x)[8], const float (&s)[8], const float (&b)[8]) {
+  uint4 out;
+  uint32_t* o = reinterpret_cast<uint32_t*>(&out);
+#pragma unroll
+  for (int e = 0; e < 4; ++e)
+    o[e] = asU32(__floats2half2_rn(roundHalf(x[2 * e] + roundHalf(s[2 * e] + b[2 * e])),
+                                   roundHalf(x[2 * e + 1] + roundHalf(s[2 * e + 1] + b[2 * e + 1]))));
+  return out;
+}
+
 // attentionResidual for the 8 inputs of chunk kc, as packed fp16 (exact: each value is
 // rounded to fp16). The heads' loads are issued kHeadBatch at a time.
 __device__ __forceinline__ uint4 attentionResidualChunk(const WbDecodeLinearParams& p, int kc) {
@@ -189,19 +207,10 @@ __device__ __forceinline__ uint4 attentionResidualChunk(const WbDecodeLinearPara
       }
     }
 #pragma unroll
-    for (int j = 0; j < kHeadBatch; ++j) {
-      if (h0 + j >= p.headCount) continue;
-      s[0] += lo[j].x, s[1] += lo[j].y, s[2] += lo[j].z, s[3] += lo[j].w;
-      s[4] += hi[j].x, s[5] += hi[j].y, s[6] += hi[j].z, s[7] += hi[j].w;
-    }
+    for (int j = 0; j < kHeadBatch; ++j)
+      if (h0 + j < p.headCount) addChunk(s, lo[j], hi[j]);
   }
-  uint4 out;
-  uint32_t* o = reinterpret_cast<uint32_t*>(&out);
-#pragma unroll
-  for (int e = 0; e < 4; ++e)
-    o[e] = asU32(__floats2half2_rn(roundHalf(f[2 * e] + roundHalf(s[2 * e] + b[2 * e])),
-                                   roundHalf(f[2 * e + 1] + roundHalf(s[2 * e + 1] + b[2 * e + 1]))));
-  return out;
+  return packResidual(f, s, b);
 }
 
 // attentionResidualChunk for kSums sums (headCount == kSums), the same bits: x, the sums
@@ -217,23 +226,12 @@ __device__ __forceinline__ uint4 residualChunkSums(const WbDecodeLinearParams& p
     hi[h] = __ldcg(src + 1);
   }
   const uint4 br = __ldg(reinterpret_cast<const uint4*>(static_cast<const __half*>(p.headBias) + kc * 8));
-  float s[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+  float x[8], b[8], s[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
 #pragma unroll
-  for (int h = 0; h < kSums; ++h) {
-    s[0] += lo[h].x, s[1] += lo[h].y, s[2] += lo[h].z, s[3] += lo[h].w;
-    s[4] += hi[h].x, s[5] += hi[h].y, s[6] += hi[h].z, s[7] += hi[h].w;
-  }
-  const uint32_t* xa = reinterpret_cast<const uint32_t*>(&xr);
-  const uint32_t* ba = reinterpret_cast<const uint32_t*>(&br);
-  uint4 out;
-  uint32_t* o = reinterpret_cast<uint32_t*>(&out);
-#pragma unroll
-  for (int e = 0; e < 4; ++e) {
-    const float2 x = __half22float2(asHalf2(xa[e])), b = __half22float2(asHalf2(ba[e]));
-    o[e] = asU32(__floats2half2_rn(roundHalf(x.x + roundHalf(s[2 * e] + b.x)),
-                                   roundHalf(x.y + roundHalf(s[2 * e + 1] + b.y))));
-  }
-  return out;
+  for (int h = 0; h < kSums; ++h) addChunk(s, lo[h], hi[h]);
+  unpack8(xr, x);
+  unpack8(br, b);
+  return packResidual(x, s, b);
 }
 
 // HEADS with p.residual set: block 0 stores the residual it built (chunk kc), so that a
@@ -264,8 +262,8 @@ __device__ void stageLayerNormOnePass(const WbDecodeLinearParams& p, float* sx, 
   // attention block): a chunk's loads are issued together in place of x's, one L2 round
   // trip and no barrier.
   const __half* src = static_cast<const __half*>(p.x);
-  const bool oneSum = kIn == WB_DECODE_IN_HEADS && (kSums > 0 || p.headCount == 1);
-  if (kIn == WB_DECODE_IN_HEADS && !oneSum) {
+  const bool sumsWithX = kIn == WB_DECODE_IN_HEADS && (kSums > 0 || p.headCount == 1);
+  if (kIn == WB_DECODE_IN_HEADS && !sumsWithX) {
     for (int kc = threadIdx.x; kc < chunks8; kc += threads) {
       const uint4 r = attentionResidualChunk(p, kc);
       reinterpret_cast<uint4*>(sx)[kc] = r;
@@ -280,7 +278,7 @@ __device__ void stageLayerNormOnePass(const WbDecodeLinearParams& p, float* sx, 
     const int kc = static_cast<int>(threadIdx.x) + u * threads;
     raw[u] = make_uint4(0, 0, 0, 0);
     if (kc >= chunks8) continue;
-    if (oneSum) {
+    if (sumsWithX) {
       raw[u] = residualChunkSums<(kSums > 0 ? kSums : 1)>(p, kc);
       storeHeadsResidual(p, kc, raw[u]);
     } else {

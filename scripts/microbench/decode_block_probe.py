@@ -6,13 +6,12 @@
 # (input staged, c_attn rows, q/k/v traded over the cluster, attention, softmax partials
 # merged over the cluster, final merge + c_proj + atomics). The stamps go to the buffer
 # passed as ab.qkv.argmaxValues, slot ab.qkv.argmaxSlots (16 u64 a block, 512 blocks a
-# slot). Run from the repository root; the patterns match the file as of session 13.
-import sys
-s = open(sys.argv[1] if len(sys.argv) > 1 else 'kernels/decode/decode_attention_block.cu').read()
-def rep(old, new):
-    global s
-    assert old in s, old
-    s = s.replace(old, new, 1)
+# slot). Run from the repository root; the patterns match the file as of session 15.
+import os, sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from source_patch import SourcePatch
+src = SourcePatch(sys.argv[1] if len(sys.argv) > 1 else 'kernels/decode/decode_attention_block.cu')
+rep = src.rep
 rep("""namespace cg = cooperative_groups;
 """, """namespace cg = cooperative_groups;
 __device__ __forceinline__ unsigned long long gtimeB() { unsigned long long t; asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t)); return t; }
@@ -31,8 +30,8 @@ rep("""  waitForPrevious();
   cs[1] = clock64();
   releaseDependents();
   if (kIn == WB_DECODE_IN_EMBED) {""")
-rep("""  stageInput<kIn, kInt4>(p, sx, sxq, sln, sh.scratch);
-""", """  stageInput<kIn, kInt4>(p, sx, sxq, sln, sh.scratch);
+rep("""  stageInput<kIn, kInt4, true, kIn == WB_DECODE_IN_HEADS ? WB_DECODE_MLP_SUMS : 0>(p, sx, sxq, sln, sh.scratch);
+""", """  stageInput<kIn, kInt4, true, kIn == WB_DECODE_IN_HEADS ? WB_DECODE_MLP_SUMS : 0>(p, sx, sxq, sln, sh.scratch);
   cs[2] = clock64();
 """)
 rep("""  for (int r = 0; r < 3; ++r) qkv[r] = __half2float(__float2half_rn(warpSum(acc[r]) + qkvBias[r]));
@@ -75,4 +74,4 @@ rep("""        ab.headPartials[static_cast<int64_t>(head) * e + projRow0 + i] = 
     for (int i = 0; i < 7; ++i) out[3 + i] = cs[i + 1] - cs[i];
   }
 }""")
-open(sys.argv[2] if len(sys.argv) > 2 else '/tmp/decode_attention_block_probe.cu', 'w').write(s)
+src.write(sys.argv[2] if len(sys.argv) > 2 else '/tmp/decode_attention_block_probe.cu')

@@ -8,12 +8,11 @@
 # fc.argmaxSlots (8 u64 a block, 512 blocks a slot). Run from the repository root; the
 # patterns match the file as of session 15.
 import os, sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from source_patch import SourcePatch
 out = sys.argv[1] if len(sys.argv) > 1 else '/tmp/mbprobe'
-s = open('kernels/decode/decode_mlp_block.cu').read()
-def rep(old, new):
-    global s
-    assert old in s, old
-    s = s.replace(old, new, 1)
+src = SourcePatch('kernels/decode/decode_mlp_block.cu')
+rep = src.rep
 rep("""  const WbDecodeLinearParams& p = mp.fc;
   extern""", """  const WbDecodeLinearParams& p = mp.fc;
   unsigned long long g0, g1, g2;
@@ -51,5 +50,4 @@ rep("""make_float4(v0, v1, n0, n1));
   }
 }
 """)
-os.makedirs(out + '/kernels/decode', exist_ok=True)
-open(out + '/kernels/decode/decode_mlp_block.cu', 'w').write(s)
+src.write(out + '/kernels/decode/decode_mlp_block.cu')

@@ -7,12 +7,11 @@
 # p.argmaxValues, slot p.argmaxSlots (non-argmax kernels only, which never read them).
 # Run from the repository root; the patterns match decode.cu as of session 13 (a failed
 # assert names the one that moved).
-import sys
-s = open(sys.argv[1] if len(sys.argv) > 1 else 'kernels/decode/decode.cu').read()
-def rep(old, new):
-    global s
-    assert old in s, old
-    s = s.replace(old, new, 1)
+import os, sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from source_patch import SourcePatch
+src = SourcePatch(sys.argv[1] if len(sys.argv) > 1 else 'kernels/decode/decode.cu')
+rep = src.rep
 rep("""namespace wbk {
 namespace {
 """, """namespace wbk {
@@ -52,4 +51,4 @@ rep("""  if (kOut == WB_DECODE_OUT_ARGMAX) argmaxFinish(p, best, bestIdx, bestVa
     o[0] = g0; o[1] = g1; o[2] = gtime(); o[3] = c1 - c0; o[4] = c2 - c1; o[5] = c3 - c2; o[6] = c4 - c3; o[7] = ctime() - c4;
   }
 }""")
-open(sys.argv[2] if len(sys.argv) > 2 else '/tmp/decode_probe.cu', 'w').write(s)
+src.write(sys.argv[2] if len(sys.argv) > 2 else '/tmp/decode_probe.cu')

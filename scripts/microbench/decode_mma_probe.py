@@ -5,12 +5,11 @@
 # -I<dir> first so that decode.cu's include finds the copy. Run from the repository root;
 # the patterns match decode_int4_mma.cuh as of session 14.
 import os, sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from source_patch import SourcePatch
 out = sys.argv[1] if len(sys.argv) > 1 else '/tmp/mmaprobe'
-s = open('kernels/decode/decode_int4_mma.cuh').read()
-def rep(old, new):
-    global s
-    assert old in s, old
-    s = s.replace(old, new, 1)
+src = SourcePatch('kernels/decode/decode_int4_mma.cuh')
+rep = src.rep
 rep("""  const int n = p.n, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;""",
     """  unsigned long long g0, g1;
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(g0));
@@ -41,5 +40,4 @@ rep("""    cur.dots(sxq, p.k / 32, tot);
       unsigned long long* o = reinterpret_cast<unsigned long long*>(p.argmaxValues) + (static_cast<size_t>(p.argmaxSlots) * 512 + blockIdx.x) * 8;
       o[0] = g0; o[1] = g1; o[2] = g2; o[3] = c1 - c0; o[4] = c2 - c1; o[5] = c3 - c2; o[6] = c4 - c3; o[7] = clock64() - c4;
     }""")
-os.makedirs(out + '/kernels/decode', exist_ok=True)
-open(out + '/kernels/decode/decode_int4_mma.cuh', 'w').write(s)
+src.write(out + '/kernels/decode/decode_int4_mma.cuh')
