@@ -48,7 +48,8 @@ const std::vector<std::string>& decodePerfPaths() {
                                               "int4-ln-two-pass", "fused-attn-block", "int4-attn-block",
                                               "int4-fp16-head-attn-block", "fused-attn-block-atomic",
                                               "int4-attn-block-atomic", "fused-ln-unfolded", "int4-half2",
-                                              "int4-attn-block-atomic-half2", "int4-attn-block-atomic-two-mlp"};
+                                              "int4-attn-block-atomic-half2", "int4-attn-block-atomic-two-mlp",
+                                              "int4-attn-block-atomic-carveout-44"};
   return paths;
 }
 
@@ -303,6 +304,12 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
       "int4-attn-block-atomic-two-mlp", ", MLP as two kernels", [](FusedDecodeOptions& f) { f.mlpBlock = false; });
   if (int4BlockAtomicMean > 0 && int4BlockAtomicTwoMlpMean > 0)
     r.summary["int4_mlp_block_speedup"] = int4BlockAtomicTwoMlpMean / int4BlockAtomicMean;
+  // The per-phase int4 steps' carveout (44%, a 100 KB split), against the MLP-block
+  // step's default (28%, 64 KB; where that step does not apply the default is 44% too).
+  const double int4BlockAtomic44Mean = int4AtomicBlock("int4-attn-block-atomic-carveout-44", ", carveout 44%",
+                                                       [](FusedDecodeOptions& f) { f.sharedCarveout = 44; });
+  if (int4BlockAtomicMean > 0 && int4BlockAtomic44Mean > 0)
+    r.summary["int4_attn_block_atomic_default_carveout_speedup_vs_44"] = int4BlockAtomic44Mean / int4BlockAtomicMean;
   if (fusedMean > 0 && blockMean > 0) r.summary["attn_block_speedup_vs_fused"] = fusedMean / blockMean;
   if (int4Mean > 0 && int4BlockMean > 0) r.summary["int4_attn_block_speedup_vs_int4"] = int4Mean / int4BlockMean;
   if (blockMean > 0 && int4BlockMean > 0)

@@ -82,9 +82,14 @@ WbDecodeWeight decodeWeight(const GemvWeight& w, const torch::Tensor& bias) {
 
 // The carveout measured fastest on H100 (docs/PERF.md, "Block shape, carveout and
 // one-pass LayerNorm"): 15% (a 32 KB split) for fp16 weights, 44% (100 KB) for int4,
-// whose blocks also stage the input in the packed order. Every kernel of a step asks
-// for the same one.
-int defaultCarveout(bool int4) { return int4 ? 44 : 15; }
+// whose blocks also stage the input in the packed order; 28% (64 KB) for the MLP-block
+// step ("Carveout of the two-launch layer"), the smallest split that holds an attention
+// block (its key tiles grow with the cache: up to 1024 slots it takes <= 48 KB) beside an
+// MLP block (~8 KB). Every kernel of a step asks for the same one.
+int defaultCarveout(bool int4, bool mlpBlocks, int64_t capacity) {
+  if (mlpBlocks && capacity <= 1024) return 28;
+  return int4 ? 44 : 15;
+}
 
 // The fields every GEMV launch of the step sets; each phase then adds its own input
 // (LayerNorm, embedding, attention combine) and output (KV cache, argmax) fields.
@@ -493,7 +498,7 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
     return;
   }
   const int pdl = m.options.programmaticLaunch ? 1 : 0;
-  const int carveout = m.options.sharedCarveout >= 0 ? m.options.sharedCarveout : defaultCarveout(m.options.int4);
+  const int carveout = m.options.sharedCarveout >= 0 ? m.options.sharedCarveout : defaultCarveout(m.options.int4, m.mlpOn, m.capacity);
   const auto* pos = cache.position.data_ptr<int64_t>();
   const int e = static_cast<int>(m.embd);
   const int twoPass = m.options.layerNormTwoPass ? 1 : 0;

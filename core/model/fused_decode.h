@@ -30,8 +30,8 @@ struct FusedDecodeOptions {
   bool programmaticLaunch = true;  // overlap each kernel's weight reads with its predecessor
   // The shared-memory carveout every kernel of the step asks for, percent of the largest
   // (kernels/decode/decode_launch.h): 1..100, 0 no request, -1 the one measured fastest
-  // on H100 for the weight format (docs/PERF.md, section
-  // "Block shape, carveout and one-pass LayerNorm").
+  // on H100 for the weight format and kernels (docs/PERF.md, sections "Block shape,
+  // carveout and one-pass LayerNorm" and "Carveout of the two-launch layer").
   int sharedCarveout = -1;
   // fp16 GEMVs behind a LayerNorm (ln_1 + c_attn, with the embedding in the first layer;
   // ln_2 + c_fc; ln_f + LM head) fold it into their epilogue: rstd * (x.(W diag(gamma)) -

@@ -113,7 +113,7 @@ __global__ void __launch_bounds__((kVmax == 4 ? kMaxWarps : kMaxWarpsLong) * 32)
     stageLayerNormFolded<kIn>(p, sx, sln, scratch);
     foldedStats(p, scratch, mean, rstd);
   } else {
-    stageInput<kIn, kInt4>(p, sx, sxq, sln, scratch, attnPos);
+    stageInput<kIn, kInt4, true, kHeadsSums<kIn, kOut>>(p, sx, sxq, sln, scratch, attnPos);
   }
 
   float best = -FLT_MAX;
@@ -332,6 +332,11 @@ WbStatus checkLinear(const WbDecodeLinearParams* params) {
       if (!p.argmaxValues || !p.argmaxIndices || !p.argmaxCounter || p.argmaxSlots < 1 || !p.nextToken || !p.tokens ||
           !p.position || p.capacity <= 0)
         return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: argmax needs its scratch, counter, token outputs and position");
+      if (p.input == WB_DECODE_IN_HEADS &&
+          (p.headCount != WB_DECODE_MLP_SUMS || p.lnTwoPass || p.k > kLnChunks * kArgmaxWarps * 32 * 8))
+        return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: a heads input to the argmax is an MLP block's sum "
+                    "(headCount %d, one-pass LayerNorm, K <= %d; got headCount %d, K %d)", WB_DECODE_MLP_SUMS,
+                    kLnChunks * kArgmaxWarps * 32 * 8, p.headCount, p.k);
       break;
     default: break;
   }

@@ -402,6 +402,11 @@ __device__ __forceinline__ void foldedStats(const WbDecodeLinearParams& p, const
   rstd = rsqrtf(fmaxf(squares / static_cast<float>(p.k) - mean * mean, 0.f) + p.lnEps);
 }
 
+// The sums a GEMV's HEADS staging knows at compile time: ln_f + the LM head (ARGMAX)
+// follows only an MLP block, and reads its copies (checkLinear holds it to that).
+template <int kIn, int kOut>
+constexpr int kHeadsSums = kIn == WB_DECODE_IN_HEADS && kOut == WB_DECODE_OUT_ARGMAX ? WB_DECODE_MLP_SUMS : 0;
+
 // Builds the block's input vector in shared memory: fp32 [K] for fp16 weights, or for
 // int4 the fp16 pairs (x0,x4),(x1,x5),.. of each 8-input chunk kc = 4c + e at slot
 // e * K/32 + c, the order the nibble trick produces (as kernels/int4_matmul).

@@ -195,7 +195,7 @@ __global__ void __launch_bounds__(kMmaMaxWarps * 32) decodeLinearMmaKernel(const
   waitForPrevious();
   releaseDependents();
   const int64_t stepPos = kOut == WB_DECODE_OUT_QKV ? __ldcg(p.position) : 0;
-  stageInput<kIn, true>(p, sx, sxq, sln, scratch, attnPos);
+  stageInput<kIn, true, true, kHeadsSums<kIn, kOut>>(p, sx, sxq, sln, scratch, attnPos);
 
   float best = -FLT_MAX;
   int bestIdx = 0x7fffffff;
