@@ -97,8 +97,8 @@ typedef struct {
   const float* lnRowShift;              /* [N]: sum_k W[n,k] lnBias[k] + bias[n] (bias then unused) */
   /* int4 weights in groups of 128 with K a multiple of 1024, any output: nonzero runs
      the products on tensor cores (mma.sync m16n8k16, fp16 codes minus zero point times fp16 x,
-     fp32 accumulation, one scale per group); other shapes take the half2 path, and the
-     attention block its local-q path where wbDecodeAttentionBlockLocalQuery says so. */
+     fp32 accumulation, one scale per group); other shapes, and the attention block, take the
+     half2 path. */
   int int4Mma;
 } WbDecodeLinearParams;
 
@@ -167,10 +167,6 @@ WbStatus wbDecodeMlpBlock(const WbDecodeMlpBlockParams* params, cudaStream_t str
 /* Whether wbDecodeAttentionBlock can run on the current device (thread block clusters)
  * for a model of `heads` heads of dim 64 and a cache of `capacity` slots. */
 int wbDecodeAttentionBlockSupported(int heads, int capacity);
-/* Whether an int4 attention block with qkv.int4Mma set takes the local-q path: every block
- * computes its head's whole q on tensor cores (groups of 128, E = 1024), so the cluster
- * trades no q/k/v and the new key joins at the merge of the softmax partials. */
-int wbDecodeAttentionBlockLocalQuery(int embd, int groupSize);
 WbStatus wbDecodeAttentionBlock(const WbDecodeAttentionBlockParams* params, cudaStream_t stream);
 
 /* Keys per attention split, and the number of splits a cache of `capacity` needs. */

@@ -13,7 +13,6 @@
 #include "kernels/common/status_internal.h"
 #include "kernels/decode/decode.h"
 #include "kernels/decode/decode_device.cuh"
-#include "kernels/decode/decode_int4_mma.cuh"
 #include "kernels/decode/decode_launch.h"
 
 namespace wbk {
@@ -39,24 +38,7 @@ struct BlockShared {
   alignas(16) float o[kHeadDim];           // the head's attention output, fp16-rounded (read as float4)
   uint4 oq[kHeadDim / 8];                  // int4: the same in stageInput's packed order
   float scratch[2 * kBlockWarps];
-  // Local q (kLocalQ): this block's 8 dims of the new key and value; every block's part
-  // of q . k_new and its 8 dims of v_new, stored by it.
-  float kNew[kBlockWarps], vNew[kBlockWarps];
-  float peerS[kClusterBlocks], newV[kHeadDim];
 };
-
-// Local q: every block computes the head's whole q (64 c_attn rows, copied into shared
-// memory before the wait) on tensor cores, and only its own 8 dims of k and v. Then no
-// block needs another's q/k/v before attending: each attends to its tiles of the keys
-// before this step's, and the new key joins at the merge of the softmax partials (its
-// score is the sum of the blocks' parts of q . k_new, its value the blocks' 8 dims
-// each), which the cluster trades anyway. One cluster exchange and its wait fewer.
-// int4 groups of 128 with K = 1024 (MmaRows with one piece of 128 inputs a segment).
-constexpr int kLocalQEmbd = 1024;
-constexpr size_t kLocalQCodeBytes = static_cast<size_t>(kHeadDim) * kLocalQEmbd / 2;
-constexpr size_t kLocalQBytes = kLocalQCodeBytes + kHeadDim * (kLocalQEmbd / kMmaStepInputs) * 3;  // + scales, zeros
-using LocalQRows = MmaRows<4, 2, 1>;  // a warp's 8 q dims: four tiles of two rows
-using LocalKvRows = MmaRows<1, 2, 1>;
 
 // Split cluster barrier: arrive, do independent work, then wait (release / acquire
 // order the shared-memory traffic between the cluster's blocks).
@@ -72,12 +54,6 @@ __device__ __forceinline__ void cpAsync16(void* dst, const void* src) {
 }
 __device__ __forceinline__ void cpAsyncWaitAll() {
   asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::: "memory");
-}
-__device__ __forceinline__ void cpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-// Until at most kPending of the latest committed groups are still in flight.
-template <int kPending>
-__device__ __forceinline__ void cpAsyncWaitGroup() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
 }
 
 __device__ __forceinline__ float warpSum(float v) {
@@ -96,40 +72,10 @@ __device__ __forceinline__ void mergeSoftmax(float& m, float& l, float* o, float
   m = mn;
 }
 
-// Local q's products: warp w's q dims 8w .. 8w + 7 (rows of the shared-memory copy) and
-// k, v of its dim (registers), each rounded to fp16 as the eager path; q to sh.q, k and
-// v to sh.kNew / vNew and into the cache at the step's position.
-__device__ __forceinline__ void localQueryAndKeyValue(const WbDecodeLinearParams& p, int head, int warp, int lane,
-                                                      int dim, int64_t pos, const uint4* sxq, const uint4* sqw,
-                                                      const __half* sqs, const uint8_t* sqz, const LocalKvRows& kvRows,
-                                                      float qBias, const float (&qkvBias)[3], BlockShared& sh) {
-  float qd[kBlockWarps], kv[2];
-  LocalQRows qRows;
-  qRows.loadShared(sqw, sqs, sqz, kLocalQEmbd, warp * kBlockWarps);
-  qRows.dots(sxq, kLocalQEmbd / 32, qd);
-  kvRows.dots(sxq, kLocalQEmbd / 32, kv);
-  float q = qd[0];
-#pragma unroll
-  for (int i = 1; i < kBlockWarps; ++i)
-    if (lane == i) q = qd[i];
-  if (lane < kBlockWarps) sh.q[warp * kBlockWarps + lane] = roundHalf(q + qBias);
-  const float k = roundHalf(kv[0] + qkvBias[1]), v = roundHalf(kv[1] + qkvBias[2]);
-  if (lane == 0) {
-    sh.kNew[warp] = k, sh.vNew[warp] = v;
-    if (pos < p.capacity) {
-      const int64_t at = (static_cast<int64_t>(head) * p.capacity + pos) * kHeadDim + dim;
-      static_cast<__half*>(p.kCache)[at] = __float2half_rn(k);
-      static_cast<__half*>(p.vCache)[at] = __float2half_rn(v);
-    }
-  }
-}
-
 // kV: 16-byte weight chunks a lane holds per c_attn row, and c_attn.proj rows a lane
 // holds (fp16: 8 lanes a 64-input row slice, 4 rows a pass; int4: 2 lanes, 16 rows).
-// kLocalQ: see LocalQRows (int4, kV 1).
-template <int kIn, bool kInt4, int kV, bool kLocalQ>
+template <int kIn, bool kInt4, int kV>
 __global__ void __launch_bounds__(kBlockThreads) attentionBlockKernel(const WbDecodeAttentionBlockParams ab) {
-  static_assert(!kLocalQ || (kInt4 && kV == 1), "local q: int4, K = 1024");
   const WbDecodeLinearParams& p = ab.qkv;
   cg::cluster_group cluster = cg::this_cluster();
   const int rank = static_cast<int>(cluster.block_rank());
@@ -141,12 +87,7 @@ __global__ void __launch_bounds__(kBlockThreads) attentionBlockKernel(const WbDe
   float* sx = reinterpret_cast<float*>(smem);
   uint4* sxq = reinterpret_cast<uint4*>(sx + e);
   __half* sln = reinterpret_cast<__half*>(sxq + (kInt4 ? e / 8 : 0));
-  // Local q: the head's 64 c_attn q rows (codes, scales, zero points) before the keys.
-  uint4* sqw = reinterpret_cast<uint4*>(sln + 2 * e);
-  __half* sqs = reinterpret_cast<__half*>(reinterpret_cast<uint8_t*>(sqw) + kLocalQCodeBytes);
-  uint8_t* sqz = reinterpret_cast<uint8_t*>(sqs + kHeadDim * (kLocalQEmbd / kMmaStepInputs));
-  __half* skv = kLocalQ ? reinterpret_cast<__half*>(reinterpret_cast<uint8_t*>(sqw) + kLocalQBytes)
-                        : sln + 2 * e;  // [tile][key][k, v][64]
+  __half* skv = sln + 2 * e;  // [tile][key][k, v][64]
   __shared__ BlockShared sh;
   clusterArriveRelaxed();  // waited for before the first remote store: every block of the cluster has started
 
@@ -157,27 +98,6 @@ __global__ void __launch_bounds__(kBlockThreads) attentionBlockKernel(const WbDe
   uint4 wq[3][kV];
   __half qScale[3][kV];
   uint8_t qZero[3][kV];
-  LocalKvRows kvRows;  // local q: this warp's k and v rows
-  float qBias = 0.f;   // local q: lane < 8, q dim 8 warp + lane
-  if constexpr (kLocalQ) {
-    const int groups128 = kLocalQEmbd / kMmaStepInputs;
-    const uint8_t* codes = p.weight.qweight + static_cast<int64_t>(head) * kHeadDim * (kLocalQEmbd / 2);
-    for (int i = tid; i < static_cast<int>(kLocalQCodeBytes / 16); i += kBlockThreads)
-      cpAsync16(sqw + i, reinterpret_cast<const uint4*>(codes) + i);
-    const int scaleChunks = kHeadDim * groups128 * 2 / 16, zeroChunks = kHeadDim * groups128 / 16;
-    if (tid < scaleChunks)
-      cpAsync16(reinterpret_cast<uint4*>(sqs) + tid,
-                reinterpret_cast<const uint4*>(static_cast<const __half*>(p.weight.scales) +
-                                               static_cast<int64_t>(head) * kHeadDim * groups128) + tid);
-    if (p.weight.zeros && tid < zeroChunks)
-      cpAsync16(reinterpret_cast<uint4*>(sqz) + tid,
-                reinterpret_cast<const uint4*>(p.weight.zeros + static_cast<int64_t>(head) * kHeadDim * groups128) + tid);
-    cpAsyncCommit();
-    kvRows.loadRow(p, 0, 0, rows[1]);
-    kvRows.loadRow(p, 0, 1, rows[2]);
-    if (lane < kBlockWarps && p.weight.bias)
-      qBias = __half2float(static_cast<const __half*>(p.weight.bias)[head * kHeadDim + warp * kBlockWarps + lane]);
-  } else {
 #pragma unroll
   for (int r = 0; r < 3; ++r)
 #pragma unroll
@@ -195,7 +115,6 @@ __global__ void __launch_bounds__(kBlockThreads) attentionBlockKernel(const WbDe
                                                           static_cast<int64_t>(rows[r]) * e) + c);
       }
     }
-  }
   float qkvBias[3];
 #pragma unroll
   for (int r = 0; r < 3; ++r)
@@ -247,61 +166,48 @@ __global__ void __launch_bounds__(kBlockThreads) attentionBlockKernel(const WbDe
   if (kIn != WB_DECODE_IN_EMBED) {
     pos = __ldcg(p.position);
     fetchKeys(pos);
-    if (kLocalQ) cpAsyncCommit();
   }
   waitForPrevious();
   releaseDependents();
   if (kIn == WB_DECODE_IN_EMBED) {
     pos = __ldcg(p.position);
     fetchKeys(pos);
-    if (kLocalQ) cpAsyncCommit();
   }
-  // Local q: the q rows' copy (the group before the keys') is complete; stageInput's
-  // barriers show every thread's part to all.
-  if (kLocalQ) cpAsyncWaitGroup<1>();
   stageInput<kIn, kInt4, true, kIn == WB_DECODE_IN_HEADS ? WB_DECODE_MLP_SUMS : 0>(p, sx, sxq, sln, sh.scratch);
-  if constexpr (kLocalQ) {
-    localQueryAndKeyValue(p, head, warp, lane, dim, pos, sxq, sqw, sqs, p.weight.zeros ? sqz : nullptr,
-                          kvRows, qBias, qkvBias, sh);
-    cpAsyncWaitGroup<0>();  // each thread reads back only the keys it copied
-    __syncthreads();        // sh.q, kNew, vNew
-  }
 
-  if constexpr (!kLocalQ) {
-    // c_attn: this warp's q, k and v of `dim`, rounded to fp16 as the eager path.
-    float acc[3] = {0.f, 0.f, 0.f};
+  // c_attn: this warp's q, k and v of `dim`, rounded to fp16 as the eager path.
+  float acc[3] = {0.f, 0.f, 0.f};
 #pragma unroll
-    for (int r = 0; r < 3; ++r)
+  for (int r = 0; r < 3; ++r)
 #pragma unroll
-      for (int v = 0; v < kV; ++v) {
-        const int c = lane + 32 * v;
-        if (c >= rowChunks) continue;
-        if (kInt4) {
-          const __half2 zz = __float2half2_rn(1024.f + static_cast<float>(qZero[r][v]));
-          acc[r] = fmaf(dotInt4Chunk(wq[r][v], zz, sxq, e / 32, c), __half2float(qScale[r][v]), acc[r]);
-        } else {
-          acc[r] = dotFp16Chunk(wq[r][v], sx + c * 8, acc[r]);
-        }
+    for (int v = 0; v < kV; ++v) {
+      const int c = lane + 32 * v;
+      if (c >= rowChunks) continue;
+      if (kInt4) {
+        const __half2 zz = __float2half2_rn(1024.f + static_cast<float>(qZero[r][v]));
+        acc[r] = fmaf(dotInt4Chunk(wq[r][v], zz, sxq, e / 32, c), __half2float(qScale[r][v]), acc[r]);
+      } else {
+        acc[r] = dotFp16Chunk(wq[r][v], sx + c * 8, acc[r]);
       }
-    float qkv[3];
+    }
+  float qkv[3];
 #pragma unroll
-    for (int r = 0; r < 3; ++r) qkv[r] = __half2float(__float2half_rn(warpSum(acc[r]) + qkvBias[r]));
-    if (lane == 0 && pos < p.capacity) {
-      const int64_t at = (static_cast<int64_t>(head) * p.capacity + pos) * kHeadDim + dim;
-      static_cast<__half*>(p.kCache)[at] = __float2half_rn(qkv[1]);
-      static_cast<__half*>(p.vCache)[at] = __float2half_rn(qkv[2]);
-    }
-    clusterWait();
-    if (lane < kClusterBlocks) {
-      BlockShared* to = cluster.map_shared_rank(&sh, lane);
-      to->q[dim] = qkv[0];
-      to->k[dim] = qkv[1];
-      to->v[dim] = qkv[2];
-    }
-    cpAsyncWaitAll();  // each thread reads back only the keys it copied
-    clusterArrive();
-    clusterWait();
+  for (int r = 0; r < 3; ++r) qkv[r] = __half2float(__float2half_rn(warpSum(acc[r]) + qkvBias[r]));
+  if (lane == 0 && pos < p.capacity) {
+    const int64_t at = (static_cast<int64_t>(head) * p.capacity + pos) * kHeadDim + dim;
+    static_cast<__half*>(p.kCache)[at] = __float2half_rn(qkv[1]);
+    static_cast<__half*>(p.vCache)[at] = __float2half_rn(qkv[2]);
   }
+  clusterWait();
+  if (lane < kClusterBlocks) {
+    BlockShared* to = cluster.map_shared_rank(&sh, lane);
+    to->q[dim] = qkv[0];
+    to->k[dim] = qkv[1];
+    to->v[dim] = qkv[2];
+  }
+  cpAsyncWaitAll();  // each thread reads back only the keys it copied
+  clusterArrive();
+  clusterWait();
 
   // Attention over this block's keys: eight lanes a key, an online softmax over the
   // tiles, then the warp's four keys' partials, then the block's eight warps'.
@@ -312,12 +218,10 @@ __global__ void __launch_bounds__(kBlockThreads) attentionBlockKernel(const WbDe
   float m = -FLT_MAX, l = 0.f;
   for (int i = 0; i < tiles; ++i) {
     const int64_t t0 = static_cast<int64_t>(rank + kClusterBlocks * i) * kTileKeys;
-    // Uniform over the block: the shuffles below need every lane. Local q: the new key
-    // joins at the merge.
-    if (kLocalQ ? t0 >= pos : t0 > pos) break;
+    if (t0 > pos) break;  // uniform over the block: the shuffles below need every lane
     const int64_t t = t0 + g;
     float kf[8], vf[8];
-    if (!kLocalQ && t == pos) {
+    if (t == pos) {
 #pragma unroll
       for (int x = 0; x < 8; ++x) kf[x] = sh.k[j8 * 8 + x], vf[x] = sh.v[j8 * 8 + x];
     } else {
@@ -338,7 +242,7 @@ __global__ void __launch_bounds__(kBlockThreads) attentionBlockKernel(const WbDe
     dot += __shfl_xor_sync(0xffffffffu, dot, 1);
     dot += __shfl_xor_sync(0xffffffffu, dot, 2);
     dot += __shfl_xor_sync(0xffffffffu, dot, 4);
-    if (kLocalQ ? t >= pos : t > pos) continue;
+    if (t > pos) continue;
     const float s = dot * scale, mn = fmaxf(m, s);
     const float c = exp2f(m - mn), pr = exp2f(s - mn);
     l = l * c + pr;
@@ -360,23 +264,16 @@ __global__ void __launch_bounds__(kBlockThreads) attentionBlockKernel(const WbDe
     for (int x = 0; x < 8; ++x) sh.warpO[warp][lane * 8 + x] = o[x];
   }
   __syncthreads();
-  if (kLocalQ) clusterWait();  // every block of the cluster has started: remote stores may follow
   if (tid < kHeadDim) {
     float bm = -FLT_MAX, bl = 0.f, bo = 0.f;
     for (int w = 0; w < kBlockWarps; ++w) mergeSoftmax(bm, bl, &bo, sh.warpM[w], sh.warpL[w], &sh.warpO[w][tid], 1);
     // Pushed to every block of the cluster (remote stores, no remote loads), so one
     // cluster barrier orders them and no block reads another's memory afterwards.
-    // Local q: with this block's part of q . k_new and its 8 dims of v_new.
-    float sPart = 0.f;
-    if (kLocalQ && tid == 0)
-      for (int w = 0; w < kBlockWarps; ++w) sPart = fmaf(sh.q[rank * kBlockWarps + w], sh.kNew[w], sPart);
 #pragma unroll
     for (int r = 0; r < kClusterBlocks; ++r) {
       BlockShared* to = cluster.map_shared_rank(&sh, r);
       to->peerO[rank][tid] = bo;
       if (tid == 0) to->peerM[rank] = bm, to->peerL[rank] = bl;
-      if (kLocalQ && tid == 0) to->peerS[rank] = sPart;
-      if (kLocalQ && tid < kBlockWarps) to->newV[rank * kBlockWarps + tid] = sh.vNew[tid];
     }
   }
   clusterArrive();
@@ -385,12 +282,6 @@ __global__ void __launch_bounds__(kBlockThreads) attentionBlockKernel(const WbDe
     float hm = -FLT_MAX, hl = 0.f, ho = 0.f;
 #pragma unroll
     for (int r = 0; r < kClusterBlocks; ++r) mergeSoftmax(hm, hl, &ho, sh.peerM[r], sh.peerL[r], &sh.peerO[r][tid], 1);
-    if (kLocalQ) {  // the new key: every block adds the parts in the same order
-      float sNew = 0.f;
-#pragma unroll
-      for (int r = 0; r < kClusterBlocks; ++r) sNew += sh.peerS[r];
-      mergeSoftmax(hm, hl, &ho, sNew * scale, 1.f, &sh.newV[tid], 1);
-    }
     sh.o[tid] = roundHalf(ho / hl);  // hl > 0: the new key is always visible
   }
   __syncthreads();
@@ -423,13 +314,13 @@ __global__ void __launch_bounds__(kBlockThreads) attentionBlockKernel(const WbDe
   }
 }
 
-template <int kIn, bool kInt4, int kV, bool kLocalQ = false>
+template <int kIn, bool kInt4, int kV>
 WbStatus launchBlock(const WbDecodeAttentionBlockParams& ab, cudaStream_t stream) {
   const WbDecodeLinearParams& p = ab.qkv;
   const int tiles = ((p.capacity + kTileKeys - 1) / kTileKeys + kClusterBlocks - 1) / kClusterBlocks;
-  const size_t smem = static_cast<size_t>(p.k) * (4 + (kInt4 ? 2 : 0) + 4) + (kLocalQ ? kLocalQBytes : 0) +
+  const size_t smem = static_cast<size_t>(p.k) * (4 + (kInt4 ? 2 : 0) + 4) +
                       static_cast<size_t>(tiles) * kTileKeys * 2 * kHeadDim * sizeof(__half);
-  auto kernel = attentionBlockKernel<kIn, kInt4, kV, kLocalQ>;
+  auto kernel = attentionBlockKernel<kIn, kInt4, kV>;
   if (smem > 48 * 1024 &&
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) != cudaSuccess)
     return checkLaunch("decode attention block: cudaFuncSetAttribute");
@@ -443,8 +334,6 @@ WbStatus launchBlock(const WbDecodeAttentionBlockParams& ab, cudaStream_t stream
 template <int kIn>
 WbStatus launchInput(const WbDecodeAttentionBlockParams& ab, cudaStream_t stream) {
   const bool int4 = ab.qkv.weight.qweight != nullptr;
-  if (int4 && ab.qkv.int4Mma && wbDecodeAttentionBlockLocalQuery(ab.qkv.k, ab.qkv.weight.groupSize))
-    return launchBlock<kIn, true, 1, true>(ab, stream);
   if constexpr (kIn == WB_DECODE_IN_HEADS) {  // after an MLP block, which is int4 only
     if (!int4) return fail(WB_STATUS_UNSUPPORTED, "decode attention block: a heads input needs int4 weights");
     return ab.qkv.k <= 1024 ? launchBlock<kIn, true, 1>(ab, stream) : launchBlock<kIn, true, 2>(ab, stream);
@@ -483,10 +372,6 @@ WbStatus checkBlock(const WbDecodeAttentionBlockParams* params) {
       return fail(WB_STATUS_INVALID_ARGUMENT,
                   "decode attention block: int4 needs scales and a group size of 32, 64 or 128 dividing K");
   }
-  if (int4 && p.int4Mma && wbDecodeAttentionBlockLocalQuery(p.k, p.weight.groupSize) &&
-      (!alignedTo16(p.weight.scales) || !alignedTo16(p.weight.zeros)))
-    return fail(WB_STATUS_INVALID_ARGUMENT, "decode attention block: local q copies c_attn's scales and zero points "
-                                            "in 16-byte pieces: they must be 16-byte aligned");
   if (int4 && p.weight.groupSize != proj.groupSize)
     return fail(WB_STATUS_INVALID_ARGUMENT, "decode attention block: c_attn and c_proj need the same group size");
   if (!p.kCache || !p.vCache || !alignedTo16(p.kCache) || !alignedTo16(p.vCache) || !p.position ||
@@ -507,10 +392,6 @@ WbStatus checkBlock(const WbDecodeAttentionBlockParams* params) {
 
 }  // namespace
 }  // namespace wbk
-
-extern "C" int wbDecodeAttentionBlockLocalQuery(int embd, int groupSize) {
-  return embd == wbk::kLocalQEmbd && groupSize == wbk::kMmaStepInputs;
-}
 
 extern "C" int wbDecodeAttentionBlockSupported(int heads, int capacity) {
   using namespace wbk;
