@@ -83,7 +83,7 @@ WbDecodeWeight decodeWeight(const GemvWeight& w, const torch::Tensor& bias) {
 // The carveout measured fastest on H100 (docs/PERF.md, "Block shape, carveout and
 // one-pass LayerNorm"): 15% (a 32 KB split) for fp16 weights, 44% (100 KB) for int4,
 // whose blocks also stage the input in the packed order; 28% (64 KB) for the MLP-block
-// step ("Carveout of the two-launch layer"), the smallest split that holds an attention
+// step ("Local q, shared memory and the carveout"), the smallest split that holds an attention
 // block (its key tiles grow with the cache: up to 1024 slots it takes <= 48 KB) beside an
 // MLP block (~8 KB). Every kernel of a step asks for the same one.
 int defaultCarveout(bool int4, bool mlpBlocks, int64_t capacity) {

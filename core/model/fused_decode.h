@@ -31,7 +31,7 @@ struct FusedDecodeOptions {
   // The shared-memory carveout every kernel of the step asks for, percent of the largest
   // (kernels/decode/decode_launch.h): 1..100, 0 no request, -1 the one measured fastest
   // on H100 for the weight format and kernels (docs/PERF.md, sections "Block shape,
-  // carveout and one-pass LayerNorm" and "Carveout of the two-launch layer").
+  // carveout and one-pass LayerNorm" and "Local q, shared memory and the carveout").
   int sharedCarveout = -1;
   // fp16 GEMVs behind a LayerNorm (ln_1 + c_attn, with the embedding in the first layer;
   // ln_2 + c_fc; ln_f + LM head) fold it into their epilogue: rstd * (x.(W diag(gamma)) -
