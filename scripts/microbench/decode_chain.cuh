@@ -10,8 +10,9 @@
 #include <utility>
 #include <vector>
 
-// The fields every GEMV of a chain sets: programmatic launch, the carveout the decode step
-// asks for (44% int4, 15% fp16) and the probe buffer and slot (ignored unless stamped).
+// The fields every GEMV of a chain sets: programmatic launch, the carveout the per-phase
+// decode steps ask for (44% int4, 15% fp16; WB_CHAIN_CARVEOUT=percent overrides it, e.g.
+// 28, the MLP-block step's) and the probe buffer and slot (ignored unless stamped).
 inline WbDecodeLinearParams gemvParams(WbDecodeInput in, WbDecodeOutput out, int n, int k,
                                        const WbDecodeWeight& w, const void* x, void* y,
                                        unsigned long long* probe, int slot) {
@@ -24,7 +25,8 @@ inline WbDecodeLinearParams gemvParams(WbDecodeInput in, WbDecodeOutput out, int
   p.x = x;
   p.y = y;
   p.programmaticLaunch = 1;
-  p.sharedCarveout = w.qweight ? 44 : 15;
+  const char* carveout = getenv("WB_CHAIN_CARVEOUT");
+  p.sharedCarveout = carveout ? atoi(carveout) : w.qweight ? 44 : 15;
   p.argmaxValues = reinterpret_cast<float*>(probe);
   p.argmaxSlots = slot;
   return p;
