@@ -82,12 +82,12 @@ WbDecodeWeight decodeWeight(const GemvWeight& w, const torch::Tensor& bias) {
 
 // The carveout measured fastest on H100 (docs/PERF.md, "Block shape, carveout and
 // one-pass LayerNorm"): 15% (a 32 KB split) for fp16 weights, 44% (100 KB) for int4,
-// whose blocks also stage the input in the packed order; 28% (64 KB) for the MLP-block
-// step ("Local q, shared memory and the carveout"), the smallest split that holds an attention
-// block (its key tiles grow with the cache: up to 1024 slots it takes <= 48 KB) beside an
-// MLP block (~8 KB). Every kernel of a step asks for the same one.
-int defaultCarveout(bool int4, bool mlpBlocks, int64_t capacity) {
-  if (mlpBlocks && capacity <= 1024) return 28;
+// whose blocks also stage the input in the packed order; for the MLP-block step 28%
+// (64 KB) where two of its attention blocks fit in that split ("Local q, shared memory
+// and the carveout": they must, or each layer loses ~5 us; the key tiles grow with the
+// cache, so at GPT-2 medium up to 512 slots). Every kernel of a step asks for the same one.
+int defaultCarveout(bool int4, bool mlpBlocks, long long attentionBlockBytes) {
+  if (mlpBlocks && attentionBlockBytes > 0 && 2 * attentionBlockBytes <= 64 * 1024) return 28;
   return int4 ? 44 : 15;
 }
 
@@ -176,6 +176,7 @@ struct FusedDecoder::Impl {
   // zeroed by the next layer's MLP block once consumed (so per layer, not one buffer).
   bool mlpOn = false;
   torch::Tensor residualMid, headSums, mlpSums;
+  long long attentionBlockBytes = 0;  // one attention block's shared memory (the carveout follows it)
   int64_t capacity = 0, embd = 0, heads = 0, inner = 0, vocab = 0, splits = 0;
   float eps = 1e-5f;
   int64_t weightBytes = 0;
@@ -458,6 +459,8 @@ FusedDecoder::FusedDecoder(Gpt2 model, int64_t capacity, const FusedDecodeOption
   m.mlpOn = m.blockOn && o.attentionBlockAtomic && o.mlpBlock && o.int4TensorCores && !o.layerNormTwoPass &&
             m.layers.size() >= 2 && mlpWeights;
   if (m.mlpOn) {
+    m.attentionBlockBytes =
+        wbDecodeAttentionBlockSharedBytes(static_cast<int>(m.embd), static_cast<int>(capacity), o.int4 ? 1 : 0);
     const auto layerCount = static_cast<int64_t>(m.layers.size());
     m.residualMid = torch::zeros({m.embd}, h16);
     m.headSums = torch::zeros({layerCount, m.embd}, f32);
@@ -498,7 +501,8 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
     return;
   }
   const int pdl = m.options.programmaticLaunch ? 1 : 0;
-  const int carveout = m.options.sharedCarveout >= 0 ? m.options.sharedCarveout : defaultCarveout(m.options.int4, m.mlpOn, m.capacity);
+  const int carveout = m.options.sharedCarveout >= 0 ? m.options.sharedCarveout
+                                                     : defaultCarveout(m.options.int4, m.mlpOn, m.attentionBlockBytes);
   const auto* pos = cache.position.data_ptr<int64_t>();
   const int e = static_cast<int>(m.embd);
   const int twoPass = m.options.layerNormTwoPass ? 1 : 0;

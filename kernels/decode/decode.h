@@ -167,6 +167,11 @@ WbStatus wbDecodeMlpBlock(const WbDecodeMlpBlockParams* params, cudaStream_t str
 /* Whether wbDecodeAttentionBlock can run on the current device (thread block clusters)
  * for a model of `heads` heads of dim 64 and a cache of `capacity` slots. */
 int wbDecodeAttentionBlockSupported(int heads, int capacity);
+/* The shared memory (dynamic and static) one block of the attention block takes for a
+ * model `embd` wide and a cache of `capacity` slots, or -1 (bad shapes, no device). The
+ * MLP-block step sizes its carveout by it (docs/PERF.md, "Local q, shared memory and the
+ * carveout": two such blocks must fit in the split, or the next layer's cannot start early). */
+long long wbDecodeAttentionBlockSharedBytes(int embd, int capacity, int int4);
 WbStatus wbDecodeAttentionBlock(const WbDecodeAttentionBlockParams* params, cudaStream_t stream);
 
 /* Keys per attention split, and the number of splits a cache of `capacity` needs. */

@@ -314,12 +314,18 @@ __global__ void __launch_bounds__(kBlockThreads) attentionBlockKernel(const WbDe
   }
 }
 
+// A block's dynamic shared memory: x in fp32 (and packed for int4), the LayerNorm's
+// weight and bias, and its tiles of the cached keys and values.
+size_t blockDynamicBytes(int k, int capacity, bool int4) {
+  const int tiles = ((capacity + kTileKeys - 1) / kTileKeys + kClusterBlocks - 1) / kClusterBlocks;
+  return static_cast<size_t>(k) * (4 + (int4 ? 2 : 0) + 4) +
+         static_cast<size_t>(tiles) * kTileKeys * 2 * kHeadDim * sizeof(__half);
+}
+
 template <int kIn, bool kInt4, int kV>
 WbStatus launchBlock(const WbDecodeAttentionBlockParams& ab, cudaStream_t stream) {
   const WbDecodeLinearParams& p = ab.qkv;
-  const int tiles = ((p.capacity + kTileKeys - 1) / kTileKeys + kClusterBlocks - 1) / kClusterBlocks;
-  const size_t smem = static_cast<size_t>(p.k) * (4 + (kInt4 ? 2 : 0) + 4) +
-                      static_cast<size_t>(tiles) * kTileKeys * 2 * kHeadDim * sizeof(__half);
+  const size_t smem = blockDynamicBytes(p.k, p.capacity, kInt4);
   auto kernel = attentionBlockKernel<kIn, kInt4, kV>;
   if (smem > 48 * 1024 &&
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) != cudaSuccess)
@@ -404,6 +410,19 @@ extern "C" int wbDecodeAttentionBlockSupported(int heads, int capacity) {
     return 0;
   }
   return major >= 9 && cluster != 0;
+}
+
+extern "C" long long wbDecodeAttentionBlockSharedBytes(int embd, int capacity, int int4) {
+  using namespace wbk;
+  if (embd < kHeadDim || embd % kHeadDim || embd > kMaxEmbd || capacity < 1 || capacity > kMaxCapacity) return -1;
+  cudaFuncAttributes a{};
+  const void* kernel = int4 ? reinterpret_cast<const void*>(attentionBlockKernel<WB_DECODE_IN_HEADS, true, 1>)
+                            : reinterpret_cast<const void*>(attentionBlockKernel<WB_DECODE_IN_LAYERNORM, false, 4>);
+  if (cudaFuncGetAttributes(&a, kernel) != cudaSuccess) {
+    cudaGetLastError();
+    return -1;
+  }
+  return static_cast<long long>(blockDynamicBytes(embd, capacity, int4 != 0) + a.sharedSizeBytes);
 }
 
 extern "C" WbStatus wbDecodeAttentionBlock(const WbDecodeAttentionBlockParams* params, cudaStream_t stream) {

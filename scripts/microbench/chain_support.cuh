@@ -32,6 +32,31 @@ inline std::vector<__half*> makeWeights(int kernels, const int rows[4]) {
   return w;
 }
 
+// One launch's configuration: grid x block on stream s, programmatic stream serialization
+// when pdl, clusters of `cluster` blocks along x when > 0 (cfg points into attr: keep the
+// object alive until the launch).
+struct LaunchConfig {
+  cudaLaunchConfig_t cfg{};
+  cudaLaunchAttribute attr[2];
+  LaunchConfig(dim3 grid, dim3 block, cudaStream_t s, bool pdl, int cluster = 0) {
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.stream = s;
+    unsigned n = 0;
+    if (pdl) {
+      attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+      attr[n++].val.programmaticStreamSerializationAllowed = 1;
+    }
+    if (cluster > 0) {
+      attr[n].id = cudaLaunchAttributeClusterDimension;
+      attr[n++].val.clusterDim = {static_cast<unsigned>(cluster), 1, 1};
+    }
+    cfg.attrs = attr;
+    cfg.numAttrs = n;
+  }
+  LaunchConfig(const LaunchConfig&) = delete;
+};
+
 struct Timing {
   double mean, std;
 };

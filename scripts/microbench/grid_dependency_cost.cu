@@ -127,16 +127,8 @@ int main() {
       const int n = 500;
       CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
       for (int i = 0; i < n; ++i) {
-        cudaLaunchConfig_t cfg = {};
-        cudaLaunchAttribute attr[1];
-        cfg.gridDim = dim3(sms);
-        cfg.blockDim = dim3(256);
-        cfg.stream = s;
-        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        attr[0].val.programmaticStreamSerializationAllowed = 1;
-        cfg.attrs = attr;
-        cfg.numAttrs = pdl;
-        CK(cudaLaunchKernelEx(&cfg, pdlStep, vec, i + 2, work));
+        LaunchConfig l(dim3(sms), dim3(256), s, pdl != 0);
+        CK(cudaLaunchKernelEx(&l.cfg, pdlStep, vec, i + 2, work));
       }
       CK(cudaStreamEndCapture(s, &g));
       CK(cudaGraphInstantiate(&ge, g, 0));

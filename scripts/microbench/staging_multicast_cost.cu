@@ -119,25 +119,9 @@ double run(int mode, int copies, float* vec, cudaStream_t s) {
   const int n = 500;
   CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
   for (int i = 0; i < n; ++i) {
-    cudaLaunchConfig_t cfg = {};
-    cudaLaunchAttribute attr[2];
-    cfg.gridDim = dim3(kBlocks);
-    cfg.blockDim = dim3(kThreads);
-    cfg.stream = s;
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    int na = 1;
-    if (mode != kPlain) {
-      attr[1].id = cudaLaunchAttributeClusterDimension;
-      attr[1].val.clusterDim.x = kCluster;
-      attr[1].val.clusterDim.y = 1;
-      attr[1].val.clusterDim.z = 1;
-      na = 2;
-    }
-    cfg.attrs = attr;
-    cfg.numAttrs = na;
+    LaunchConfig l(dim3(kBlocks), dim3(kThreads), s, true, mode != kPlain ? kCluster : 0);
     void* args[] = {&vec, &i, &copies};
-    CK(cudaLaunchKernelExC(&cfg, kernels[mode], args));
+    CK(cudaLaunchKernelExC(&l.cfg, kernels[mode], args));
   }
   CK(cudaStreamEndCapture(s, &g));
   CK(cudaGraphInstantiate(&ge, g, 0));
