@@ -304,8 +304,8 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
       "int4-attn-block-atomic-two-mlp", ", MLP as two kernels", [](FusedDecodeOptions& f) { f.mlpBlock = false; });
   if (int4BlockAtomicMean > 0 && int4BlockAtomicTwoMlpMean > 0)
     r.summary["int4_mlp_block_speedup"] = int4BlockAtomicTwoMlpMean / int4BlockAtomicMean;
-  // The per-phase int4 steps' carveout (44%, a 100 KB split), against the MLP-block
-  // step's default (28%, 64 KB; where that step does not apply the default is 44% too).
+  // The per-phase int4 steps' carveout (44%, a 100 KB split), against the step's default:
+  // 28% (64 KB) where the MLP blocks run and two attention blocks fit in that split, else 44%.
   const double int4BlockAtomic44Mean = int4AtomicBlock("int4-attn-block-atomic-carveout-44", ", carveout 44%",
                                                        [](FusedDecodeOptions& f) { f.sharedCarveout = 44; });
   if (int4BlockAtomicMean > 0 && int4BlockAtomic44Mean > 0)
