@@ -49,8 +49,7 @@ const std::vector<std::string>& decodePerfPaths() {
                                               "int4-fp16-head-attn-block", "fused-attn-block-atomic",
                                               "int4-attn-block-atomic", "fused-ln-unfolded", "int4-half2",
                                               "int4-attn-block-atomic-half2", "int4-attn-block-atomic-two-mlp",
-                                              "int4-attn-block-atomic-carveout-44", "fused-lm-head-prefetch-4",
-                                              "int4-attn-block-atomic-no-lm-head-prefetch"};
+                                              "int4-attn-block-atomic-carveout-44"};
   return paths;
 }
 
@@ -194,17 +193,6 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
   fused.stepsPerGraph = o.stepsPerGraph;
   if (wants(o, "fused"))
     std::tie(fusedTokens, fusedMean) = runGraph("fused", "cuda graph, fused kernels (fp16)", fused);
-  // The fp16 LM head asking L2 for its weights four passes ahead (FusedDecodeOptions::
-  // lmHeadPrefetchPasses; none by default for fp16).
-  double fusedPrefetchMean = 0;
-  if (wants(o, "fused-lm-head-prefetch-4")) {
-    auto f = fused;
-    f.fusedOptions.lmHeadPrefetchPasses = 4;
-    fusedPrefetchMean =
-        runGraph("fused-lm-head-prefetch-4", "cuda graph, fused kernels (fp16), LM head prefetching 4 passes ahead", f)
-            .second;
-  }
-  if (fusedMean > 0 && fusedPrefetchMean > 0) r.summary["fused_lm_head_prefetch_4_speedup"] = fusedMean / fusedPrefetchMean;
   if (wants(o, "fused-nopdl")) {
     auto f = fused;
     f.fusedOptions.programmaticLaunch = false;
@@ -322,12 +310,6 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
                                                        [](FusedDecodeOptions& f) { f.sharedCarveout = 44; });
   if (int4BlockAtomicMean > 0 && int4BlockAtomic44Mean > 0)
     r.summary["int4_attn_block_atomic_default_carveout_speedup_vs_44"] = int4BlockAtomic44Mean / int4BlockAtomicMean;
-  // The int4 LM head without its weights prefetched into L2 (by default all of them).
-  const double int4BlockAtomicNoPrefetchMean =
-      int4AtomicBlock("int4-attn-block-atomic-no-lm-head-prefetch", ", LM head not prefetched",
-                      [](FusedDecodeOptions& f) { f.lmHeadPrefetchPasses = 0; });
-  if (int4BlockAtomicMean > 0 && int4BlockAtomicNoPrefetchMean > 0)
-    r.summary["int4_lm_head_prefetch_speedup"] = int4BlockAtomicNoPrefetchMean / int4BlockAtomicMean;
   if (fusedMean > 0 && blockMean > 0) r.summary["attn_block_speedup_vs_fused"] = fusedMean / blockMean;
   if (int4Mean > 0 && int4BlockMean > 0) r.summary["int4_attn_block_speedup_vs_int4"] = int4Mean / int4BlockMean;
   if (blockMean > 0 && int4BlockMean > 0)

@@ -91,10 +91,6 @@ int defaultCarveout(bool int4, bool mlpBlocks, long long attentionBlockBytes) {
   return int4 ? 44 : 15;
 }
 
-// The LM head's L2 prefetch distance in passes of its loop: an int4 head (~26 MB at GPT-2
-// medium) entirely, from before its wait; an fp16 head (~100 MB) would evict itself.
-int defaultLmHeadPrefetch(bool int4Head) { return int4Head ? 1 << 20 : 0; }
-
 // The fields every GEMV launch of the step sets; each phase then adds its own input
 // (LayerNorm, embedding, attention combine) and output (KV cache, argmax) fields.
 WbDecodeLinearParams linearParams(WbDecodeInput in, WbDecodeOutput out, int64_t n, int64_t k, const GemvWeight& w,
@@ -385,9 +381,6 @@ FusedDecoder::FusedDecoder(Gpt2 model, int64_t capacity, const FusedDecodeOption
     throw InputError(kWhere, "activation " + c.activation + " (the kernels apply tanh-GELU)");
   if (capacity < 1 || capacity > c.nPositions) throw InputError(kWhere, "capacity must be in [1, n_positions]");
   if (c.nEmbd % 32 != 0 || c.innerDim() % 32 != 0) throw InputError(kWhere, "widths must be multiples of 32");
-  if (o.lmHeadPrefetchPasses < -1)
-    throw InputError(kWhere, "lmHeadPrefetchPasses " + std::to_string(o.lmHeadPrefetchPasses) + " is negative",
-                     "-1 (the head format's default), 0 (none) or a number of passes");
   if (o.sharedCarveout < -1 || o.sharedCarveout > 100)
     throw InputError(kWhere, "sharedCarveout " + std::to_string(o.sharedCarveout) + " is not a carveout",
                      "-1 (the weight format's default), 0 (no request) or 1..100 percent");
@@ -587,8 +580,6 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
   h.argmaxSlots = static_cast<int>(m.argmaxValues.numel());
   h.nextToken = ids.data_ptr<int64_t>();
   h.tokens = out.data_ptr<int64_t>();
-  h.prefetchPasses = m.options.lmHeadPrefetchPasses >= 0 ? m.options.lmHeadPrefetchPasses
-                                                         : defaultLmHeadPrefetch(h.weight.qweight != nullptr);
   m.linear(h, stream);
   cache.length += 1;  // host-side count; stale under graph replay, as for the torch step
 }

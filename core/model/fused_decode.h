@@ -67,13 +67,6 @@ struct FusedDecodeOptions {
   // Measured faster on H100 (docs/PERF.md, "One launch for the MLP"); where it does not
   // apply the two MLP kernels run (mlpBlockActive() says which).
   bool mlpBlock = true;
-  // The LM head (ln_f + logits + argmax) loops over the vocabulary with the grid resident
-  // at once; each warp asks L2 for its rows' weights this many passes ahead of its loads
-  // (WbDecodeLinearParams::prefetchPasses). -1: the default for the head's format — every
-  // pass, from before the wait, where the head is int4 (26 MB at GPT-2 medium: it fits
-  // the H100's 50 MB L2), none for fp16 (docs/PERF.md, "The LM head's weights ahead in
-  // L2"); 0 none; n passes.
-  int lmHeadPrefetchPasses = -1;
   // The whole step as one persistent cooperative kernel with grid barriers between the
   // phases (kernels/decode/decode_persistent.h); where the device or the shapes cannot
   // take it, the 5 L + 1 kernels above run instead (persistentActive() says which).

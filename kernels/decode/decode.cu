@@ -89,8 +89,6 @@ __global__ void __launch_bounds__((kVmax == 4 ? kMaxWarps : kMaxWarpsLong) * 32)
   // the time this kernel may start (see waitForPrevious).
   const int myRow0 = warpRow + lane / L::kLanes;
   load(myRow0, 0);
-  const int rowStride = gridDim.x * rowsPerBlock;
-  if (kOut == WB_DECODE_OUT_ARGMAX) prefetchPassesAhead(p, warpRow, rowStride, L::kRowsPerWarp, p.prefetchPasses);
   if (kNorm) stageLayerNormParams(p, sln);
   // A folded LayerNorm (fp16 LAYERNORM or EMBED input): the row's scale and shift replace the bias.
   const bool folded = (kIn == WB_DECODE_IN_LAYERNORM || kIn == WB_DECODE_IN_EMBED) && !kInt4 && p.lnFolded;
@@ -122,8 +120,7 @@ __global__ void __launch_bounds__((kVmax == 4 ? kMaxWarps : kMaxWarpsLong) * 32)
   int bestIdx = 0x7fffffff;
   const int passChunks = kVmax * L::kLanes;
   bool loaded = true;
-  for (; warpRow < n; warpRow += rowStride) {
-    if (kOut == WB_DECODE_OUT_ARGMAX) prefetchNextPass(p, warpRow, rowStride, L::kRowsPerWarp, p.prefetchPasses);
+  for (; warpRow < n; warpRow += gridDim.x * rowsPerBlock) {
     const int row = warpRow + lane / L::kLanes;
     // The row's bias (or folded scale and shift), issued beside its weights, not after its products.
     const bool first = row == myRow0;
@@ -280,8 +277,6 @@ WbStatus checkLinear(const WbDecodeLinearParams* params) {
   const int gs = p.weight.groupSize;
   if (p.weight.qweight && (!p.weight.scales || (gs != 32 && gs != 64 && gs != 128) || p.k % gs != 0))
     return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: int4 needs scales and a group size of 32, 64 or 128 dividing K");
-  if (p.prefetchPasses < 0)
-    return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: prefetchPasses %d is negative", p.prefetchPasses);
   if (p.sharedCarveout < 0 || p.sharedCarveout > 100)
     return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: sharedCarveout %d is not 0 (no request) or 1..100 percent",
                 p.sharedCarveout);

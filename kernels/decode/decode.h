@@ -100,10 +100,6 @@ typedef struct {
      fp32 accumulation, one scale per group); other shapes, and the attention block, take the
      half2 path. */
   int int4Mma;
-  /* ARGMAX: each warp of the LM head's resident grid asks L2 for the weights of its rows this
-     many passes ahead (cp.async.bulk.prefetch on sm_90; from before the wait for the first
-     ones; 0: none). */
-  int prefetchPasses;
 } WbDecodeLinearParams;
 
 typedef struct {

@@ -33,46 +33,6 @@ __device__ __forceinline__ void releaseDependents() {
 #endif
 }
 
-// The LM head's looping grid (ARGMAX) asks L2 for the weights of the rows it reads
-// WbDecodeLinearParams::prefetchPasses passes ahead: a bulk prefetch (sm_90) holds no
-// registers, so the weight stream is not limited to the one pass each warp has in flight.
-// A hint only: a range not 16-byte aligned in address and size is skipped.
-__device__ __forceinline__ void prefetchL2(const void* ptr, int64_t bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  if (bytes <= 0 || ((reinterpret_cast<uintptr_t>(ptr) | static_cast<uintptr_t>(bytes)) & 15u)) return;
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(ptr), "r"(static_cast<uint32_t>(bytes)) : "memory");
-#endif
-}
-// Rows row .. row + rows - 1 of p's weights (codes, scales and zero points, or fp16).
-__device__ __forceinline__ void prefetchRowsL2(const WbDecodeLinearParams& p, int row, int rows) {
-  if (row >= p.n) return;
-  rows = min(rows, p.n - row);
-  if (p.weight.qweight) {
-    const int64_t codes = p.k / 2, groups = p.k / p.weight.groupSize;
-    prefetchL2(p.weight.qweight + row * codes, rows * codes);
-    prefetchL2(static_cast<const __half*>(p.weight.scales) + row * groups, rows * groups * 2);
-    if (p.weight.zeros) prefetchL2(p.weight.zeros + row * groups, rows * groups);
-  } else {
-    prefetchL2(static_cast<const __half*>(p.weight.weight) + static_cast<int64_t>(row) * p.k,
-               static_cast<int64_t>(rows) * p.k * 2);
-  }
-}
-// Before the loop: lane i of the warp asks for passes 1 + i, 33 + i, ... up to `ahead`;
-// in the pass from `row` lane 0 asks for the pass `ahead` + 1 later (the first not yet asked for).
-__device__ __forceinline__ void prefetchPassesAhead(const WbDecodeLinearParams& p, int row0, int stride, int rows,
-                                                    int ahead) {
-  for (int i = 1 + static_cast<int>(threadIdx.x & 31); i <= ahead; i += 32) {
-    const int64_t row = row0 + static_cast<int64_t>(i) * stride;
-    if (row >= p.n) break;
-    prefetchRowsL2(p, static_cast<int>(row), rows);
-  }
-}
-__device__ __forceinline__ void prefetchNextPass(const WbDecodeLinearParams& p, int row, int stride, int rows,
-                                                 int ahead) {
-  const int64_t next = row + static_cast<int64_t>(ahead + 1) * stride;
-  if (ahead > 0 && (threadIdx.x & 31) == 0 && next < p.n) prefetchRowsL2(p, static_cast<int>(next), rows);
-}
-
 __device__ __forceinline__ __half2 asHalf2(uint32_t v) { return *reinterpret_cast<__half2*>(&v); }
 __device__ __forceinline__ uint32_t asU32(__half2 v) { return *reinterpret_cast<uint32_t*>(&v); }
 __device__ __forceinline__ float roundHalf(float v) { return __half2float(__float2half_rn(v)); }

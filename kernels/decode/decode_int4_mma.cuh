@@ -181,7 +181,6 @@ __global__ void __launch_bounds__(kMmaMaxWarps * 32) decodeLinearMmaKernel(const
   const int stride = gridDim.x * (blockDim.x >> 5) * kRowsPerWarp;
   MmaRows<kTiles, kRows, kJ> cur;
   cur.load(p, warpRow0);
-  if constexpr (kOut == WB_DECODE_OUT_ARGMAX) prefetchPassesAhead(p, warpRow0, stride, kRowsPerWarp, p.prefetchPasses);
 
   // As decodeLinearKernel: constant weights, LayerNorm parameters, bias (and the residual
   // element, two kernels back) before the wait; lane l < kRowsPerWarp finishes row l.
@@ -216,7 +215,6 @@ __global__ void __launch_bounds__(kMmaMaxWarps * 32) decodeLinearMmaKernel(const
       const bool more = row0 + stride < n;  // uniform over the warp
       MmaRows<kTiles, kRows, kJ> next;
       if (more) next.load(p, row0 + stride);
-      prefetchNextPass(p, row0, stride, kRowsPerWarp, p.prefetchPasses);
       float tot[kRowsPerWarp];
       cur.dots(sxq, p.k / 32, tot);
       const int row = row0 + lane;

@@ -358,40 +358,6 @@ class TestFusedDecode : public QObject {
     QVERIFY_THROWS_EXCEPTION(InputError, GraphDecoder(m16, 64, go));
   }
 
-  // The LM head's L2 prefetch is a hint: with it off, a pass or two ahead, or every pass
-  // (int4's default), and for fp16 and int4 heads (K = 1024: the tensor-core kernel; 768:
-  // the fp16 rows), the same tokens and the same last logits, bit for bit.
-  void lmHeadPrefetchChangesNoBits_data() {
-    QTest::addColumn<bool>("int4");
-    QTest::addColumn<int>("embd");
-    QTest::newRow("fp16 head, 768 wide") << false << 768;
-    QTest::newRow("int4 g128 head, 1024 wide") << true << 1024;
-  }
-  void lmHeadPrefetchChangesNoBits() {
-    QFETCH(bool, int4);
-    QFETCH(int, embd);
-    torch::manual_seed(26);
-    Gpt2 m32(gpt2Like(1, embd));
-    GraphDecodeOptions go;
-    go.fused = true;
-    if (int4) quantizeForFused(m32, go, 128, true, true);
-    auto [ref, m16] = modelPair(m32);
-    const std::vector<int64_t> prompt{464, 2068, 7586, 21831};
-    auto run = [&](int passes) {
-      go.fusedOptions.lmHeadPrefetchPasses = passes;
-      GraphDecoder d(m16, 64, go);
-      auto tokens = d.greedy(prompt, 24);
-      return std::make_pair(tokens, d.lastLogits());
-    };
-    const auto [none, logitsNone] = run(0);
-    QCOMPARE(none.size(), size_t{24});
-    for (int passes : {1, 2, -1}) {
-      const auto [tokens, logits] = run(passes);
-      QVERIFY2(tokens == none, qPrintable(QString("tokens differ with %1 passes ahead").arg(passes)));
-      QVERIFY2(torch::equal(logits, logitsNone), qPrintable(QString("logits differ with %1 passes ahead").arg(passes)));
-    }
-  }
-
   void rejectsWhatItCannotFuse() {
     Gpt2 m(gpt2Like(1));
     m->to(kCuda);  // fp32
@@ -406,15 +372,6 @@ class TestFusedDecode : public QObject {
       GraphDecoder d(m, 32, go);
     } catch (const InputError& e) {
       named = QString(e.what()).contains("sharedCarveout 101");
-    }
-    QVERIFY(named);
-    go.fusedOptions.sharedCarveout = -1;
-    go.fusedOptions.lmHeadPrefetchPasses = -2;
-    named = false;
-    try {
-      GraphDecoder d(m, 32, go);
-    } catch (const InputError& e) {
-      named = QString(e.what()).contains("lmHeadPrefetchPasses -2");
     }
     QVERIFY(named);
   }
