@@ -83,9 +83,11 @@ WbDecodeWeight decodeWeight(const GemvWeight& w, const torch::Tensor& bias) {
 // The carveout measured fastest on H100 (docs/PERF.md, "Block shape, carveout and
 // one-pass LayerNorm"): 15% (a 32 KB split) for fp16 weights, 44% (100 KB) for int4,
 // whose blocks also stage the input in the packed order; for the MLP-block step 28%
-// (64 KB) where two of its attention blocks fit in that split ("Local q, shared memory
-// and the carveout": they must, or each layer loses ~5 us; the key tiles grow with the
-// cache, so at GPT-2 medium up to 512 slots). Every kernel of a step asks for the same one.
+// (64 KB) where two of its attention blocks fit in that split: they must, or each layer
+// loses ~5 us, because with one block an SM an H100 places only 15 clusters of 8 at once
+// and GPT-2 medium's 16th head waits for a wave ("Local q, shared memory and the
+// carveout", "Where the attention block's clusters land"); the key tiles grow with the
+// cache, so at GPT-2 medium up to 512 slots. Every kernel of a step asks for the same one.
 int defaultCarveout(bool int4, bool mlpBlocks, long long attentionBlockBytes) {
   if (mlpBlocks && attentionBlockBytes > 0 && 2 * attentionBlockBytes <= 64 * 1024) return 28;
   return int4 ? 44 : 15;

@@ -17,7 +17,7 @@ sys.path.insert(0, 'scripts/microbench')
 from source_patch import SourcePatch
 
 SRC = 'kernels/decode/decode_attention_block.cu'
-KEYS = '                      static_cast<size_t>(tiles) * kTileKeys * 2 * kHeadDim * sizeof(__half);'
+KEYS = '         static_cast<size_t>(tiles) * kTileKeys * 2 * kHeadDim * sizeof(__half);'
 
 
 def extra(kb):
@@ -29,8 +29,8 @@ def extra(kb):
 def nosx(p):
     p.rep('  uint4* sxq = reinterpret_cast<uint4*>(sx + e);',
           '  uint4* sxq = reinterpret_cast<uint4*>(sx + (kIn == WB_DECODE_IN_HEADS && kInt4 ? 0 : e));')
-    p.rep('  const size_t smem = static_cast<size_t>(p.k) * (4 + (kInt4 ? 2 : 0) + 4) +',
-          '  const size_t smem = static_cast<size_t>(p.k) * ((kIn == WB_DECODE_IN_HEADS && kInt4 ? 0 : 4) + (kInt4 ? 2 : 0) + 4) +')
+    p.rep('  const size_t smem = blockDynamicBytes(p.k, p.capacity, kInt4);',
+          '  const size_t smem = blockDynamicBytes(p.k, p.capacity, kInt4) - (kIn == WB_DECODE_IN_HEADS && kInt4 ? 4 * p.k : 0);')
 
 
 VARIANTS = {'extra8': extra(8), 'extra16': extra(16), 'extra24': extra(24), 'extra34': extra(34), 'nosx': nosx}
