@@ -5,7 +5,7 @@
 # wait and at the end, and clock64 deltas for the staging, the weights becoming usable,
 # the products and the epilogue. The stamps go to the buffer the chain passes as
 # p.argmaxValues, slot p.argmaxSlots (non-argmax kernels only, which never read them).
-# Run from the repository root; the patterns match decode.cu as of session 13 (a failed
+# Run from the repository root; the patterns match decode.cu as of session 17 (a failed
 # assert names the one that moved).
 import os, sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -31,9 +31,9 @@ rep("""  waitForPrevious();
   const long long c1 = ctime();
   releaseDependents();
   const int64_t stepPos""")
-rep("""    stageInput<kIn, kInt4>(p, sx, sxq, sln, scratch, attnPos);
+rep("""    stageInput<kIn, kInt4, true, kHeadsSums<kIn, kOut>>(p, sx, sxq, sln, scratch, attnPos);
   }
-""", """    stageInput<kIn, kInt4>(p, sx, sxq, sln, scratch, attnPos);
+""", """    stageInput<kIn, kInt4, true, kHeadsSums<kIn, kOut>>(p, sx, sxq, sln, scratch, attnPos);
   }
   const long long c2 = ctime();
   unsigned dummy;

@@ -3,7 +3,7 @@
 # default /tmp/mmaprobe) with the stamps decode_mlp_probe.py puts into decodeLinearKernel,
 # in decodeLinearMmaKernel (outputs other than ARGMAX): build a chain with -DMC_PROBE and
 # -I<dir> first so that decode.cu's include finds the copy. Run from the repository root;
-# the patterns match decode_int4_mma.cuh as of session 14.
+# the patterns match decode_int4_mma.cuh as of session 17.
 import os, sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from source_patch import SourcePatch
@@ -20,8 +20,8 @@ rep("""  waitForPrevious();
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(g1));
   const long long c1 = clock64();
   releaseDependents();""")
-rep("""  stageInput<kIn, true>(p, sx, sxq, sln, scratch, attnPos);
-""", """  stageInput<kIn, true>(p, sx, sxq, sln, scratch, attnPos);
+rep("""  stageInput<kIn, true, true, kHeadsSums<kIn, kOut>>(p, sx, sxq, sln, scratch, attnPos);
+""", """  stageInput<kIn, true, true, kHeadsSums<kIn, kOut>>(p, sx, sxq, sln, scratch, attnPos);
   const long long c2 = clock64();
   unsigned dummy;
   asm volatile("mov.b32 %0, %1;" : "=r"(dummy) : "r"(cur.w[0][0][0].x ^ cur.w[kTiles - 1][kRows - 1][kJ - 1].w));
