@@ -169,8 +169,9 @@ WbStatus wbDecodeMlpBlock(const WbDecodeMlpBlockParams* params, cudaStream_t str
 int wbDecodeAttentionBlockSupported(int heads, int capacity);
 /* The shared memory (dynamic and static) one block of the attention block takes for a
  * model `embd` wide and a cache of `capacity` slots, or -1 (bad shapes, no device). The
- * MLP-block step sizes its carveout by it (docs/PERF.md, "Local q, shared memory and the
- * carveout": two such blocks must fit in the split, or the next layer's cannot start early). */
+ * MLP-block step sizes its carveout by it: two such blocks must fit in the split, or with
+ * one block an SM only 15 of GPT-2 medium's 16 clusters are placed at once (docs/PERF.md,
+ * "Local q, shared memory and the carveout" and "Where the attention block's clusters land"). */
 long long wbDecodeAttentionBlockSharedBytes(int embd, int capacity, int int4);
 WbStatus wbDecodeAttentionBlock(const WbDecodeAttentionBlockParams* params, cudaStream_t stream);
 
