@@ -49,14 +49,7 @@ const std::vector<std::string>& decodePerfPaths() {
                                               "int4-fp16-head-attn-block", "fused-attn-block-atomic",
                                               "int4-attn-block-atomic", "fused-ln-unfolded", "int4-half2",
                                               "int4-attn-block-atomic-half2", "int4-attn-block-atomic-two-mlp",
-                                              "int4-attn-block-atomic-carveout-44",
-                                              "int4-attn-block-atomic-lm-head-l2-1",
-                                              "int4-attn-block-atomic-lm-head-l2-2",
-                                              "int4-attn-block-atomic-lm-head-l2-4",
-                                              "int4-attn-block-atomic-lm-head-l2-8",
-                                              "int4-attn-block-atomic-lm-head-l2-12",
-                                              "int4-attn-block-atomic-attention-l2-ahead",
-                                              "int4-attn-block-atomic-l2-both-4", "int4-attn-block-atomic-l2-both-8"};
+                                              "int4-attn-block-atomic-carveout-44"};
   return paths;
 }
 
@@ -311,29 +304,6 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
       "int4-attn-block-atomic-two-mlp", ", MLP as two kernels", [](FusedDecodeOptions& f) { f.mlpBlock = false; });
   if (int4BlockAtomicMean > 0 && int4BlockAtomicTwoMlpMean > 0)
     r.summary["int4_mlp_block_speedup"] = int4BlockAtomicTwoMlpMean / int4BlockAtomicMean;
-  // The last n layers' MLP blocks asking L2 for the LM head's weights
-  // (FusedDecodeOptions::lmHeadL2Layers), the attention blocks for the next layer's
-  // (attentionL2Ahead), and both.
-  for (int n : {1, 2, 4, 8, 12}) {
-    const std::string path = "int4-attn-block-atomic-lm-head-l2-" + std::to_string(n);
-    const double mean = int4AtomicBlock(path, ", LM head into L2 over the last " + std::to_string(n) + " layers",
-                                        [n](FusedDecodeOptions& f) { f.lmHeadL2Layers = n; });
-    if (int4BlockAtomicMean > 0 && mean > 0)
-      r.summary["int4_lm_head_l2_" + std::to_string(n) + "_speedup"] = int4BlockAtomicMean / mean;
-  }
-  const double int4L2AheadMean =
-      int4AtomicBlock("int4-attn-block-atomic-attention-l2-ahead", ", next layer's attention weights into L2",
-                      [](FusedDecodeOptions& f) { f.attentionL2Ahead = true; });
-  if (int4BlockAtomicMean > 0 && int4L2AheadMean > 0)
-    r.summary["int4_attention_l2_ahead_speedup"] = int4BlockAtomicMean / int4L2AheadMean;
-  for (int n : {4, 8}) {
-    const std::string path = "int4-attn-block-atomic-l2-both-" + std::to_string(n);
-    const double mean = int4AtomicBlock(
-        path, ", next layer's attention weights and (last " + std::to_string(n) + " layers) the LM head into L2",
-        [n](FusedDecodeOptions& f) { f.lmHeadL2Layers = n, f.attentionL2Ahead = true; });
-    if (int4BlockAtomicMean > 0 && mean > 0)
-      r.summary["int4_l2_both_" + std::to_string(n) + "_speedup"] = int4BlockAtomicMean / mean;
-  }
   // The per-phase int4 steps' carveout (44%, a 100 KB split), against the step's default:
   // 28% (64 KB) where the MLP blocks run and two attention blocks fit in that split, else 44%.
   const double int4BlockAtomic44Mean = int4AtomicBlock("int4-attn-block-atomic-carveout-44", ", carveout 44%",

@@ -80,19 +80,6 @@ WbDecodeWeight decodeWeight(const GemvWeight& w, const torch::Tensor& bias) {
   return d;
 }
 
-// Share j of n of w's bytes (codes, scales, zero points; or fp16 rows) as L2 prefetch
-// ranges, from ranges[at] on; returns the next free index. Shares start on 16 bytes.
-int addShares(const GemvWeight& w, int j, int n, WbDecodeL2Range* ranges, int at) {
-  for (const torch::Tensor* t : {&w.rows, &w.packed, &w.scales, &w.zeros}) {
-    if (!t->defined() || at >= WB_DECODE_L2_RANGES) continue;
-    const long long bytes = t->numel() * static_cast<long long>(t->element_size());
-    const long long begin = (bytes * j / n) & ~15LL, end = j + 1 == n ? bytes : (bytes * (j + 1) / n) & ~15LL;
-    ranges[at].ptr = static_cast<const char*>(t->data_ptr()) + begin;
-    ranges[at++].bytes = end - begin;
-  }
-  return at;
-}
-
 // The carveout measured fastest on H100 (docs/PERF.md, "Block shape, carveout and
 // one-pass LayerNorm"): 15% (a 32 KB split) for fp16 weights, 44% (100 KB) for int4,
 // whose blocks also stage the input in the packed order; for the MLP-block step 28%
@@ -298,8 +285,6 @@ void FusedDecoder::Impl::stepMlpBlocks(KvCache& cache, torch::Tensor& ids, int p
     ab.headPartials = headSums[static_cast<int64_t>(i)].data_ptr<float>();
     ab.accumulate = 1;
     ab.scale = l.scale;
-    if (options.attentionL2Ahead && i + 1 < layerCount)
-      addShares(layers[i + 1].proj, 0, 1, ab.l2Prefetch, addShares(layers[i + 1].qkv, 0, 1, ab.l2Prefetch, 0));
     check(wbDecodeAttentionBlock(&ab, stream));
     WbDecodeMlpBlockParams mb{};
     mb.fc = linearParams(WB_DECODE_IN_HEADS, WB_DECODE_OUT_GELU, inner, e, l.fc, l.fcBias, nullptr, pdl, carveout);
@@ -312,9 +297,6 @@ void FusedDecoder::Impl::stepMlpBlocks(KvCache& cache, torch::Tensor& ids, int p
     mb.accumulate = mlpSums[static_cast<int64_t>(i)].data_ptr<float>();
     mb.clearSums = mlpSums[static_cast<int64_t>(prev)].data_ptr<float>();
     mb.clearHeads = headSums[static_cast<int64_t>(prev)].data_ptr<float>();
-    const size_t ahead = static_cast<size_t>(std::clamp<int64_t>(options.lmHeadL2Layers, 0, static_cast<int64_t>(layerCount)));
-    if (head.packed.defined() && i + ahead >= layerCount)
-      addShares(head, static_cast<int>(i + ahead - layerCount), static_cast<int>(ahead), mb.l2Prefetch, 0);
     check(wbDecodeMlpBlock(&mb, stream));
   }
 }

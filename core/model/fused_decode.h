@@ -67,14 +67,6 @@ struct FusedDecodeOptions {
   // Measured faster on H100 (docs/PERF.md, "One launch for the MLP"); where it does not
   // apply the two MLP kernels run (mlpBlockActive() says which).
   bool mlpBlock = true;
-  // With the MLP blocks and an int4 LM head: the last n layers' MLP blocks each ask L2 to
-  // fetch a 1/n share of the LM head's weights (a hint, no result changes), so the head
-  // reads them from L2 rather than HBM, which idles through those latency-bound layers.
-  // 0: off.
-  int lmHeadL2Layers = 0;
-  // With the MLP blocks: each attention block asks L2 for the next layer's attention
-  // weights, so that block's loads before its wait come from L2.
-  bool attentionL2Ahead = false;
   // The whole step as one persistent cooperative kernel with grid barriers between the
   // phases (kernels/decode/decode_persistent.h); where the device or the shapes cannot
   // take it, the 5 L + 1 kernels above run instead (persistentActive() says which).

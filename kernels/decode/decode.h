@@ -115,18 +115,6 @@ typedef struct {
   int sharedCarveout;    /* as WbDecodeLinearParams */
 } WbDecodeAttentionParams;
 
-/* A byte range a launch asks L2 to fetch for a later kernel: a hint (cp.async.bulk.prefetch
- * on sm_90; nothing before), which changes no result. The launch's blocks split it; ptr
- * must be 16-byte aligned (a tail past the last multiple of 16 bytes is left out). Why:
- * the decode layers are bound by latency, not bandwidth, so HBM idles through most of a
- * layer; the LM head's weights (26 MB in int4 at GPT-2 medium) fit in H100's 50 MB L2
- * and can be fetched during the last layers (docs/PERF.md, "The LM head from L2"). */
-typedef struct {
-  const void* ptr;
-  long long bytes;
-} WbDecodeL2Range;
-#define WB_DECODE_L2_RANGES 6
-
 /* ln_1 + c_attn + single-query attention + attn.c_proj for one layer in one launch: a
  * cluster of 8 blocks per head (sm_90). Each block computes 8 of the head's 64 q, k and
  * v dims (k/v also into the cache at *position) and shares them with its cluster
@@ -147,8 +135,6 @@ typedef struct {
                                 consumers then read one row, not `heads`; the sum's order, and so its
                                 last bits, varies between runs) */
   float scale;               /* applied to q.k */
-  WbDecodeL2Range l2Prefetch[WB_DECODE_L2_RANGES];  /* ranges for a later kernel (unused: ptr NULL), asked for
-                                                       with the block's own weights, before the wait */
 } WbDecodeAttentionBlockParams;
 
 /* ln_2 + c_fc + GELU + mlp.c_proj of one layer in one launch, int4 groups of 128 on tensor
@@ -173,7 +159,6 @@ typedef struct {
   float* clearSums;         /* fp32 [WB_DECODE_MLP_SUMS, E] or NULL, and */
   float* clearHeads;        /* fp32 [E] or NULL: zeroed after the programmatic wait, for their next accumulation
                                (an earlier MLP block's sum and attention block's, both consumed by now) */
-  WbDecodeL2Range l2Prefetch[WB_DECODE_L2_RANGES];  /* as WbDecodeAttentionBlockParams' */
 } WbDecodeMlpBlockParams;
 
 int wbDecodeMlpBlockSupported(int embd, int inner, int groupSize);

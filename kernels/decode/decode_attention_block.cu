@@ -144,7 +144,6 @@ __global__ void __launch_bounds__(kBlockThreads) attentionBlockKernel(const WbDe
                                                      head * kHeadDim) + projSub);
     }
   }
-  prefetchRangesL2(ab.l2Prefetch);
   stageLayerNormParams(p, sln);
 
   // This block's keys: tiles rank, rank + 8, ... of 32; thread (g, j) holds dims 8j..8j+7
@@ -363,7 +362,6 @@ WbStatus checkBlock(const WbDecodeAttentionBlockParams* params) {
                 "heads %d, head dim %d, K %d, N %d)", kMaxEmbd, p.heads, p.headDim, p.k, p.n);
   if (p.capacity < 1 || p.capacity > kMaxCapacity)
     return fail(WB_STATUS_UNSUPPORTED, "decode attention block: capacity %d is not in 1..%d", p.capacity, kMaxCapacity);
-  if (WbStatus s = checkL2Ranges(params->l2Prefetch, "decode attention block"); s != WB_STATUS_OK) return s;
   if (p.sharedCarveout < 0 || p.sharedCarveout > 100)
     return fail(WB_STATUS_INVALID_ARGUMENT,
                 "decode attention block: sharedCarveout %d is not 0 (no request) or 1..100 percent", p.sharedCarveout);

@@ -234,28 +234,6 @@ __device__ __forceinline__ uint4 residualChunkSums(const WbDecodeLinearParams& p
   return packResidual(x, s, b);
 }
 
-// This block's share of each range (WbDecodeL2Range), asked of L2 by the first warp's
-// lanes in pieces of at most 16 KB, so that several bulk prefetches are in flight at once.
-// Called after the block's own weight loads are issued: those are needed first.
-__device__ __forceinline__ void prefetchRangesL2(const WbDecodeL2Range (&ranges)[WB_DECODE_L2_RANGES]) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  if (threadIdx.x >= 32) return;
-  constexpr long long kPiece = 16384;
-#pragma unroll
-  for (int r = 0; r < WB_DECODE_L2_RANGES; ++r) {
-    const char* base = static_cast<const char*>(ranges[r].ptr);
-    const long long bytes = ranges[r].bytes & ~15LL;
-    if (!base || bytes <= 0) continue;
-    const long long share = ((bytes + gridDim.x - 1) / gridDim.x + 15) & ~15LL;
-    const long long end = min(bytes, share * (blockIdx.x + 1));
-    for (long long at = share * blockIdx.x + threadIdx.x * kPiece; at < end; at += 32 * kPiece)
-      asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(base + at),
-                   "r"(static_cast<unsigned>(min(kPiece, end - at)))
-                   : "memory");
-  }
-#endif
-}
-
 // HEADS with p.residual set: block 0 stores the residual it built (chunk kc), so that a
 // consumer of this kernel reads it instead of rebuilding it (wbDecodeMlpBlock, and the
 // attention block after one).

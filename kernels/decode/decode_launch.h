@@ -4,10 +4,7 @@
 
 #include <cuda_runtime.h>
 
-#include <cstdint>
-
 #include "kernels/common/status_internal.h"
-#include "kernels/decode/decode.h"
 
 namespace wbk {
 
@@ -49,18 +46,6 @@ inline WbStatus launchDecodeKernel(const void* kernel, dim3 grid, dim3 block, si
   const cudaError_t err = cudaLaunchKernelExC(&cfg, kernel, args);
   if (err != cudaSuccess) return fail(WB_STATUS_CUDA_ERROR, "%s: %s", what, cudaGetErrorString(err));
   return checkLaunch(what);
-}
-
-// A launch's L2 prefetch ranges (WbDecodeL2Range): each unused (no pointer) or 16-byte
-// aligned with a size that is not negative; `what` names the kernel in the error.
-inline WbStatus checkL2Ranges(const WbDecodeL2Range (&ranges)[WB_DECODE_L2_RANGES], const char* what) {
-  for (int r = 0; r < WB_DECODE_L2_RANGES; ++r) {
-    if (!ranges[r].ptr) continue;
-    if (reinterpret_cast<uintptr_t>(ranges[r].ptr) % 16 || ranges[r].bytes < 0)
-      return fail(WB_STATUS_INVALID_ARGUMENT, "%s: L2 prefetch range %d must be 16-byte aligned, with bytes >= 0 (got %lld)",
-                  what, r, ranges[r].bytes);
-  }
-  return WB_STATUS_OK;
 }
 
 }  // namespace wbk

@@ -61,7 +61,6 @@ __global__ void __launch_bounds__(kMlpWarps * 32) mlpBlockKernel(const WbDecodeM
       ps[i][j] = __half2float(static_cast<const __half*>(mp.proj.scales)[at]);
       pz[i][j] = mp.proj.zeros ? static_cast<float>(mp.proj.zeros[at]) : 8.f;
     }
-  prefetchRangesL2(mp.l2Prefetch);
   stageLayerNormParams(p, sln);
   waitForPrevious();
   releaseDependents();
@@ -151,7 +150,6 @@ WbStatus checkMlpBlock(const WbDecodeMlpBlockParams* params) {
     if (c == params->accumulate || c == p.headPartials || reinterpret_cast<uintptr_t>(c) % 16)
       return fail(WB_STATUS_INVALID_ARGUMENT,
                   "decode MLP block: a cleared sum must be 16-byte aligned, and neither accumulate nor the input's");
-  if (WbStatus s = checkL2Ranges(params->l2Prefetch, "decode MLP block"); s != WB_STATUS_OK) return s;
   if (p.sharedCarveout < 0 || p.sharedCarveout > 100)
     return fail(WB_STATUS_INVALID_ARGUMENT, "decode MLP block: sharedCarveout %d is not 0 (no request) or 1..100 percent",
                 p.sharedCarveout);

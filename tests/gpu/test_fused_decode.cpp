@@ -277,24 +277,18 @@ class TestFusedDecode : public QObject {
     QTest::addColumn<int>("capacity");
     QTest::addColumn<bool>("atomic");    // FusedDecodeOptions::attentionBlockAtomic
     QTest::addColumn<bool>("mlpBlock");  // FusedDecodeOptions::mlpBlock (it runs with atomic, int4 g128, 1024 wide)
-    // > 0: lmHeadL2Layers, and attentionL2Ahead on (hints to L2: no result may change)
-    QTest::addColumn<int>("l2Layers");
-    QTest::newRow("fp16, 768 wide") << 4 << 768 << 0 << 48 << 64 << false << true << 0;
-    QTest::newRow("fp16, 1024 wide") << 2 << 1024 << 0 << 48 << 64 << false << true << 0;
-    QTest::newRow("fp16, 768 wide, 300 tokens") << 2 << 768 << 0 << 300 << 320 << false << true << 0;
-    QTest::newRow("int4 g128 sym, LM head too") << 3 << 768 << 1 << 32 << 64 << false << true << 0;
-    QTest::newRow("int4 g64 asym, fp16 LM head") << 3 << 768 << 2 << 32 << 64 << false << true << 0;
-    QTest::newRow("int4 g128 sym, 1024 wide") << 2 << 1024 << 1 << 32 << 64 << false << true << 0;
-    QTest::newRow("fp16, 768 wide, atomic head sum") << 4 << 768 << 0 << 48 << 64 << true << true << 0;
-    QTest::newRow("int4 g128 sym, atomic head sum") << 3 << 768 << 1 << 32 << 64 << true << true << 0;
-    QTest::newRow("int4 g128 sym, 1024 wide, atomic, MLP block") << 2 << 1024 << 1 << 48 << 64 << true << true << 0;
+    QTest::newRow("fp16, 768 wide") << 4 << 768 << 0 << 48 << 64 << false << true;
+    QTest::newRow("fp16, 1024 wide") << 2 << 1024 << 0 << 48 << 64 << false << true;
+    QTest::newRow("fp16, 768 wide, 300 tokens") << 2 << 768 << 0 << 300 << 320 << false << true;
+    QTest::newRow("int4 g128 sym, LM head too") << 3 << 768 << 1 << 32 << 64 << false << true;
+    QTest::newRow("int4 g64 asym, fp16 LM head") << 3 << 768 << 2 << 32 << 64 << false << true;
+    QTest::newRow("int4 g128 sym, 1024 wide") << 2 << 1024 << 1 << 32 << 64 << false << true;
+    QTest::newRow("fp16, 768 wide, atomic head sum") << 4 << 768 << 0 << 48 << 64 << true << true;
+    QTest::newRow("int4 g128 sym, atomic head sum") << 3 << 768 << 1 << 32 << 64 << true << true;
+    QTest::newRow("int4 g128 sym, 1024 wide, atomic, MLP block") << 2 << 1024 << 1 << 48 << 64 << true << true;
     QTest::newRow("int4 g128 asym, 1024 wide, MLP block, fp16 LM head, 300 tokens")
-        << 3 << 1024 << 3 << 300 << 320 << true << true << 0;
-    QTest::newRow("int4 g128 sym, 1024 wide, MLP block, L2 prefetch (LM head over 2 layers)")
-        << 3 << 1024 << 1 << 48 << 64 << true << true << 2;
-    QTest::newRow("int4 g128 sym, 1024 wide, MLP block, L2 prefetch (LM head over all layers, 8 asked)")
-        << 3 << 1024 << 1 << 48 << 64 << true << true << 8;
-    QTest::newRow("int4 g128 sym, 1024 wide, atomic, two MLP kernels") << 2 << 1024 << 1 << 48 << 64 << true << false << 0;
+        << 3 << 1024 << 3 << 300 << 320 << true << true;
+    QTest::newRow("int4 g128 sym, 1024 wide, atomic, two MLP kernels") << 2 << 1024 << 1 << 48 << 64 << true << false;
   }
   void attentionBlockMatchesEager() {
     QFETCH(int, layers);
@@ -304,7 +298,6 @@ class TestFusedDecode : public QObject {
     QFETCH(int, capacity);
     QFETCH(bool, atomic);
     QFETCH(bool, mlpBlock);
-    QFETCH(int, l2Layers);
     torch::manual_seed(24);
     Gpt2 m32(gpt2Like(layers, embd, 512));
     GraphDecodeOptions go;
@@ -312,8 +305,6 @@ class TestFusedDecode : public QObject {
     go.fusedOptions.attentionBlock = true;
     go.fusedOptions.attentionBlockAtomic = atomic;
     go.fusedOptions.mlpBlock = mlpBlock;
-    go.fusedOptions.lmHeadL2Layers = l2Layers;
-    go.fusedOptions.attentionL2Ahead = l2Layers > 0;
     if (int4 != 0) quantizeForFused(m32, go, int4 == 2 ? 64 : 128, int4 == 1, int4 == 1);
     auto [ref, m16] = modelPair(m32);
     const auto c = compare(m16, ref, go, int4 != 0 ? 5e-3 : 1e-3, newTokens, capacity);
