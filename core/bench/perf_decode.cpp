@@ -49,8 +49,7 @@ const std::vector<std::string>& decodePerfPaths() {
                                               "int4-fp16-head-attn-block", "fused-attn-block-atomic",
                                               "int4-attn-block-atomic", "fused-ln-unfolded", "int4-half2",
                                               "int4-attn-block-atomic-half2", "int4-attn-block-atomic-two-mlp",
-                                              "int4-attn-block-atomic-carveout-44", "int4-attn-block-atomic-no-local-q",
-                                              "int4-attn-block-atomic-local-q-112"};
+                                              "int4-attn-block-atomic-carveout-44"};
   return paths;
 }
 
@@ -172,7 +171,6 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
       if (!graph.fusedAttentionBlock())
         r.warnings.push_back(path + ": the attention-block kernels could not run here; the per-phase kernels were timed");
       row.values["mlp_block_active"] = graph.fusedMlpBlock() ? 1 : 0;
-      row.values["local_query_active"] = graph.fusedLocalQuery() ? 1 : 0;
     }
     if (const int64_t bytes = graph.fusedWeightBytes(); bytes > 0) {
       row.values["weight_mb_per_token"] = static_cast<double>(bytes) / 1e6;
@@ -312,17 +310,6 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
                                                        [](FusedDecodeOptions& f) { f.sharedCarveout = 44; });
   if (int4BlockAtomicMean > 0 && int4BlockAtomic44Mean > 0)
     r.summary["int4_attn_block_atomic_default_carveout_speedup_vs_44"] = int4BlockAtomic44Mean / int4BlockAtomicMean;
-  // Each block's 8 q dims traded over the cluster (FusedDecodeOptions::attentionLocalQuery off).
-  const double int4BlockAtomicNoLocalQMean =
-      int4AtomicBlock("int4-attn-block-atomic-no-local-q", ", q/k/v traded over the cluster",
-                      [](FusedDecodeOptions& f) { f.attentionLocalQuery = false; });
-  if (int4BlockAtomicMean > 0 && int4BlockAtomicNoLocalQMean > 0)
-    r.summary["int4_local_query_speedup"] = int4BlockAtomicNoLocalQMean / int4BlockAtomicMean;
-  const double int4LocalQ112Mean =
-      int4AtomicBlock("int4-attn-block-atomic-local-q-112", ", local q held to 112 registers",
-                      [](FusedDecodeOptions& f) { f.localQueryRegisterCap = true; });
-  if (int4BlockAtomicNoLocalQMean > 0 && int4LocalQ112Mean > 0)
-    r.summary["int4_local_query_112_speedup"] = int4BlockAtomicNoLocalQMean / int4LocalQ112Mean;
   if (fusedMean > 0 && blockMean > 0) r.summary["attn_block_speedup_vs_fused"] = fusedMean / blockMean;
   if (int4Mean > 0 && int4BlockMean > 0) r.summary["int4_attn_block_speedup_vs_int4"] = int4Mean / int4BlockMean;
   if (blockMean > 0 && int4BlockMean > 0)

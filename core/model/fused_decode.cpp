@@ -177,7 +177,6 @@ struct FusedDecoder::Impl {
   // the attention block's head sum [L, E] and the MLP block's sums [L, copies, E], each
   // zeroed by the next layer's MLP block once consumed (so per layer, not one buffer).
   bool mlpOn = false;
-  bool localQueryOn = false;  // options.attentionLocalQuery, where it applies
   torch::Tensor residualMid, headSums, mlpSums;
   long long attentionBlockBytes = 0;  // one attention block's shared memory (the carveout follows it)
   int64_t capacity = 0, embd = 0, heads = 0, inner = 0, vocab = 0, splits = 0;
@@ -237,7 +236,6 @@ void FusedDecoder::Impl::stepAttentionBlocks(KvCache& cache, torch::Tensor& ids,
     const Layer& l = layers[i];
     WbDecodeAttentionBlockParams ab{};
     ab.qkv = qkvParams(i, cache, ids, pdl, carveout);  // not folded: the cluster kernel normalises its input
-    ab.qkv.int4Mma = localQueryOn ? (options.localQueryRegisterCap ? 2 : 1) : 0;
     ab.proj = decodeWeight(l.proj, torch::Tensor());
     ab.headPartials = partials;
     ab.accumulate = atomic ? 1 : 0;
@@ -276,7 +274,6 @@ void FusedDecoder::Impl::stepMlpBlocks(KvCache& cache, torch::Tensor& ids, int p
     const size_t prev = (i + layerCount - 1) % layerCount;
     WbDecodeAttentionBlockParams ab{};
     ab.qkv = qkvParams(i, cache, ids, pdl, carveout);
-    ab.qkv.int4Mma = localQueryOn ? (options.localQueryRegisterCap ? 2 : 1) : 0;
     ab.qkv.residual = residualMid.data_ptr();  // the embedding (first layer) or the residual it builds
     if (i > 0) {
       ab.qkv.input = WB_DECODE_IN_HEADS;
@@ -461,11 +458,6 @@ FusedDecoder::FusedDecoder(Gpt2 model, int64_t capacity, const FusedDecodeOption
     return l.fc.packed.defined() && l.mproj.packed.defined() && l.mproj.groupSize == l.fc.groupSize &&
            wbDecodeMlpBlockSupported(static_cast<int>(m.embd), static_cast<int>(m.inner), static_cast<int>(l.fc.groupSize));
   });
-  m.localQueryOn = m.blockOn && o.attentionLocalQuery && o.int4TensorCores &&
-                   std::all_of(m.layers.begin(), m.layers.end(), [&](const Layer& l) {
-                     return l.qkv.packed.defined() && l.proj.packed.defined() &&
-                            wbDecodeAttentionBlockLocalQuery(static_cast<int>(m.embd), static_cast<int>(l.qkv.groupSize));
-                   });
   m.mlpOn = m.blockOn && o.attentionBlockAtomic && o.mlpBlock && o.int4TensorCores && !o.layerNormTwoPass &&
             m.layers.size() >= 2 && mlpWeights;
   if (m.mlpOn) {
@@ -490,7 +482,6 @@ int64_t FusedDecoder::weightBytes() const { return impl_->weightBytes; }
 bool FusedDecoder::persistentActive() const { return impl_->persistentOn; }
 bool FusedDecoder::attentionBlockActive() const { return impl_->blockOn; }
 bool FusedDecoder::mlpBlockActive() const { return impl_->mlpOn; }
-bool FusedDecoder::localQueryActive() const { return impl_->localQueryOn; }
 
 void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) {
   auto& m = *impl_;
@@ -614,7 +605,6 @@ int64_t FusedDecoder::weightBytes() const { return 0; }
 bool FusedDecoder::persistentActive() const { return false; }
 bool FusedDecoder::attentionBlockActive() const { return false; }
 bool FusedDecoder::mlpBlockActive() const { return false; }
-bool FusedDecoder::localQueryActive() const { return false; }
 
 #endif
 

@@ -67,14 +67,6 @@ struct FusedDecodeOptions {
   // Measured faster on H100 (docs/PERF.md, "One launch for the MLP"); where it does not
   // apply the two MLP kernels run (mlpBlockActive() says which).
   bool mlpBlock = true;
-  // With the attention block, int4 groups of 128 on tensor cores and E = 1024: every block
-  // of a head's cluster computes the head's whole q (not only its 8 dims), so the cluster
-  // trades no q/k/v before attending and the new key joins at the merge of the softmax
-  // partials: one cluster exchange fewer a layer (wbDecodeAttentionBlockLocalQuery).
-  // localQueryActive() says whether it runs.
-  bool attentionLocalQuery = true;
-  // Experiment: local q's kernel held to 112 registers (an MLP block fits beside it).
-  bool localQueryRegisterCap = false;
   // The whole step as one persistent cooperative kernel with grid barriers between the
   // phases (kernels/decode/decode_persistent.h); where the device or the shapes cannot
   // take it, the 5 L + 1 kernels above run instead (persistentActive() says which).
@@ -108,8 +100,6 @@ class FusedDecoder {
   // Whether step() runs the MLP blocks (asked for, with the attention blocks, and the
   // weights and shapes take them).
   bool mlpBlockActive() const;
-  // Whether the attention blocks compute q locally (attentionLocalQuery, where it applies).
-  bool localQueryActive() const;
 
  private:
   struct Impl;

@@ -55,8 +55,6 @@ class GraphDecoder {
   bool fusedAttentionBlock() const;
   // Whether it runs the MLP blocks too (FusedDecodeOptions::mlpBlock, where they apply).
   bool fusedMlpBlock() const;
-  // Whether its attention blocks compute q locally (FusedDecodeOptions::attentionLocalQuery).
-  bool fusedLocalQuery() const;
 
  private:
   struct Impl;

@@ -97,8 +97,8 @@ typedef struct {
   const float* lnRowShift;              /* [N]: sum_k W[n,k] lnBias[k] + bias[n] (bias then unused) */
   /* int4 weights in groups of 128 with K a multiple of 1024, any output: nonzero runs
      the products on tensor cores (mma.sync m16n8k16, fp16 codes minus zero point times fp16 x,
-     fp32 accumulation, one scale per group); other shapes take the half2 path, and the
-     attention block its local-q path where wbDecodeAttentionBlockLocalQuery says so. */
+     fp32 accumulation, one scale per group); other shapes, and the attention block, take the
+     half2 path. */
   int int4Mma;
 } WbDecodeLinearParams;
 
@@ -173,10 +173,6 @@ int wbDecodeAttentionBlockSupported(int heads, int capacity);
  * one block an SM only 15 of GPT-2 medium's 16 clusters are placed at once (docs/PERF.md,
  * "Local q, shared memory and the carveout" and "Where the attention block's clusters land"). */
 long long wbDecodeAttentionBlockSharedBytes(int embd, int capacity, int int4);
-/* Whether an int4 attention block with qkv.int4Mma set takes the local-q path: every block
- * computes its head's whole q on tensor cores (groups of 128, E = 1024), so the cluster
- * trades no q/k/v and the new key joins at the merge of the softmax partials. */
-int wbDecodeAttentionBlockLocalQuery(int embd, int groupSize);
 WbStatus wbDecodeAttentionBlock(const WbDecodeAttentionBlockParams* params, cudaStream_t stream);
 
 /* Keys per attention split, and the number of splits a cache of `capacity` needs. */

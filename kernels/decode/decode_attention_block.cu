@@ -13,7 +13,6 @@
 #include "kernels/common/status_internal.h"
 #include "kernels/decode/decode.h"
 #include "kernels/decode/decode_device.cuh"
-#include "kernels/decode/decode_int4_mma.cuh"
 #include "kernels/decode/decode_launch.h"
 
 namespace wbk {
@@ -39,25 +38,7 @@ struct BlockShared {
   alignas(16) float o[kHeadDim];           // the head's attention output, fp16-rounded (read as float4)
   uint4 oq[kHeadDim / 8];                  // int4: the same in stageInput's packed order
   float scratch[2 * kBlockWarps];
-  // Local q (kLocalQ): this block's 8 dims of the new key and value; every block's part
-  // of q . k_new and its 8 dims of v_new, stored by it.
-  float kNew[kBlockWarps], vNew[kBlockWarps];
-  float peerS[kClusterBlocks], newV[kHeadDim];
 };
-
-// Local q: every block computes the head's whole q (64 c_attn rows, each warp's 8 held in
-// registers from before the wait) on tensor cores, and only its own 8 dims of k and v. Then no
-// block needs another's q/k/v before attending: each attends to its tiles of the keys
-// before this step's, and the new key joins at the merge of the softmax partials (its
-// score is the sum of the blocks' parts of q . k_new, its value the blocks' 8 dims
-// each), which the cluster trades anyway. One cluster exchange and its wait fewer.
-// int4 groups of 128 with K = 1024 (MmaRows with one piece of 128 inputs a segment).
-// Not in shared memory: 34 KB more a block leaves room for one block an SM, and then
-// only 15 of GPT-2 medium's 16 clusters are placed at once (docs/PERF.md, "Local q,
-// shared memory and the carveout").
-constexpr int kLocalQEmbd = 1024;
-using LocalQRows = MmaRows<4, 2, 1>;  // a warp's 8 q dims: four tiles of two rows
-using LocalKvRows = MmaRows<1, 2, 1>;
 
 // Split cluster barrier: arrive, do independent work, then wait (release / acquire
 // order the shared-memory traffic between the cluster's blocks).
@@ -91,38 +72,10 @@ __device__ __forceinline__ void mergeSoftmax(float& m, float& l, float* o, float
   m = mn;
 }
 
-// Local q's products: warp w's q dims 8w .. 8w + 7 and k, v of its dim, each rounded to
-// fp16 as the eager path; q to sh.q, k and v to sh.kNew / vNew and into the cache at the
-// step's position.
-__device__ __forceinline__ void localQueryAndKeyValue(const WbDecodeLinearParams& p, int head, int warp, int lane,
-                                                      int dim, int64_t pos, const uint4* sxq, const LocalQRows& qRows,
-                                                      const LocalKvRows& kvRows, float qBias,
-                                                      const float (&qkvBias)[3], BlockShared& sh) {
-  float qd[kBlockWarps], kv[2];
-  qRows.dots(sxq, kLocalQEmbd / 32, qd);
-  kvRows.dots(sxq, kLocalQEmbd / 32, kv);
-  float q = qd[0];
-#pragma unroll
-  for (int i = 1; i < kBlockWarps; ++i)
-    if (lane == i) q = qd[i];
-  if (lane < kBlockWarps) sh.q[warp * kBlockWarps + lane] = roundHalf(q + qBias);
-  const float k = roundHalf(kv[0] + qkvBias[1]), v = roundHalf(kv[1] + qkvBias[2]);
-  if (lane == 0) {
-    sh.kNew[warp] = k, sh.vNew[warp] = v;
-    if (pos < p.capacity) {
-      const int64_t at = (static_cast<int64_t>(head) * p.capacity + pos) * kHeadDim + dim;
-      static_cast<__half*>(p.kCache)[at] = __float2half_rn(k);
-      static_cast<__half*>(p.vCache)[at] = __float2half_rn(v);
-    }
-  }
-}
-
 // kV: 16-byte weight chunks a lane holds per c_attn row, and c_attn.proj rows a lane
 // holds (fp16: 8 lanes a 64-input row slice, 4 rows a pass; int4: 2 lanes, 16 rows).
-// kLocalQ: see LocalQRows (int4, kV 1).
-template <int kIn, bool kInt4, int kV, bool kLocalQ>
-__device__ __forceinline__ void attentionBlockBody(const WbDecodeAttentionBlockParams& ab) {
-  static_assert(!kLocalQ || (kInt4 && kV == 1), "local q: int4, K = 1024");
+template <int kIn, bool kInt4, int kV>
+__global__ void __launch_bounds__(kBlockThreads) attentionBlockKernel(const WbDecodeAttentionBlockParams ab) {
   const WbDecodeLinearParams& p = ab.qkv;
   cg::cluster_group cluster = cg::this_cluster();
   const int rank = static_cast<int>(cluster.block_rank());
@@ -145,16 +98,6 @@ __device__ __forceinline__ void attentionBlockBody(const WbDecodeAttentionBlockP
   uint4 wq[3][kV];
   __half qScale[3][kV];
   uint8_t qZero[3][kV];
-  LocalQRows qRows;    // local q: this warp's 8 q rows
-  LocalKvRows kvRows;  // and its k and v rows
-  float qBias = 0.f;   // local q: lane < 8, q dim 8 warp + lane
-  if constexpr (kLocalQ) {
-    qRows.load(p, head * kHeadDim + warp * kBlockWarps);
-    kvRows.loadRow(p, 0, 0, rows[1]);
-    kvRows.loadRow(p, 0, 1, rows[2]);
-    if (lane < kBlockWarps && p.weight.bias)
-      qBias = __half2float(static_cast<const __half*>(p.weight.bias)[head * kHeadDim + warp * kBlockWarps + lane]);
-  } else {
 #pragma unroll
   for (int r = 0; r < 3; ++r)
 #pragma unroll
@@ -172,7 +115,6 @@ __device__ __forceinline__ void attentionBlockBody(const WbDecodeAttentionBlockP
                                                           static_cast<int64_t>(rows[r]) * e) + c);
       }
     }
-  }
   float qkvBias[3];
 #pragma unroll
   for (int r = 0; r < 3; ++r)
@@ -232,47 +174,40 @@ __device__ __forceinline__ void attentionBlockBody(const WbDecodeAttentionBlockP
     fetchKeys(pos);
   }
   stageInput<kIn, kInt4, true, kIn == WB_DECODE_IN_HEADS ? WB_DECODE_MLP_SUMS : 0>(p, sx, sxq, sln, sh.scratch);
-  if constexpr (kLocalQ) {
-    localQueryAndKeyValue(p, head, warp, lane, dim, pos, sxq, qRows, kvRows, qBias, qkvBias, sh);
-    cpAsyncWaitAll();  // each thread reads back only the keys it copied
-    __syncthreads();        // sh.q, kNew, vNew
-  }
 
-  if constexpr (!kLocalQ) {
-    // c_attn: this warp's q, k and v of `dim`, rounded to fp16 as the eager path.
-    float acc[3] = {0.f, 0.f, 0.f};
+  // c_attn: this warp's q, k and v of `dim`, rounded to fp16 as the eager path.
+  float acc[3] = {0.f, 0.f, 0.f};
 #pragma unroll
-    for (int r = 0; r < 3; ++r)
+  for (int r = 0; r < 3; ++r)
 #pragma unroll
-      for (int v = 0; v < kV; ++v) {
-        const int c = lane + 32 * v;
-        if (c >= rowChunks) continue;
-        if (kInt4) {
-          const __half2 zz = __float2half2_rn(1024.f + static_cast<float>(qZero[r][v]));
-          acc[r] = fmaf(dotInt4Chunk(wq[r][v], zz, sxq, e / 32, c), __half2float(qScale[r][v]), acc[r]);
-        } else {
-          acc[r] = dotFp16Chunk(wq[r][v], sx + c * 8, acc[r]);
-        }
+    for (int v = 0; v < kV; ++v) {
+      const int c = lane + 32 * v;
+      if (c >= rowChunks) continue;
+      if (kInt4) {
+        const __half2 zz = __float2half2_rn(1024.f + static_cast<float>(qZero[r][v]));
+        acc[r] = fmaf(dotInt4Chunk(wq[r][v], zz, sxq, e / 32, c), __half2float(qScale[r][v]), acc[r]);
+      } else {
+        acc[r] = dotFp16Chunk(wq[r][v], sx + c * 8, acc[r]);
       }
-    float qkv[3];
+    }
+  float qkv[3];
 #pragma unroll
-    for (int r = 0; r < 3; ++r) qkv[r] = __half2float(__float2half_rn(warpSum(acc[r]) + qkvBias[r]));
-    if (lane == 0 && pos < p.capacity) {
-      const int64_t at = (static_cast<int64_t>(head) * p.capacity + pos) * kHeadDim + dim;
-      static_cast<__half*>(p.kCache)[at] = __float2half_rn(qkv[1]);
-      static_cast<__half*>(p.vCache)[at] = __float2half_rn(qkv[2]);
-    }
-    clusterWait();
-    if (lane < kClusterBlocks) {
-      BlockShared* to = cluster.map_shared_rank(&sh, lane);
-      to->q[dim] = qkv[0];
-      to->k[dim] = qkv[1];
-      to->v[dim] = qkv[2];
-    }
-    cpAsyncWaitAll();  // each thread reads back only the keys it copied
-    clusterArrive();
-    clusterWait();
+  for (int r = 0; r < 3; ++r) qkv[r] = __half2float(__float2half_rn(warpSum(acc[r]) + qkvBias[r]));
+  if (lane == 0 && pos < p.capacity) {
+    const int64_t at = (static_cast<int64_t>(head) * p.capacity + pos) * kHeadDim + dim;
+    static_cast<__half*>(p.kCache)[at] = __float2half_rn(qkv[1]);
+    static_cast<__half*>(p.vCache)[at] = __float2half_rn(qkv[2]);
   }
+  clusterWait();
+  if (lane < kClusterBlocks) {
+    BlockShared* to = cluster.map_shared_rank(&sh, lane);
+    to->q[dim] = qkv[0];
+    to->k[dim] = qkv[1];
+    to->v[dim] = qkv[2];
+  }
+  cpAsyncWaitAll();  // each thread reads back only the keys it copied
+  clusterArrive();
+  clusterWait();
 
   // Attention over this block's keys: eight lanes a key, an online softmax over the
   // tiles, then the warp's four keys' partials, then the block's eight warps'.
@@ -283,12 +218,10 @@ __device__ __forceinline__ void attentionBlockBody(const WbDecodeAttentionBlockP
   float m = -FLT_MAX, l = 0.f;
   for (int i = 0; i < tiles; ++i) {
     const int64_t t0 = static_cast<int64_t>(rank + kClusterBlocks * i) * kTileKeys;
-    // Uniform over the block: the shuffles below need every lane. Local q: the new key
-    // joins at the merge.
-    if (kLocalQ ? t0 >= pos : t0 > pos) break;
+    if (t0 > pos) break;  // uniform over the block: the shuffles below need every lane
     const int64_t t = t0 + g;
     float kf[8], vf[8];
-    if (!kLocalQ && t == pos) {
+    if (t == pos) {
 #pragma unroll
       for (int x = 0; x < 8; ++x) kf[x] = sh.k[j8 * 8 + x], vf[x] = sh.v[j8 * 8 + x];
     } else {
@@ -309,7 +242,7 @@ __device__ __forceinline__ void attentionBlockBody(const WbDecodeAttentionBlockP
     dot += __shfl_xor_sync(0xffffffffu, dot, 1);
     dot += __shfl_xor_sync(0xffffffffu, dot, 2);
     dot += __shfl_xor_sync(0xffffffffu, dot, 4);
-    if (kLocalQ ? t >= pos : t > pos) continue;
+    if (t > pos) continue;
     const float s = dot * scale, mn = fmaxf(m, s);
     const float c = exp2f(m - mn), pr = exp2f(s - mn);
     l = l * c + pr;
@@ -331,23 +264,16 @@ __device__ __forceinline__ void attentionBlockBody(const WbDecodeAttentionBlockP
     for (int x = 0; x < 8; ++x) sh.warpO[warp][lane * 8 + x] = o[x];
   }
   __syncthreads();
-  if (kLocalQ) clusterWait();  // every block of the cluster has started: remote stores may follow
   if (tid < kHeadDim) {
     float bm = -FLT_MAX, bl = 0.f, bo = 0.f;
     for (int w = 0; w < kBlockWarps; ++w) mergeSoftmax(bm, bl, &bo, sh.warpM[w], sh.warpL[w], &sh.warpO[w][tid], 1);
     // Pushed to every block of the cluster (remote stores, no remote loads), so one
     // cluster barrier orders them and no block reads another's memory afterwards.
-    // Local q: with this block's part of q . k_new and its 8 dims of v_new.
-    float sPart = 0.f;
-    if (kLocalQ && tid == 0)
-      for (int w = 0; w < kBlockWarps; ++w) sPart = fmaf(sh.q[rank * kBlockWarps + w], sh.kNew[w], sPart);
 #pragma unroll
     for (int r = 0; r < kClusterBlocks; ++r) {
       BlockShared* to = cluster.map_shared_rank(&sh, r);
       to->peerO[rank][tid] = bo;
       if (tid == 0) to->peerM[rank] = bm, to->peerL[rank] = bl;
-      if (kLocalQ && tid == 0) to->peerS[rank] = sPart;
-      if (kLocalQ && tid < kBlockWarps) to->newV[rank * kBlockWarps + tid] = sh.vNew[tid];
     }
   }
   clusterArrive();
@@ -356,12 +282,6 @@ __device__ __forceinline__ void attentionBlockBody(const WbDecodeAttentionBlockP
     float hm = -FLT_MAX, hl = 0.f, ho = 0.f;
 #pragma unroll
     for (int r = 0; r < kClusterBlocks; ++r) mergeSoftmax(hm, hl, &ho, sh.peerM[r], sh.peerL[r], &sh.peerO[r][tid], 1);
-    if (kLocalQ) {  // the new key: every block adds the parts in the same order
-      float sNew = 0.f;
-#pragma unroll
-      for (int r = 0; r < kClusterBlocks; ++r) sNew += sh.peerS[r];
-      mergeSoftmax(hm, hl, &ho, sNew * scale, 1.f, &sh.newV[tid], 1);
-    }
     sh.o[tid] = roundHalf(ho / hl);  // hl > 0: the new key is always visible
   }
   __syncthreads();
@@ -394,17 +314,6 @@ __device__ __forceinline__ void attentionBlockBody(const WbDecodeAttentionBlockP
   }
 }
 
-template <int kIn, bool kInt4, int kV, bool kLocalQ>
-__global__ void __launch_bounds__(kBlockThreads) attentionBlockKernel(const WbDecodeAttentionBlockParams ab) {
-  attentionBlockBody<kIn, kInt4, kV, kLocalQ>(ab);
-}
-// Local q held to 112 registers (experiment): with an MLP block's 144 x 256 beside it, an
-// SM's 64K registers still hold one of each, so programmatic launch overlaps them.
-template <int kIn>
-__global__ void __maxnreg__(112) attentionLocalQ112Kernel(const WbDecodeAttentionBlockParams ab) {
-  attentionBlockBody<kIn, true, 1, true>(ab);
-}
-
 // A block's dynamic shared memory: x in fp32 (and packed for int4), the LayerNorm's
 // weight and bias, and its tiles of the cached keys and values.
 size_t blockDynamicBytes(int k, int capacity, bool int4) {
@@ -413,11 +322,11 @@ size_t blockDynamicBytes(int k, int capacity, bool int4) {
          static_cast<size_t>(tiles) * kTileKeys * 2 * kHeadDim * sizeof(__half);
 }
 
-template <int kIn, bool kInt4, int kV, bool kLocalQ = false, bool kCap = false>
+template <int kIn, bool kInt4, int kV>
 WbStatus launchBlock(const WbDecodeAttentionBlockParams& ab, cudaStream_t stream) {
   const WbDecodeLinearParams& p = ab.qkv;
   const size_t smem = blockDynamicBytes(p.k, p.capacity, kInt4);
-  auto kernel = kCap ? attentionLocalQ112Kernel<kIn> : attentionBlockKernel<kIn, kInt4, kV, kLocalQ>;
+  auto kernel = attentionBlockKernel<kIn, kInt4, kV>;
   if (smem > 48 * 1024 &&
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) != cudaSuccess)
     return checkLaunch("decode attention block: cudaFuncSetAttribute");
@@ -431,9 +340,6 @@ WbStatus launchBlock(const WbDecodeAttentionBlockParams& ab, cudaStream_t stream
 template <int kIn>
 WbStatus launchInput(const WbDecodeAttentionBlockParams& ab, cudaStream_t stream) {
   const bool int4 = ab.qkv.weight.qweight != nullptr;
-  if (int4 && ab.qkv.int4Mma && wbDecodeAttentionBlockLocalQuery(ab.qkv.k, ab.qkv.weight.groupSize))
-    return ab.qkv.int4Mma == 2 ? launchBlock<kIn, true, 1, true, true>(ab, stream)
-                               : launchBlock<kIn, true, 1, true>(ab, stream);
   if constexpr (kIn == WB_DECODE_IN_HEADS) {  // after an MLP block, which is int4 only
     if (!int4) return fail(WB_STATUS_UNSUPPORTED, "decode attention block: a heads input needs int4 weights");
     return ab.qkv.k <= 1024 ? launchBlock<kIn, true, 1>(ab, stream) : launchBlock<kIn, true, 2>(ab, stream);
@@ -493,10 +399,6 @@ WbStatus checkBlock(const WbDecodeAttentionBlockParams* params) {
 }  // namespace
 }  // namespace wbk
 
-extern "C" int wbDecodeAttentionBlockLocalQuery(int embd, int groupSize) {
-  return embd == wbk::kLocalQEmbd && groupSize == wbk::kMmaStepInputs;
-}
-
 extern "C" int wbDecodeAttentionBlockSupported(int heads, int capacity) {
   using namespace wbk;
   if (heads < 1 || heads * kHeadDim > kMaxEmbd || capacity < 1 || capacity > kMaxCapacity) return 0;
@@ -514,8 +416,8 @@ extern "C" long long wbDecodeAttentionBlockSharedBytes(int embd, int capacity, i
   using namespace wbk;
   if (embd < kHeadDim || embd % kHeadDim || embd > kMaxEmbd || capacity < 1 || capacity > kMaxCapacity) return -1;
   cudaFuncAttributes a{};
-  const void* kernel = int4 ? reinterpret_cast<const void*>(attentionBlockKernel<WB_DECODE_IN_HEADS, true, 1, false>)
-                            : reinterpret_cast<const void*>(attentionBlockKernel<WB_DECODE_IN_LAYERNORM, false, 4, false>);
+  const void* kernel = int4 ? reinterpret_cast<const void*>(attentionBlockKernel<WB_DECODE_IN_HEADS, true, 1>)
+                            : reinterpret_cast<const void*>(attentionBlockKernel<WB_DECODE_IN_LAYERNORM, false, 4>);
   if (cudaFuncGetAttributes(&a, kernel) != cudaSuccess) {
     cudaGetLastError();
     return -1;

@@ -81,29 +81,26 @@ struct MmaRows {
   __half scale[kTiles][kRows][kJ];
   uint8_t zero[kTiles][kRows][kJ];
 
-  // Row `row` of p as tile t's row r; a row past N adds 0 x (finite).
-  __device__ __forceinline__ void loadRow(const WbDecodeLinearParams& p, int t, int r, int row) {
-    const int groups = p.k / kMmaStepInputs, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
-#pragma unroll
-    for (int j = 0; j < kJ; ++j) {
-      w[t][r][j] = make_uint4(0, 0, 0, 0);
-      scale[t][r][j] = __float2half(0.f);
-      zero[t][r][j] = 8;
-      if (row < p.n) {
-        const int64_t grp = static_cast<int64_t>(row) * groups + g * kJ + j;
-        w[t][r][j] = __ldcs(reinterpret_cast<const uint4*>(p.weight.qweight + grp * (kMmaStepInputs / 2)) + c);
-        scale[t][r][j] = static_cast<const __half*>(p.weight.scales)[grp];
-        if (p.weight.zeros) zero[t][r][j] = p.weight.zeros[grp];
-      }
-    }
-  }
-
-  // The warp's rows row0 .. row0 + kTiles * kRows - 1.
+  // The warp's rows row0 .. row0 + kTiles * kRows - 1; rows past N add 0 x (finite).
   __device__ __forceinline__ void load(const WbDecodeLinearParams& p, int row0) {
+    const int groups = p.k / kMmaStepInputs, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
 #pragma unroll
     for (int t = 0; t < kTiles; ++t)
 #pragma unroll
-      for (int r = 0; r < kRows; ++r) loadRow(p, t, r, row0 + t * kRows + r);
+      for (int r = 0; r < kRows; ++r)
+#pragma unroll
+        for (int j = 0; j < kJ; ++j) {
+          const int row = row0 + t * kRows + r;
+          w[t][r][j] = make_uint4(0, 0, 0, 0);
+          scale[t][r][j] = __float2half(0.f);
+          zero[t][r][j] = 8;
+          if (row < p.n) {
+            const int64_t grp = static_cast<int64_t>(row) * groups + g * kJ + j;
+            w[t][r][j] = __ldcs(reinterpret_cast<const uint4*>(p.weight.qweight + grp * (kMmaStepInputs / 2)) + c);
+            scale[t][r][j] = static_cast<const __half*>(p.weight.scales)[grp];
+            if (p.weight.zeros) zero[t][r][j] = p.weight.zeros[grp];
+          }
+        }
   }
 
   // The rows' dots with the staged x (stageInput's int4 order), in every lane.

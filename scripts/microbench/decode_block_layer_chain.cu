@@ -7,9 +7,7 @@
 // "mmaproj": both MLP GEMVs, c_fc or mlp.c_proj on tensor cores (WbDecodeLinearParams::int4Mma;
 // the attention block ignores it); "mlpblock": the MLP as one launch (wbDecodeMlpBlock), the
 // attention block then reading the residual plus its sum (HEADS input), with the residual
-// and both sums in rings as the decode step keeps them; "mlpblockq": the same with the
-// attention block's local-q path (int4Mma; its check against the three kernels then
-// shows the local path's rounding); prints us per layer.
+// and both sums in rings as the decode step keeps them; prints us per layer.
 // It compiles kernels/decode/decode.cu and decode_attention_block.cu into itself
 // (MC_DECODE_SRC, MC_BLOCK_SRC name other copies), and with -DMC_PROBE and the copies
 // decode_mlp_probe.py and decode_block_probe.py write, prints what each phase of each
@@ -90,8 +88,7 @@ int main(int argc, char** argv) {
   CK(cudaMalloc(&partials, E * 4));
   CK(cudaMemset(partials, 0, E * 4));
   // mlpblock: residuals R[2], attention sums Hs[4], MLP sums Ms[4] (rings, as the step's)
-  const bool mlpBlock = mode == "mlpblock" || mode == "mlpblockq";
-  const int localQ = mode == "mlpblockq";  // the attention block's local-q path (int4Mma)
+  const bool mlpBlock = mode == "mlpblock";
   __half* R[2] = {res, halves(E, 2.f, 6)};
   float *Hs[4], *Ms[4];
   for (int i = 0; i < 4; ++i) {
@@ -140,7 +137,7 @@ int main(int argc, char** argv) {
         CK(cudaStreamSynchronize(cs));
         CK(cudaMemcpy(oldOut.data(), res, E * 2, cudaMemcpyDeviceToHost));
       } else {
-        a.input = WB_DECODE_IN_HEADS, a.x = R[0], a.residual = R[1], a.int4Mma = localQ;
+        a.input = WB_DECODE_IN_HEADS, a.x = R[0], a.residual = R[1];
         a.headPartials = Ms[3], a.headBias = zeroBias, a.headCount = WB_DECODE_MLP_SUMS;
         ab.headPartials = Hs[0];
         launched(wbDecodeAttentionBlock(&ab, cs), "attention block");
@@ -212,7 +209,6 @@ int main(int argc, char** argv) {
     ab.scale = 0.125f;
     if (mlpBlock) {  // x = R0 + M[l-1] + bias, stored to R1; heads into H[l]
       a.input = WB_DECODE_IN_HEADS;
-      a.int4Mma = localQ;
       a.x = R[0];
       a.residual = R[1];
       a.headPartials = Ms[(l + 3) % 4];
