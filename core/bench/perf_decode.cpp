@@ -49,8 +49,7 @@ const std::vector<std::string>& decodePerfPaths() {
                                               "int4-fp16-head-attn-block", "fused-attn-block-atomic",
                                               "int4-attn-block-atomic", "fused-ln-unfolded", "int4-half2",
                                               "int4-attn-block-atomic-half2", "int4-attn-block-atomic-two-mlp",
-                                              "int4-attn-block-atomic-carveout-44", "int4-attn-block-atomic-mlp96",
-                                              "int4-attn-block-atomic-mlp96-44"};
+                                              "int4-attn-block-atomic-carveout-44"};
   return paths;
 }
 
@@ -311,16 +310,6 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
                                                        [](FusedDecodeOptions& f) { f.sharedCarveout = 44; });
   if (int4BlockAtomicMean > 0 && int4BlockAtomic44Mean > 0)
     r.summary["int4_attn_block_atomic_default_carveout_speedup_vs_44"] = int4BlockAtomic44Mean / int4BlockAtomicMean;
-  for (int carveout : {-1, 44}) {
-    const std::string suffix = carveout < 0 ? "" : "-44";
-    const double mean = int4AtomicBlock("int4-attn-block-atomic-mlp96" + suffix,
-                                        ", MLP block held to 96 registers" + std::string(carveout < 0 ? "" : ", carveout 44%"),
-                                        [carveout](FusedDecodeOptions& f) {
-                                          f.mlpBlockRegisterCap = true;
-                                          f.sharedCarveout = carveout;
-                                        });
-    if (int4BlockAtomicMean > 0 && mean > 0) r.summary["int4_mlp96" + suffix + "_speedup"] = int4BlockAtomicMean / mean;
-  }
   if (fusedMean > 0 && blockMean > 0) r.summary["attn_block_speedup_vs_fused"] = fusedMean / blockMean;
   if (int4Mean > 0 && int4BlockMean > 0) r.summary["int4_attn_block_speedup_vs_int4"] = int4Mean / int4BlockMean;
   if (blockMean > 0 && int4BlockMean > 0)

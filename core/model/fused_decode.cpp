@@ -297,7 +297,6 @@ void FusedDecoder::Impl::stepMlpBlocks(KvCache& cache, torch::Tensor& ids, int p
     mb.accumulate = mlpSums[static_cast<int64_t>(i)].data_ptr<float>();
     mb.clearSums = mlpSums[static_cast<int64_t>(prev)].data_ptr<float>();
     mb.clearHeads = headSums[static_cast<int64_t>(prev)].data_ptr<float>();
-    mb.fc.int4Mma = options.mlpBlockRegisterCap ? 2 : 1;
     check(wbDecodeMlpBlock(&mb, stream));
   }
 }

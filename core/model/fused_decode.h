@@ -67,8 +67,6 @@ struct FusedDecodeOptions {
   // Measured faster on H100 (docs/PERF.md, "One launch for the MLP"); where it does not
   // apply the two MLP kernels run (mlpBlockActive() says which).
   bool mlpBlock = true;
-  // Experiment: the MLP block held to 96 registers (two attention blocks fit beside it).
-  bool mlpBlockRegisterCap = false;
   // The whole step as one persistent cooperative kernel with grid barriers between the
   // phases (kernels/decode/decode_persistent.h); where the device or the shapes cannot
   // take it, the 5 L + 1 kernels above run instead (persistentActive() says which).

@@ -25,7 +25,7 @@ constexpr int kMlpOutWarp = kMlpEmbd / kMlpWarps;  // c_proj outputs a warp: 16 
 constexpr int kMlpTiles = kMlpOutWarp / 8;
 using FcRows = MmaRows<2, 2, 1>;       // K = 1024: two tiles of two rows a warp
 
-__device__ __forceinline__ void mlpBlockBody(const WbDecodeMlpBlockParams& mp) {
+__global__ void __launch_bounds__(kMlpWarps * 32) mlpBlockKernel(const WbDecodeMlpBlockParams mp) {
   const WbDecodeLinearParams& p = mp.fc;
   extern __shared__ float4 smem[];
   float* sx = reinterpret_cast<float*>(smem);
@@ -127,11 +127,6 @@ __device__ __forceinline__ void mlpBlockBody(const WbDecodeMlpBlockParams& mp) {
   }
 }
 
-__global__ void __launch_bounds__(kMlpWarps * 32) mlpBlockKernel(const WbDecodeMlpBlockParams mp) { mlpBlockBody(mp); }
-// Experiment: held to 96 registers, so that two attention blocks (80 x 256 each) fit
-// beside it on an SM while it runs.
-__global__ void __maxnreg__(96) mlpBlock96Kernel(const WbDecodeMlpBlockParams mp) { mlpBlockBody(mp); }
-
 WbStatus checkMlpBlock(const WbDecodeMlpBlockParams* params) {
   if (!params) return fail(WB_STATUS_INVALID_ARGUMENT, "decode MLP block: params is NULL");
   const WbDecodeLinearParams& p = params->fc;
@@ -174,9 +169,7 @@ extern "C" WbStatus wbDecodeMlpBlock(const WbDecodeMlpBlockParams* params, cudaS
   const WbDecodeLinearParams& p = params->fc;
   // x in fp32 and its int4-ordered copy, the LayerNorm's weight and bias (as a GEMV block's).
   const size_t smem = static_cast<size_t>(kMlpEmbd) * (sizeof(float) + 2 + 4);
-  const void* kernel = p.int4Mma == 2 ? reinterpret_cast<const void*>(mlpBlock96Kernel)
-                                     : reinterpret_cast<const void*>(mlpBlockKernel);
-  return launchDecodeKernel(kernel, dim3(p.n / kMlpUnits),
+  return launchDecodeKernel(reinterpret_cast<const void*>(mlpBlockKernel), dim3(p.n / kMlpUnits),
                             dim3(kMlpWarps * 32), smem, p.programmaticLaunch != 0, p.sharedCarveout, stream,
                             "decode MLP block launch", const_cast<WbDecodeMlpBlockParams*>(params));
 }
