@@ -123,7 +123,7 @@ int main() {
     launched(wbDecodeLinear(&p, st), "LM head");
   });
   // The same launch over one weight set, which then stays in L2 (26.5 MB of 50): the
-  // head's time once its weights were asked into L2 earlier (FusedDecodeOptions::lmHeadL2Layers).
+  // head's time once its weights are in L2 (docs/PERF.md, "Four restructurings of the layer").
   timeIt("as the step, weights L2-resident (one set)", [&](int) {
     WbDecodeLinearParams p = params(0);
     launched(wbDecodeLinear(&p, st), "LM head");
