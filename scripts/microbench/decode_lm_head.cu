@@ -4,9 +4,9 @@
 // tensor-core kernel, a resident grid looping over the rows), against other grid and warp
 // shapes of the same kernel and a plain read of the same bytes, in CUDA graphs of 30
 // launches over 3 weight sets (80 MB, more than L2) with programmatic launch; prints us
-// per launch and the weight bytes' rate; the step's launch and the plain read again over
-// one weight set, which stays in L2 (the head's time once its weights are in L2: session
-// 18). Compiles kernels/decode/decode.cu into itself
+// per launch and the weight bytes' rate. The step's launch and the plain read also run
+// over one weight set, which stays in L2: the head's time once its weights are there
+// (session 18). Compiles kernels/decode/decode.cu into itself
 // (MC_DECODE_SRC names another copy; with -DMC_PREFETCH=n and -I a copy of commit 0cac57a's
 // kernels/decode, the LM head asks L2 for its rows n passes ahead). Not part of the build
 // (from the repository root):
@@ -118,16 +118,19 @@ int main() {
     CK(cudaGraphExecDestroy(ge));
     CK(cudaGraphDestroy(g));
   };
-  timeIt("as the step (wbDecodeLinear)", [&](int s) {
+  auto step = [&](int s) {
     WbDecodeLinearParams p = params(s);
     launched(wbDecodeLinear(&p, st), "LM head");
-  });
-  // The same launch over one weight set, which then stays in L2 (26.5 MB of 50): the
-  // head's time once its weights are in L2 (docs/PERF.md, "Four restructurings of the layer").
-  timeIt("as the step, weights L2-resident (one set)", [&](int) {
-    WbDecodeLinearParams p = params(0);
-    launched(wbDecodeLinear(&p, st), "LM head");
-  });
+  };
+  // A plain read of set s's codes by `per` blocks of 256 threads an SM.
+  auto readCodes = [&](int s, int per) {
+    readBytes<<<per * sms, 256, 0, st>>>(reinterpret_cast<const uint4*>(w[s].qweight), (size_t)V * E / 32, sink);
+  };
+  const double codeBytes = (double)V * E / 2;
+  timeIt("as the step (wbDecodeLinear)", step);
+  // The same launch over one weight set, which then stays in L2 (26.5 MB of 50)
+  // (docs/PERF.md, "Four restructurings of the layer").
+  timeIt("as the step, weights L2-resident (one set)", [&](int) { step(0); });
   // The same kernel with a given shape (rows a warp: kRows x kTiles), warps and blocks an SM.
   auto shaped = [&](auto kernel, int warps, int perSm) {
     return [=, &params](int s) {
@@ -150,18 +153,10 @@ int main() {
   timeIt("8 rows a warp, 8 warps, 2 blocks an SM", shaped(k241, 8, 2));
   timeIt("2 rows a warp, 8 warps, 2 blocks an SM", shaped(k211, 8, 2));
   timeIt("2 rows a warp, 8 warps, 4 blocks an SM", shaped(k211, 8, 4));
-  timeIt(
-      "plain read of the codes, L2-resident (one set)",
-      [&](int) { readBytes<<<2 * sms, 256, 0, st>>>(reinterpret_cast<const uint4*>(w[0].qweight), (size_t)V * E / 32, sink); },
-      (double)V * E / 2);
+  timeIt("plain read of the codes, L2-resident (one set)", [&](int) { readCodes(0, 2); }, codeBytes);
   for (int per : {1, 2, 4}) {
     const std::string n = "plain read of the codes, " + std::to_string(per) + " x 256 threads an SM";
-    timeIt(
-        n.c_str(),
-        [&, per](int s) {
-          readBytes<<<per * sms, 256, 0, st>>>(reinterpret_cast<const uint4*>(w[s].qweight), (size_t)V * E / 32, sink);
-        },
-        (double)V * E / 2);
+    timeIt(n.c_str(), [&, per](int s) { readCodes(s, per); }, codeBytes);
   }
   int regs[3] = {0, 0, 0};
   cudaFuncAttributes a;
