@@ -55,6 +55,8 @@ class GraphDecoder {
   bool fusedAttentionBlock() const;
   // Whether it runs the MLP blocks too (FusedDecodeOptions::mlpBlock, where they apply).
   bool fusedMlpBlock() const;
+  // Whether its attention blocks run one block a head (FusedDecodeOptions::headBlock).
+  bool fusedHeadBlock() const;
 
  private:
   struct Impl;
