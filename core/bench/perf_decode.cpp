@@ -49,8 +49,7 @@ const std::vector<std::string>& decodePerfPaths() {
                                               "int4-fp16-head-attn-block", "fused-attn-block-atomic",
                                               "int4-attn-block-atomic", "fused-ln-unfolded", "int4-half2",
                                               "int4-attn-block-atomic-half2", "int4-attn-block-atomic-two-mlp",
-                                              "int4-attn-block-atomic-carveout-44",
-                                              "int4-attn-block-atomic-head-block"};
+                                              "int4-attn-block-atomic-carveout-44"};
   return paths;
 }
 
@@ -172,11 +171,6 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
       if (!graph.fusedAttentionBlock())
         r.warnings.push_back(path + ": the attention-block kernels could not run here; the per-phase kernels were timed");
       row.values["mlp_block_active"] = graph.fusedMlpBlock() ? 1 : 0;
-      if (go.fusedOptions.headBlock) {
-        row.values["head_block_active"] = graph.fusedHeadBlock() ? 1 : 0;
-        if (!graph.fusedHeadBlock())
-          r.warnings.push_back(path + ": one block a head could not run here; the cluster attention blocks were timed");
-      }
     }
     if (const int64_t bytes = graph.fusedWeightBytes(); bytes > 0) {
       row.values["weight_mb_per_token"] = static_cast<double>(bytes) / 1e6;
@@ -316,13 +310,6 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
                                                        [](FusedDecodeOptions& f) { f.sharedCarveout = 44; });
   if (int4BlockAtomicMean > 0 && int4BlockAtomic44Mean > 0)
     r.summary["int4_attn_block_atomic_default_carveout_speedup_vs_44"] = int4BlockAtomic44Mean / int4BlockAtomicMean;
-  // The attention blocks as one block a head (FusedDecodeOptions::headBlock).
-  const double int4HeadBlockStepMean = int4AtomicBlock("int4-attn-block-atomic-head-block", ", one block a head",
-                                                       [](FusedDecodeOptions& f) { f.headBlock = true; });
-  if (int4BlockAtomicMean > 0 && int4HeadBlockStepMean > 0)
-    r.summary["int4_head_block_speedup"] = int4BlockAtomicMean / int4HeadBlockStepMean;
-  if (fusedMean > 0 && int4HeadBlockStepMean > 0)
-    r.summary["int4_head_block_tokens_per_s_vs_fused_fp16"] = fusedMean / int4HeadBlockStepMean;
   if (fusedMean > 0 && blockMean > 0) r.summary["attn_block_speedup_vs_fused"] = fusedMean / blockMean;
   if (int4Mean > 0 && int4BlockMean > 0) r.summary["int4_attn_block_speedup_vs_int4"] = int4Mean / int4BlockMean;
   if (blockMean > 0 && int4BlockMean > 0)

@@ -177,7 +177,6 @@ struct FusedDecoder::Impl {
   // the attention block's head sum [L, E] and the MLP block's sums [L, copies, E], each
   // zeroed by the next layer's MLP block once consumed (so per layer, not one buffer).
   bool mlpOn = false;
-  bool headBlockOn = false;  // the attention blocks as one block a head (options.headBlock, where it runs)
   torch::Tensor residualMid, headSums, mlpSums;
   long long attentionBlockBytes = 0;  // one attention block's shared memory (the carveout follows it)
   int64_t capacity = 0, embd = 0, heads = 0, inner = 0, vocab = 0, splits = 0;
@@ -286,7 +285,6 @@ void FusedDecoder::Impl::stepMlpBlocks(KvCache& cache, torch::Tensor& ids, int p
     ab.headPartials = headSums[static_cast<int64_t>(i)].data_ptr<float>();
     ab.accumulate = 1;
     ab.scale = l.scale;
-    ab.headBlock = headBlockOn ? 1 : 0;
     check(wbDecodeAttentionBlock(&ab, stream));
     WbDecodeMlpBlockParams mb{};
     mb.fc = linearParams(WB_DECODE_IN_HEADS, WB_DECODE_OUT_GELU, inner, e, l.fc, l.fcBias, nullptr, pdl, carveout);
@@ -469,11 +467,6 @@ FusedDecoder::FusedDecoder(Gpt2 model, int64_t capacity, const FusedDecodeOption
     m.residualMid = torch::zeros({m.embd}, h16);
     m.headSums = torch::zeros({layerCount, m.embd}, f32);
     m.mlpSums = torch::zeros({layerCount, WB_DECODE_MLP_SUMS, m.embd}, f32);
-    m.headBlockOn = o.headBlock && std::all_of(m.layers.begin(), m.layers.end(), [&](const Layer& l) {
-      return l.qkv.packed.defined() && l.proj.packed.defined() && l.proj.groupSize == l.qkv.groupSize &&
-             wbDecodeHeadBlockSupported(static_cast<int>(m.embd), static_cast<int>(capacity),
-                                        static_cast<int>(l.qkv.groupSize));
-    });
   }
   m.logits = torch::zeros({m.vocab}, h16);
   const int64_t slots = 4096;
@@ -489,7 +482,6 @@ int64_t FusedDecoder::weightBytes() const { return impl_->weightBytes; }
 bool FusedDecoder::persistentActive() const { return impl_->persistentOn; }
 bool FusedDecoder::attentionBlockActive() const { return impl_->blockOn; }
 bool FusedDecoder::mlpBlockActive() const { return impl_->mlpOn; }
-bool FusedDecoder::headBlockActive() const { return impl_->headBlockOn; }
 
 void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) {
   auto& m = *impl_;
@@ -512,8 +504,7 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
   }
   const int pdl = m.options.programmaticLaunch ? 1 : 0;
   const int carveout = m.options.sharedCarveout >= 0 ? m.options.sharedCarveout
-                       : m.headBlockOn ? WB_DECODE_HEAD_BLOCK_CARVEOUT
-                                       : defaultCarveout(m.options.int4, m.mlpOn, m.attentionBlockBytes);
+                                                     : defaultCarveout(m.options.int4, m.mlpOn, m.attentionBlockBytes);
   const auto* pos = cache.position.data_ptr<int64_t>();
   const int e = static_cast<int>(m.embd);
   const int twoPass = m.options.layerNormTwoPass ? 1 : 0;
@@ -614,7 +605,6 @@ int64_t FusedDecoder::weightBytes() const { return 0; }
 bool FusedDecoder::persistentActive() const { return false; }
 bool FusedDecoder::attentionBlockActive() const { return false; }
 bool FusedDecoder::mlpBlockActive() const { return false; }
-bool FusedDecoder::headBlockActive() const { return false; }
 
 #endif
 

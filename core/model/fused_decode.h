@@ -67,12 +67,6 @@ struct FusedDecodeOptions {
   // Measured faster on H100 (docs/PERF.md, "One launch for the MLP"); where it does not
   // apply the two MLP kernels run (mlpBlockActive() says which).
   bool mlpBlock = true;
-  // With the MLP blocks: the attention block as one block of 8 warps a head instead of a
-  // cluster of 8 (WbDecodeAttentionBlockParams::headBlock), where it applies (int4 groups of
-  // 128, E = 1024, a cache whose tiles fit in shared memory; headBlockActive() says); the
-  // step then asks for the largest carveout. An experiment, measured in docs/PERF.md
-  // ("One block a head").
-  bool headBlock = false;
   // The whole step as one persistent cooperative kernel with grid barriers between the
   // phases (kernels/decode/decode_persistent.h); where the device or the shapes cannot
   // take it, the 5 L + 1 kernels above run instead (persistentActive() says which).
@@ -106,8 +100,6 @@ class FusedDecoder {
   // Whether step() runs the MLP blocks (asked for, with the attention blocks, and the
   // weights and shapes take them).
   bool mlpBlockActive() const;
-  // Whether the attention blocks run one block a head (options().headBlock where it applies).
-  bool headBlockActive() const;
 
  private:
   struct Impl;

@@ -159,7 +159,6 @@ int64_t GraphDecoder::fusedWeightBytes() const { return impl_->fused ? impl_->fu
 bool GraphDecoder::fusedPersistent() const { return impl_->fused && impl_->fused->persistentActive(); }
 bool GraphDecoder::fusedAttentionBlock() const { return impl_->fused && impl_->fused->attentionBlockActive(); }
 bool GraphDecoder::fusedMlpBlock() const { return impl_->fused && impl_->fused->mlpBlockActive(); }
-bool GraphDecoder::fusedHeadBlock() const { return impl_->fused && impl_->fused->headBlockActive(); }
 
 #else
 
@@ -178,7 +177,6 @@ int64_t GraphDecoder::fusedWeightBytes() const { return 0; }
 bool GraphDecoder::fusedPersistent() const { return false; }
 bool GraphDecoder::fusedAttentionBlock() const { return false; }
 bool GraphDecoder::fusedMlpBlock() const { return false; }
-bool GraphDecoder::fusedHeadBlock() const { return false; }
 
 #endif
 

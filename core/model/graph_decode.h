@@ -55,8 +55,6 @@ class GraphDecoder {
   bool fusedAttentionBlock() const;
   // Whether it runs the MLP blocks too (FusedDecodeOptions::mlpBlock, where they apply).
   bool fusedMlpBlock() const;
-  // Whether its attention blocks run one block a head (FusedDecodeOptions::headBlock).
-  bool fusedHeadBlock() const;
 
  private:
   struct Impl;

@@ -135,10 +135,6 @@ typedef struct {
                                 consumers then read one row, not `heads`; the sum's order, and so its
                                 last bits, varies between runs) */
   float scale;               /* applied to q.k */
-  int headBlock;             /* nonzero: one block of 8 warps a head, no clusters (wbDecodeHeadBlockSupported:
-                                int4 groups of 128, E = 1024); it fetches the head's c_attn codes and its
-                                cached keys into shared memory before its programmatic wait, and its
-                                q/k/v and softmax exchanges are block barriers */
 } WbDecodeAttentionBlockParams;
 
 /* ln_2 + c_fc + GELU + mlp.c_proj of one layer in one launch, int4 groups of 128 on tensor
@@ -177,12 +173,6 @@ int wbDecodeAttentionBlockSupported(int heads, int capacity);
  * one block an SM only 15 of GPT-2 medium's 16 clusters are placed at once (docs/PERF.md,
  * "Local q, shared memory and the carveout" and "Where the attention block's clusters land"). */
 long long wbDecodeAttentionBlockSharedBytes(int embd, int capacity, int int4);
-/* Whether the attention block can run one block a head (headBlock) on the current device
- * for a model `embd` wide, int4 groups of `groupSize` and a cache of `capacity` slots: its
- * shared memory holds the head's c_attn codes (96 KB) and the whole cache of the head, so
- * its steps need the largest carveout, WB_DECODE_HEAD_BLOCK_CARVEOUT percent. */
-int wbDecodeHeadBlockSupported(int embd, int capacity, int groupSize);
-#define WB_DECODE_HEAD_BLOCK_CARVEOUT 100
 WbStatus wbDecodeAttentionBlock(const WbDecodeAttentionBlockParams* params, cudaStream_t stream);
 
 /* Keys per attention split, and the number of splits a cache of `capacity` needs. */

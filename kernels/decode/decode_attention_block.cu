@@ -13,7 +13,6 @@
 #include "kernels/common/status_internal.h"
 #include "kernels/decode/decode.h"
 #include "kernels/decode/decode_device.cuh"
-#include "kernels/decode/decode_head_block.h"
 #include "kernels/decode/decode_launch.h"
 
 namespace wbk {
@@ -48,6 +47,30 @@ __device__ __forceinline__ void clusterArriveRelaxed() {
   asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
 }
 __device__ __forceinline__ void clusterWait() { asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory"); }
+
+__device__ __forceinline__ void cpAsync16(void* dst, const void* src) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cpAsyncWaitAll() {
+  asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::: "memory");
+}
+
+__device__ __forceinline__ float warpSum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Merges softmax partial (m2, l2, o2) into (m, l, o); a partial without keys has
+// m = -FLT_MAX and l = o = 0, and weighs nothing.
+__device__ __forceinline__ void mergeSoftmax(float& m, float& l, float* o, float m2, float l2, const float* o2, int n) {
+  const float mn = fmaxf(m, m2);
+  const float a = exp2f(m - mn), b = exp2f(m2 - mn);
+  l = l * a + l2 * b;
+  for (int i = 0; i < n; ++i) o[i] = o[i] * a + o2[i] * b;
+  m = mn;
+}
 
 // kV: 16-byte weight chunks a lane holds per c_attn row, and c_attn.proj rows a lane
 // holds (fp16: 8 lanes a 64-input row slice, 4 rows a pass; int4: 2 lanes, 16 rows).
@@ -407,7 +430,6 @@ extern "C" WbStatus wbDecodeAttentionBlock(const WbDecodeAttentionBlockParams* p
   if (WbStatus s = checkBlock(params); s != WB_STATUS_OK) return s;
   if (!wbDecodeAttentionBlockSupported(params->qkv.heads, params->qkv.capacity))
     return fail(WB_STATUS_UNSUPPORTED, "decode attention block: this device has no thread block clusters (sm_90+)");
-  if (params->headBlock) return launchHeadBlock(*params, stream);
   switch (params->qkv.input) {
     case WB_DECODE_IN_EMBED: return launchInput<WB_DECODE_IN_EMBED>(*params, stream);
     case WB_DECODE_IN_HEADS: return launchInput<WB_DECODE_IN_HEADS>(*params, stream);

@@ -33,39 +33,6 @@ __device__ __forceinline__ void releaseDependents() {
 #endif
 }
 
-// Asynchronous 16-byte copies global -> shared (sm_80+), grouped by commit: a group
-// issued before the programmatic wait lands while the previous kernel runs.
-__device__ __forceinline__ void cpAsync16(void* dst, const void* src) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(src) : "memory");
-}
-__device__ __forceinline__ void cpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-// Waits until at most kPending of this thread's committed groups are still in flight.
-template <int kPending>
-__device__ __forceinline__ void cpAsyncWaitPending() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
-}
-__device__ __forceinline__ void cpAsyncWaitAll() {
-  cpAsyncCommit();
-  cpAsyncWaitPending<0>();
-}
-
-__device__ __forceinline__ float warpSum(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
-// Merges softmax partial (m2, l2, o2) into (m, l, o); a partial without keys has
-// m = -FLT_MAX and l = o = 0, and weighs nothing.
-__device__ __forceinline__ void mergeSoftmax(float& m, float& l, float* o, float m2, float l2, const float* o2, int n) {
-  const float mn = fmaxf(m, m2);
-  const float a = exp2f(m - mn), b = exp2f(m2 - mn);
-  l = l * a + l2 * b;
-  for (int i = 0; i < n; ++i) o[i] = o[i] * a + o2[i] * b;
-  m = mn;
-}
-
 __device__ __forceinline__ __half2 asHalf2(uint32_t v) { return *reinterpret_cast<__half2*>(&v); }
 __device__ __forceinline__ uint32_t asU32(__half2 v) { return *reinterpret_cast<uint32_t*>(&v); }
 __device__ __forceinline__ float roundHalf(float v) { return __half2float(__float2half_rn(v)); }

@@ -8,8 +8,6 @@
 // the attention block ignores it); "mlpblock": the MLP as one launch (wbDecodeMlpBlock), the
 // attention block then reading the residual plus its sum (HEADS input), with the residual
 // and both sums in rings as the decode step keeps them; prints us per layer.
-// WB_CHAIN_HEAD_BLOCK=1: the attention block as one block a head (headBlock; set
-// WB_CHAIN_CARVEOUT=100 and a capacity that fits, WB_CHAIN_CAPACITY, default 512).
 // It compiles kernels/decode/decode.cu and decode_attention_block.cu into itself
 // (MC_DECODE_SRC, MC_BLOCK_SRC name other copies), and with -DMC_PROBE and the copies
 // decode_mlp_probe.py and decode_block_probe.py write, prints what each phase of each
@@ -25,7 +23,6 @@
 #endif
 #include MC_DECODE_SRC
 #include MC_BLOCK_SRC
-#include "kernels/decode/decode_head_block.cu"
 #include "kernels/decode/decode_mlp_block.cu"
 
 #include <algorithm>
@@ -40,9 +37,7 @@
 
 namespace {
 
-constexpr int E = 1024, I = 4096, H = 16, kSets = 48, kLayers = 240;
-const int kCapacity = getenv("WB_CHAIN_CAPACITY") ? atoi(getenv("WB_CHAIN_CAPACITY")) : 512;
-const int kHeadBlock = getenv("WB_CHAIN_HEAD_BLOCK") ? atoi(getenv("WB_CHAIN_HEAD_BLOCK")) : 0;
+constexpr int E = 1024, I = 4096, H = 16, kCapacity = 512, kSets = 48, kLayers = 240;
 
 WbDecodeWeight int4Weight(int n, int k, unsigned seed, bool bias) {
   uint8_t* q;
@@ -145,7 +140,6 @@ int main(int argc, char** argv) {
         a.input = WB_DECODE_IN_HEADS, a.x = R[0], a.residual = R[1];
         a.headPartials = Ms[3], a.headBias = zeroBias, a.headCount = WB_DECODE_MLP_SUMS;
         ab.headPartials = Hs[0];
-        ab.headBlock = kHeadBlock;
         launched(wbDecodeAttentionBlock(&ab, cs), "attention block");
         WbDecodeMlpBlockParams mbp{};
         mbp.fc = gemvParams(WB_DECODE_IN_HEADS, WB_DECODE_OUT_GELU, I, E, fc[0], R[1], nullptr, nullptr, 0);
@@ -213,7 +207,6 @@ int main(int argc, char** argv) {
     ab.headPartials = partials;
     ab.accumulate = 1;
     ab.scale = 0.125f;
-    ab.headBlock = kHeadBlock;
     if (mlpBlock) {  // x = R0 + M[l-1] + bias, stored to R1; heads into H[l]
       a.input = WB_DECODE_IN_HEADS;
       a.x = R[0];

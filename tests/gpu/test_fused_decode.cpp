@@ -46,7 +46,7 @@ torch::Tensor teacherForced(Gpt2& m, const std::vector<int64_t>& prompt, const s
 struct Check {
   double fusedErr = 0, eagerErr = 0, tol = 0;
   int64_t identical = 0, steps = 0;
-  bool nearTie = true, persistent = false, attentionBlock = false, mlpBlock = false, headBlock = false;
+  bool nearTie = true, persistent = false, attentionBlock = false, mlpBlock = false;
   QString message;
 };
 
@@ -70,7 +70,6 @@ Check compare(Gpt2& m16, Gpt2& m32, const GraphDecodeOptions& go, double absFloo
   c.persistent = persistent;
   c.attentionBlock = d.fusedAttentionBlock();
   c.mlpBlock = d.fusedMlpBlock();
-  c.headBlock = d.fusedHeadBlock();
   c.fusedErr = (fused - ref).abs().max().item<double>();
   c.eagerErr = (eager - ref).abs().max().item<double>();
   c.tol = 2.0 * c.eagerErr + absFloor;
@@ -278,23 +277,18 @@ class TestFusedDecode : public QObject {
     QTest::addColumn<int>("capacity");
     QTest::addColumn<bool>("atomic");    // FusedDecodeOptions::attentionBlockAtomic
     QTest::addColumn<bool>("mlpBlock");  // FusedDecodeOptions::mlpBlock (it runs with atomic, int4 g128, 1024 wide)
-    QTest::addColumn<bool>("headBlock");  // FusedDecodeOptions::headBlock (it runs with the MLP block)
-    QTest::newRow("fp16, 768 wide") << 4 << 768 << 0 << 48 << 64 << false << true << false;
-    QTest::newRow("fp16, 1024 wide") << 2 << 1024 << 0 << 48 << 64 << false << true << false;
-    QTest::newRow("fp16, 768 wide, 300 tokens") << 2 << 768 << 0 << 300 << 320 << false << true << false;
-    QTest::newRow("int4 g128 sym, LM head too") << 3 << 768 << 1 << 32 << 64 << false << true << false;
-    QTest::newRow("int4 g64 asym, fp16 LM head") << 3 << 768 << 2 << 32 << 64 << false << true << false;
-    QTest::newRow("int4 g128 sym, 1024 wide") << 2 << 1024 << 1 << 32 << 64 << false << true << false;
-    QTest::newRow("fp16, 768 wide, atomic head sum") << 4 << 768 << 0 << 48 << 64 << true << true << false;
-    QTest::newRow("int4 g128 sym, atomic head sum") << 3 << 768 << 1 << 32 << 64 << true << true << false;
-    QTest::newRow("int4 g128 sym, 1024 wide, atomic, MLP block") << 2 << 1024 << 1 << 48 << 64 << true << true << false;
+    QTest::newRow("fp16, 768 wide") << 4 << 768 << 0 << 48 << 64 << false << true;
+    QTest::newRow("fp16, 1024 wide") << 2 << 1024 << 0 << 48 << 64 << false << true;
+    QTest::newRow("fp16, 768 wide, 300 tokens") << 2 << 768 << 0 << 300 << 320 << false << true;
+    QTest::newRow("int4 g128 sym, LM head too") << 3 << 768 << 1 << 32 << 64 << false << true;
+    QTest::newRow("int4 g64 asym, fp16 LM head") << 3 << 768 << 2 << 32 << 64 << false << true;
+    QTest::newRow("int4 g128 sym, 1024 wide") << 2 << 1024 << 1 << 32 << 64 << false << true;
+    QTest::newRow("fp16, 768 wide, atomic head sum") << 4 << 768 << 0 << 48 << 64 << true << true;
+    QTest::newRow("int4 g128 sym, atomic head sum") << 3 << 768 << 1 << 32 << 64 << true << true;
+    QTest::newRow("int4 g128 sym, 1024 wide, atomic, MLP block") << 2 << 1024 << 1 << 48 << 64 << true << true;
     QTest::newRow("int4 g128 asym, 1024 wide, MLP block, fp16 LM head, 300 tokens")
-        << 3 << 1024 << 3 << 300 << 320 << true << true << false;
-    QTest::newRow("int4 g128 sym, 1024 wide, MLP block, one block a head")
-        << 2 << 1024 << 1 << 48 << 64 << true << true << true;
-    QTest::newRow("int4 g128 asym, 1024 wide, MLP block, one block a head, fp16 LM head, 300 tokens")
-        << 3 << 1024 << 3 << 300 << 320 << true << true << true;
-    QTest::newRow("int4 g128 sym, 1024 wide, atomic, two MLP kernels") << 2 << 1024 << 1 << 48 << 64 << true << false << false;
+        << 3 << 1024 << 3 << 300 << 320 << true << true;
+    QTest::newRow("int4 g128 sym, 1024 wide, atomic, two MLP kernels") << 2 << 1024 << 1 << 48 << 64 << true << false;
   }
   void attentionBlockMatchesEager() {
     QFETCH(int, layers);
@@ -304,7 +298,6 @@ class TestFusedDecode : public QObject {
     QFETCH(int, capacity);
     QFETCH(bool, atomic);
     QFETCH(bool, mlpBlock);
-    QFETCH(bool, headBlock);
     torch::manual_seed(24);
     Gpt2 m32(gpt2Like(layers, embd, 512));
     GraphDecodeOptions go;
@@ -312,18 +305,14 @@ class TestFusedDecode : public QObject {
     go.fusedOptions.attentionBlock = true;
     go.fusedOptions.attentionBlockAtomic = atomic;
     go.fusedOptions.mlpBlock = mlpBlock;
-    go.fusedOptions.headBlock = headBlock;
     if (int4 != 0) quantizeForFused(m32, go, int4 == 2 ? 64 : 128, int4 == 1, int4 == 1);
     auto [ref, m16] = modelPair(m32);
     const auto c = compare(m16, ref, go, int4 != 0 ? 5e-3 : 1e-3, newTokens, capacity);
-    qInfo("attention block%s%s: %s", c.headBlock ? " (one block a head)" : "", c.mlpBlock ? " + MLP block" : "",
-          qPrintable(c.message));
+    qInfo("attention block%s: %s", c.mlpBlock ? " + MLP block" : "", qPrintable(c.message));
     QVERIFY2(c.attentionBlock, "the attention block fell back to the per-phase kernels");
     const bool mlpExpected = mlpBlock && atomic && embd == 1024 && (int4 == 1 || int4 == 3);
     QVERIFY2(c.mlpBlock == mlpExpected, mlpExpected ? "the MLP block fell back to two kernels"
                                                     : "the MLP block ran where it should not apply");
-    QVERIFY2(c.headBlock == (headBlock && mlpExpected), headBlock ? "one block a head fell back to the clusters"
-                                                                 : "one block a head ran where it was not asked for");
     QVERIFY2(c.fusedErr <= c.tol, qPrintable(c.message));
     QVERIFY2(c.identical == c.steps || c.nearTie, qPrintable("diverged without a near tie: " + c.message));
     QVERIFY(c.identical >= 1);
