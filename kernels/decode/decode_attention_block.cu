@@ -38,6 +38,7 @@ struct BlockShared {
   alignas(16) float o[kHeadDim];           // the head's attention output, fp16-rounded (read as float4)
   uint4 oq[kHeadDim / 8];                  // int4: the same in stageInput's packed order
   float scratch[2 * kBlockWarps];
+  uint64_t qkvBar, mergeBar;  // transaction barriers of the two exchanges (push exchange only)
 };
 
 // Split cluster barrier: arrive, do independent work, then wait (release / acquire
@@ -47,6 +48,41 @@ __device__ __forceinline__ void clusterArriveRelaxed() {
   asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
 }
 __device__ __forceinline__ void clusterWait() { asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory"); }
+
+// The exchanges as pushes that complete a transaction barrier in the receiving block
+// (st.async ... mbarrier::complete_tx): a receiver waits only for the bytes it expects,
+// not for every thread of the cluster, and a sender never waits for its stores.
+#ifndef WB_ATTN_BARRIER_EXCHANGE
+constexpr bool kPushExchange = true;
+#else
+constexpr bool kPushExchange = false;
+#endif
+constexpr unsigned kQkvBytes = 3 * kHeadDim * sizeof(float);                         // q, k, v of every dim
+constexpr unsigned kMergeBytes = kClusterBlocks * (kHeadDim + 2) * sizeof(float);  // every block's o, m, l
+__device__ __forceinline__ unsigned sharedAddr(const void* p) { return static_cast<unsigned>(__cvta_generic_to_shared(p)); }
+// Phase 0 of a barrier of one arrival (this one), complete once `bytes` have landed.
+__device__ __forceinline__ void barrierExpect(uint64_t* bar, unsigned bytes) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(sharedAddr(bar)) : "memory");
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(sharedAddr(bar)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void barrierWait(uint64_t* bar) {
+  unsigned done = 0;
+  do {
+    asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0;\nselp.u32 %0, 1, 0, p;\n}\n"
+                 : "=r"(done)
+                 : "r"(sharedAddr(bar))
+                 : "memory");
+  } while (!done);
+}
+// v into block `rank`'s copy of *at, counted on its copy of *bar.
+__device__ __forceinline__ void pushFloat(float* at, float v, uint64_t* bar, unsigned rank) {
+  unsigned to, toBar;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(to) : "r"(sharedAddr(at)), "r"(rank));
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(toBar) : "r"(sharedAddr(bar)), "r"(rank));
+  asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.b32 [%0], %1, [%2];\n" ::"r"(to),
+               "r"(__float_as_uint(v)), "r"(toBar)
+               : "memory");
+}
 
 __device__ __forceinline__ void cpAsync16(void* dst, const void* src) {
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(dst));
@@ -89,6 +125,11 @@ __global__ void __launch_bounds__(kBlockThreads) attentionBlockKernel(const WbDe
   __half* sln = reinterpret_cast<__half*>(sxq + (kInt4 ? e / 8 : 0));
   __half* skv = sln + 2 * e;  // [tile][key][k, v][64]
   __shared__ BlockShared sh;
+  if (kPushExchange && threadIdx.x == 0) {
+    barrierExpect(&sh.qkvBar, kQkvBytes);
+    barrierExpect(&sh.mergeBar, kMergeBytes);
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
   clusterArriveRelaxed();  // waited for before the first remote store: every block of the cluster has started
 
   // Constant inputs first: c_attn rows q, k, v of `dim`, attn.c_proj's slice, LayerNorm.
@@ -199,15 +240,25 @@ __global__ void __launch_bounds__(kBlockThreads) attentionBlockKernel(const WbDe
     static_cast<__half*>(p.vCache)[at] = __float2half_rn(qkv[2]);
   }
   clusterWait();
-  if (lane < kClusterBlocks) {
-    BlockShared* to = cluster.map_shared_rank(&sh, lane);
-    to->q[dim] = qkv[0];
-    to->k[dim] = qkv[1];
-    to->v[dim] = qkv[2];
+  if (kPushExchange) {
+    if (lane < kClusterBlocks) {
+      pushFloat(&sh.q[dim], qkv[0], &sh.qkvBar, lane);
+      pushFloat(&sh.k[dim], qkv[1], &sh.qkvBar, lane);
+      pushFloat(&sh.v[dim], qkv[2], &sh.qkvBar, lane);
+    }
+    cpAsyncWaitAll();  // each thread reads back only the keys it copied
+    barrierWait(&sh.qkvBar);
+  } else {
+    if (lane < kClusterBlocks) {
+      BlockShared* to = cluster.map_shared_rank(&sh, lane);
+      to->q[dim] = qkv[0];
+      to->k[dim] = qkv[1];
+      to->v[dim] = qkv[2];
+    }
+    cpAsyncWaitAll();
+    clusterArrive();
+    clusterWait();
   }
-  cpAsyncWaitAll();  // each thread reads back only the keys it copied
-  clusterArrive();
-  clusterWait();
 
   // Attention over this block's keys: eight lanes a key, an online softmax over the
   // tiles, then the warp's four keys' partials, then the block's eight warps'.
@@ -271,13 +322,22 @@ __global__ void __launch_bounds__(kBlockThreads) attentionBlockKernel(const WbDe
     // cluster barrier orders them and no block reads another's memory afterwards.
 #pragma unroll
     for (int r = 0; r < kClusterBlocks; ++r) {
-      BlockShared* to = cluster.map_shared_rank(&sh, r);
-      to->peerO[rank][tid] = bo;
-      if (tid == 0) to->peerM[rank] = bm, to->peerL[rank] = bl;
+      if (kPushExchange) {
+        pushFloat(&sh.peerO[rank][tid], bo, &sh.mergeBar, r);
+        if (tid == 0) pushFloat(&sh.peerM[rank], bm, &sh.mergeBar, r), pushFloat(&sh.peerL[rank], bl, &sh.mergeBar, r);
+      } else {
+        BlockShared* to = cluster.map_shared_rank(&sh, r);
+        to->peerO[rank][tid] = bo;
+        if (tid == 0) to->peerM[rank] = bm, to->peerL[rank] = bl;
+      }
     }
   }
-  clusterArrive();
-  clusterWait();
+  if (kPushExchange) {
+    barrierWait(&sh.mergeBar);
+  } else {
+    clusterArrive();
+    clusterWait();
+  }
   if (tid < kHeadDim) {
     float hm = -FLT_MAX, hl = 0.f, ho = 0.f;
 #pragma unroll
