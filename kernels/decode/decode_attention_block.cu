@@ -32,11 +32,10 @@ constexpr int kMaxEmbd = 2048;
 
 struct BlockShared {
   float q[kHeadDim], k[kHeadDim], v[kHeadDim];  // filled by the whole cluster's stores
-  float warpM[kBlockWarps], warpL[kBlockWarps], warpO[kBlockWarps][kHeadDim];
+  float warpM[kBlockWarps], warpL[kBlockWarps];
+  alignas(16) float warpO[kBlockWarps][kHeadDim];  // then the head's output (see c_proj)
   float peerM[kClusterBlocks], peerL[kClusterBlocks];  // every block's softmax partial, stored by it
   float peerO[kClusterBlocks][kHeadDim];
-  alignas(16) float o[kHeadDim];           // the head's attention output, fp16-rounded (read as float4)
-  uint4 oq[kHeadDim / 8];                  // int4: the same in stageInput's packed order
   float scratch[2 * kBlockWarps];
   uint64_t qkvBar, mergeBar;  // transaction barriers of the two exchanges (push exchange only)
 };
@@ -318,8 +317,8 @@ __global__ void __launch_bounds__(kBlockThreads) attentionBlockKernel(const WbDe
   if (tid < kHeadDim) {
     float bm = -FLT_MAX, bl = 0.f, bo = 0.f;
     for (int w = 0; w < kBlockWarps; ++w) mergeSoftmax(bm, bl, &bo, sh.warpM[w], sh.warpL[w], &sh.warpO[w][tid], 1);
-    // Pushed to every block of the cluster (remote stores, no remote loads), so one
-    // cluster barrier orders them and no block reads another's memory afterwards.
+    // Pushed to every block of the cluster (remote stores, no remote loads), so no block
+    // reads another's memory afterwards.
 #pragma unroll
     for (int r = 0; r < kClusterBlocks; ++r) {
       if (kPushExchange) {
@@ -338,17 +337,23 @@ __global__ void __launch_bounds__(kBlockThreads) attentionBlockKernel(const WbDe
     clusterArrive();
     clusterWait();
   }
+  // The head's output into warpO[0] and, int4, packed into warpO[1]: free since the
+  // pushes above, which came after their last reads, have all landed. (Every warp merging
+  // the partials itself, with no block barrier before c_proj, was slower: docs/PERF.md.)
   if (tid < kHeadDim) {
     float hm = -FLT_MAX, hl = 0.f, ho = 0.f;
 #pragma unroll
     for (int r = 0; r < kClusterBlocks; ++r) mergeSoftmax(hm, hl, &ho, sh.peerM[r], sh.peerL[r], &sh.peerO[r][tid], 1);
-    sh.o[tid] = roundHalf(ho / hl);  // hl > 0: the new key is always visible
+    sh.warpO[0][tid] = roundHalf(ho / hl);  // hl > 0: the new key is always visible
   }
   __syncthreads();
   if (kInt4) {
-    if (tid < kHeadDim / 8) sh.oq[(tid & 3) * 2 + (tid >> 2)] = packInt4Order(sh.o + tid * 8);
+    if (tid < kHeadDim / 8)
+      reinterpret_cast<uint4*>(sh.warpO[1])[(tid & 3) * 2 + (tid >> 2)] = packInt4Order(sh.warpO[0] + tid * 8);
     __syncthreads();
   }
+  const float* headOut = sh.warpO[0];
+  const uint4* headOutQ = reinterpret_cast<const uint4*>(sh.warpO[1]);
 
   // attn.c_proj for this head's inputs: fp32 partials, no bias (added by the consumers).
 #pragma unroll
@@ -358,9 +363,9 @@ __global__ void __launch_bounds__(kBlockThreads) attentionBlockKernel(const WbDe
     if (i < warpRows) {
       if (kInt4) {
         const __half2 zz = __float2half2_rn(1024.f + static_cast<float>(pZero[v]));
-        a = dotInt4Chunk(wp[v], zz, sh.oq, 2, projSub) * __half2float(pScale[v]);
+        a = dotInt4Chunk(wp[v], zz, headOutQ, 2, projSub) * __half2float(pScale[v]);
       } else {
-        a = dotFp16Chunk(wp[v], sh.o + projSub * 8, 0.f);
+        a = dotFp16Chunk(wp[v], headOut + projSub * 8, 0.f);
       }
     }
 #pragma unroll
