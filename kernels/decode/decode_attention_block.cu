@@ -4,7 +4,9 @@
 // of them (c_attn, attention, c_proj) where only one needs the whole grid: attention
 // needs one head's q/k/v, and c_proj splits over heads into partials that the next
 // kernel adds. A cluster of 8 blocks owns a head and trades its q/k/v dims and softmax
-// partials through distributed shared memory, under hardware cluster barriers.
+// partials through distributed shared memory: pushed with st.async into transaction
+// barriers (or, built with WB_ATTN_BARRIER_EXCHANGE for comparison, stored under
+// hardware cluster barriers; docs/PERF.md, "Pushes instead of cluster barriers").
 #include <cooperative_groups.h>
 #include <cuda_fp16.h>
 

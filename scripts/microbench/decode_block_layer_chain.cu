@@ -8,6 +8,8 @@
 // the attention block ignores it); "mlpblock": the MLP as one launch (wbDecodeMlpBlock), the
 // attention block then reading the residual plus its sum (HEADS input), with the residual
 // and both sums in rings as the decode step keeps them; prints us per layer.
+// -DWB_ATTN_BARRIER_EXCHANGE: the attention block's exchanges under cluster barriers (as
+// before session 19) instead of st.async pushes.
 // It compiles kernels/decode/decode.cu and decode_attention_block.cu into itself
 // (MC_DECODE_SRC, MC_BLOCK_SRC name other copies), and with -DMC_PROBE and the copies
 // decode_mlp_probe.py and decode_block_probe.py write, prints what each phase of each
