@@ -54,8 +54,13 @@ class TestGpt2 : public QObject {
     auto ids2 = ids.clone();
     ids2.narrow(1, 10, 10).fill_(5);
     auto b = m->forward(ids2);
-    QVERIFY(torch::equal(a.narrow(1, 0, 10), b.narrow(1, 0, 10)));
-    QVERIFY(!torch::allclose(a.narrow(1, 10, 10), b.narrow(1, 10, 10)));
+    // Not bitwise: under load a multi-threaded GEMM may split the two calls differently
+    // (seen on a 16-core GPU machine), which moves last bits, not whole positions.
+    const double before = (a.narrow(1, 0, 10) - b.narrow(1, 0, 10)).abs().max().item<double>();
+    const double after = (a.narrow(1, 10, 10) - b.narrow(1, 10, 10)).abs().max().item<double>();
+    qInfo("max |diff| before the change %g, after it %g", before, after);
+    QVERIFY2(before <= 1e-5, qPrintable(QString("positions before the change moved by %1").arg(before)));
+    QVERIFY2(after > 1e-2, qPrintable(QString("positions after the change moved by only %1").arg(after)));
   }
 
   void backendsAgree_data() {
