@@ -86,8 +86,7 @@ __device__ __forceinline__ void pushFloat(float* at, float v, uint64_t* bar, uns
 }
 
 __device__ __forceinline__ void cpAsync16(void* dst, const void* src) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(src) : "memory");
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sharedAddr(dst)), "l"(src) : "memory");
 }
 __device__ __forceinline__ void cpAsyncWaitAll() {
   asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::: "memory");
