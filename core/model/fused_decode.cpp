@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/errors.h"
+#include "core/model/lm_head_tiles.h"
 #include "core/techniques/quantize.h"
 
 #ifdef WB_HAVE_KERNELS
@@ -70,7 +71,7 @@ WbDecodeWeight decodeWeight(const GemvWeight& w, const torch::Tensor& bias) {
   WbDecodeWeight d{};
   if (w.rows.defined()) {
     d.weight = w.rows.data_ptr();
-  } else {
+  } else if (w.packed.defined()) {
     d.qweight = w.packed.data_ptr<uint8_t>();
     d.scales = w.scales.data_ptr();
     d.zeros = w.zeros.defined() ? w.zeros.data_ptr<uint8_t>() : nullptr;
@@ -168,8 +169,10 @@ struct FusedDecoder::Impl {
   FusedDecodeOptions options;
   std::vector<Layer> layers;
   torch::Tensor lnfW, lnfB, wte, wpe;
-  GemvWeight head;
+  GemvWeight head;  // an int4 head in row tiles keeps only its group size here
+  LmHeadTiles headTiles;
   FoldedNorm headNorm;
+  torch::Tensor argmaxBest;  // options.argmaxPacked: the key every block of the LM head raises
   torch::Tensor residual, q, hidden, partO, partMl, headPartials, logits, argmaxValues, argmaxIndices, argmaxCounter;
   bool blockOn = false;  // the attention-block kernels (options.attentionBlock, where they run)
   // The MLP blocks (options.mlpBlock, where they run): the residual after each attention
@@ -440,7 +443,23 @@ FusedDecoder::FusedDecoder(Gpt2 model, int64_t capacity, const FusedDecodeOption
   const auto headWeight = c.tieWordEmbeddings ? model->transformer->wte->weight : model->lmHeadWeight;  // [vocab, E]
   m.head = prepare(headWeight.detach().t(), o.int4LmHead, o,
                    c.tieWordEmbeddings ? "transformer.wte.weight" : "lm_head.weight");
-  m.weightBytes += m.head.bytes() + 4 * m.embd;
+  if (o.lmHeadRowTiles < 0 || o.lmHeadRowTiles > 3)
+    throw InputError(kWhere, "lmHeadRowTiles " + std::to_string(o.lmHeadRowTiles) + " is not 0..3 blocks an SM");
+  const int64_t headChunks = m.embd / 64;
+  if (o.lmHeadRowTiles > 0 && !o.persistent && m.head.packed.defined() && m.head.groupSize == 128 &&
+      o.int4TensorCores && m.embd % 128 == 0 && (headChunks == 12 || headChunks == 16 || headChunks == 20)) {
+    m.headTiles = packLmHeadTiles(m.head.packed, m.head.scales, m.head.zeros);
+    GemvWeight kept;  // the tiles replace the packed rows: one copy of the head on the device
+    kept.groupSize = m.head.groupSize;
+    m.head = kept;
+  }
+  const auto tileBytes = [](const LmHeadTiles& t) {
+    int64_t b = 0;
+    for (const auto* x : {&t.codes, &t.scales, &t.zeros})
+      if (x->defined()) b += x->numel() * static_cast<int64_t>(x->element_size());
+    return b;
+  };
+  m.weightBytes += m.head.bytes() + tileBytes(m.headTiles) + 4 * m.embd;
   if (o.layerNormFolded && !o.int4LmHead) m.headNorm = foldNorm(m.head, m.lnfW, m.lnfB, torch::Tensor());
   const auto dev = param.device();
   const auto h16 = torch::TensorOptions().dtype(torch::kHalf).device(dev);
@@ -473,6 +492,7 @@ FusedDecoder::FusedDecoder(Gpt2 model, int64_t capacity, const FusedDecodeOption
   m.argmaxValues = torch::zeros({slots}, f32);
   m.argmaxIndices = torch::zeros({slots}, torch::TensorOptions().dtype(torch::kInt32).device(dev));
   m.argmaxCounter = torch::zeros({1}, torch::TensorOptions().dtype(torch::kInt32).device(dev));
+  if (o.argmaxPacked) m.argmaxBest = torch::zeros({1}, torch::TensorOptions().dtype(torch::kLong).device(dev));
 }
 
 FusedDecoder::~FusedDecoder() = default;
@@ -482,6 +502,7 @@ int64_t FusedDecoder::weightBytes() const { return impl_->weightBytes; }
 bool FusedDecoder::persistentActive() const { return impl_->persistentOn; }
 bool FusedDecoder::attentionBlockActive() const { return impl_->blockOn; }
 bool FusedDecoder::mlpBlockActive() const { return impl_->mlpOn; }
+bool FusedDecoder::lmHeadTilesActive() const { return impl_->headTiles.codes.defined(); }
 
 void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) {
   auto& m = *impl_;
@@ -580,6 +601,14 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
   h.argmaxIndices = m.argmaxIndices.data_ptr<int>();
   h.argmaxCounter = reinterpret_cast<unsigned*>(m.argmaxCounter.data_ptr<int>());
   h.argmaxSlots = static_cast<int>(m.argmaxValues.numel());
+  if (m.argmaxBest.defined()) h.argmaxBest = reinterpret_cast<unsigned long long*>(m.argmaxBest.data_ptr<int64_t>());
+  if (m.headTiles.codes.defined()) {
+    const auto& t = m.headTiles;
+    h.rowTiles.codes = reinterpret_cast<const uint32_t*>(t.codes.data_ptr<int32_t>());
+    h.rowTiles.scales = reinterpret_cast<const uint32_t*>(t.scales.data_ptr<int32_t>());
+    h.rowTiles.zeros = t.zeros.defined() ? reinterpret_cast<const uint16_t*>(t.zeros.data_ptr<int16_t>()) : nullptr;
+    h.rowTiles.blocksPerSm = m.options.lmHeadRowTiles;
+  }
   h.nextToken = ids.data_ptr<int64_t>();
   h.tokens = out.data_ptr<int64_t>();
   m.linear(h, stream);
@@ -605,6 +634,7 @@ int64_t FusedDecoder::weightBytes() const { return 0; }
 bool FusedDecoder::persistentActive() const { return false; }
 bool FusedDecoder::attentionBlockActive() const { return false; }
 bool FusedDecoder::mlpBlockActive() const { return false; }
+bool FusedDecoder::lmHeadTilesActive() const { return false; }
 
 #endif
 

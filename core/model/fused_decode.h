@@ -67,6 +67,16 @@ struct FusedDecodeOptions {
   // Measured faster on H100 (docs/PERF.md, "One launch for the MLP"); where it does not
   // apply the two MLP kernels run (mlpBlockActive() says which).
   bool mlpBlock = true;
+  // An int4 LM head with groups of 128 and E of 768, 1024 or 1280, per-phase launches:
+  // 1..3 runs it as tiles of 16 rows a tensor-core mma (WbDecodeRowTiles, the head repacked
+  // here once by core/model/lm_head_tiles.h) with that many blocks an SM, where the
+  // step's kernel takes 4 rows a warp and sums a diagonal over the warp; 0 keeps that one
+  // (lmHeadTilesActive() says which ran). docs/PERF.md, "The LM head in row tiles".
+  int lmHeadRowTiles = 0;
+  // The LM head's argmax through one 64-bit key that every block raises with an atomic max
+  // (WbDecodeLinearParams::argmaxBest), so the last block reads one key instead of reducing
+  // every block's candidate; the same token and logits.
+  bool argmaxPacked = false;
   // The whole step as one persistent cooperative kernel with grid barriers between the
   // phases (kernels/decode/decode_persistent.h); where the device or the shapes cannot
   // take it, the 5 L + 1 kernels above run instead (persistentActive() says which).
@@ -100,6 +110,9 @@ class FusedDecoder {
   // Whether step() runs the MLP blocks (asked for, with the attention blocks, and the
   // weights and shapes take them).
   bool mlpBlockActive() const;
+  // Whether step() runs the row-tile LM head (asked for, per-phase launches, and the head's
+  // format and width take it).
+  bool lmHeadTilesActive() const;
 
  private:
   struct Impl;

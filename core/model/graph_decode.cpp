@@ -159,6 +159,7 @@ int64_t GraphDecoder::fusedWeightBytes() const { return impl_->fused ? impl_->fu
 bool GraphDecoder::fusedPersistent() const { return impl_->fused && impl_->fused->persistentActive(); }
 bool GraphDecoder::fusedAttentionBlock() const { return impl_->fused && impl_->fused->attentionBlockActive(); }
 bool GraphDecoder::fusedMlpBlock() const { return impl_->fused && impl_->fused->mlpBlockActive(); }
+bool GraphDecoder::fusedLmHeadTiles() const { return impl_->fused && impl_->fused->lmHeadTilesActive(); }
 
 #else
 
@@ -177,6 +178,7 @@ int64_t GraphDecoder::fusedWeightBytes() const { return 0; }
 bool GraphDecoder::fusedPersistent() const { return false; }
 bool GraphDecoder::fusedAttentionBlock() const { return false; }
 bool GraphDecoder::fusedMlpBlock() const { return false; }
+bool GraphDecoder::fusedLmHeadTiles() const { return false; }
 
 #endif
 

@@ -55,6 +55,8 @@ class GraphDecoder {
   bool fusedAttentionBlock() const;
   // Whether it runs the MLP blocks too (FusedDecodeOptions::mlpBlock, where they apply).
   bool fusedMlpBlock() const;
+  // Whether its int4 LM head runs in row tiles (FusedDecodeOptions::lmHeadRowTiles, where they apply).
+  bool fusedLmHeadTiles() const;
 
  private:
   struct Impl;

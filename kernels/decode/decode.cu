@@ -17,6 +17,7 @@
 #include "kernels/decode/decode_device.cuh"
 #include "kernels/decode/decode_int4_mma.cuh"
 #include "kernels/decode/decode_launch.h"
+#include "kernels/decode/decode_lm_head_tiles.cuh"
 
 namespace wbk {
 namespace {
@@ -254,11 +255,38 @@ bool launchLinearMma(const WbDecodeLinearParams& p, cudaStream_t stream, WbStatu
   }
 }
 
+// The row-tile LM head (decode_lm_head_tiles.cuh): blocks of 8 warps, as many an SM as
+// rowTiles.blocksPerSm asks (3 by default) and occupancy allows, at most one a tile's warp.
+template <int kIn, int kChunks>
+WbStatus launchLmHeadTiles(const WbDecodeLinearParams& p, cudaStream_t stream) {
+  constexpr int kPass = 4;
+  const void* kernel = reinterpret_cast<const void*>(decodeLmHeadTilesKernel<kIn, kChunks, kPass>);
+  const size_t smem = gemvSharedBytes<kIn>(p.k, true);
+  int resident = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, kernel, kTileWarps * 32, smem) != cudaSuccess)
+    return checkLaunch("decode LM head (row tiles): occupancy");
+  const int perSm = std::max(1, std::min(resident, p.rowTiles.blocksPerSm > 0 ? p.rowTiles.blocksPerSm : 3));
+  const int tiles = (p.n + 15) / 16;
+  const int blocks = std::min(std::min((tiles + kTileWarps - 1) / kTileWarps, perSm * smCount()), p.argmaxSlots);
+  return launchGemv(kernel, blocks, kTileWarps, smem, p, stream, "decode LM head (row tiles) launch");
+}
+template <int kIn>
+WbStatus launchLmHeadTilesFor(const WbDecodeLinearParams& p, cudaStream_t stream) {
+  switch (p.k / 64) {
+    case 12: return launchLmHeadTiles<kIn, 12>(p, stream);
+    case 16: return launchLmHeadTiles<kIn, 16>(p, stream);
+    default: return launchLmHeadTiles<kIn, 20>(p, stream);  // checkLinear admits 12, 16 and 20 only
+  }
+}
+
 // fp16 rows: a warp per row. int4 rows (4x shorter): eight lanes per row while that
 // leaves each lane <= 4 chunks, else a warp, so that no lane dequantizes a long serial
 // run of chunks (that, not memory, bounded the int4 GEMVs with few warps per SM).
 template <int kIn, int kOut>
 WbStatus launchFormat(const WbDecodeLinearParams& p, cudaStream_t stream) {
+  if constexpr (kOut == WB_DECODE_OUT_ARGMAX && (kIn == WB_DECODE_IN_LAYERNORM || kIn == WB_DECODE_IN_HEADS)) {
+    if (p.rowTiles.codes) return launchLmHeadTilesFor<kIn>(p, stream);
+  }
   if (!p.weight.qweight) return launchLinear<kIn, kOut, false, 32>(p, stream);
   WbStatus status = WB_STATUS_OK;
   if (p.int4Mma && p.weight.groupSize == kMmaStepInputs && launchLinearMma<kIn, kOut>(p, stream, status))
@@ -272,15 +300,28 @@ WbStatus checkLinear(const WbDecodeLinearParams* params) {
   if (p.n <= 0 || p.k <= 0 || p.k % 32 != 0)
     return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: N = %d, K = %d (K must be a positive multiple of 32)", p.n,
                 p.k);
-  if ((p.weight.weight == nullptr) == (p.weight.qweight == nullptr))
-    return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: give exactly one of weight (fp16) and qweight (int4)");
   const int gs = p.weight.groupSize;
-  if (p.weight.qweight && (!p.weight.scales || (gs != 32 && gs != 64 && gs != 128) || p.k % gs != 0))
-    return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: int4 needs scales and a group size of 32, 64 or 128 dividing K");
+  if (p.rowTiles.codes) {
+    const int chunks = p.k / 64;
+    if (p.output != WB_DECODE_OUT_ARGMAX || (p.input != WB_DECODE_IN_LAYERNORM && p.input != WB_DECODE_IN_HEADS) ||
+        gs != 128 || p.k % 128 != 0 || (chunks != 12 && chunks != 16 && chunks != 20) || !p.rowTiles.scales ||
+        reinterpret_cast<uintptr_t>(p.rowTiles.codes) % 16 || p.rowTiles.blocksPerSm < 0 || p.rowTiles.blocksPerSm > 3)
+      return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: row tiles are an LM head's (ARGMAX after a LayerNorm or "
+                  "heads input), groups of 128, K of 768, 1024 or 1280, scales given, codes 16-byte aligned, "
+                  "blocksPerSm 0..3 (got output %d, group %d, K %d, blocksPerSm %d)", static_cast<int>(p.output), gs,
+                  p.k, p.rowTiles.blocksPerSm);
+  } else {
+    if ((p.weight.weight == nullptr) == (p.weight.qweight == nullptr))
+      return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: give exactly one of weight (fp16) and qweight (int4)");
+    if (p.weight.qweight && (!p.weight.scales || (gs != 32 && gs != 64 && gs != 128) || p.k % gs != 0))
+      return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: int4 needs scales and a group size of 32, 64 or 128 dividing K");
+  }
   if (p.sharedCarveout < 0 || p.sharedCarveout > 100)
     return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: sharedCarveout %d is not 0 (no request) or 1..100 percent",
                 p.sharedCarveout);
-  const void* w = p.weight.weight ? p.weight.weight : p.weight.qweight;
+  const void* w = p.weight.weight    ? p.weight.weight
+                  : p.weight.qweight ? static_cast<const void*>(p.weight.qweight)
+                                     : static_cast<const void*>(p.rowTiles.codes);
   if (reinterpret_cast<uintptr_t>(w) % 16 || !p.y)
     return fail(WB_STATUS_INVALID_ARGUMENT, "decode linear: weights must be 16-byte aligned and y given");
   switch (p.input) {

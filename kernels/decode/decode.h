@@ -47,6 +47,18 @@ typedef struct {
   const void* bias;                     /* fp16 [N] or NULL */
 } WbDecodeWeight;
 
+/* An int4 LM head (groups of 128) repacked into tiles of 16 rows for the row-tile argmax
+ * kernel: each lane's 32-bit word is the A fragment of one mma.m16n8k16 in the order the
+ * nibble trick unpacks it, so one mma takes 16 rows times 16 inputs with x in every
+ * column of B and no sum over the warp (core/model/lm_head_tiles.h packs it and says
+ * which code goes where). K/64 must be 12, 16 or 20 (GPT-2 small, medium, large). */
+typedef struct {
+  const uint32_t* codes;   /* [tiles, K/64, 32 lanes, 4 k-steps] */
+  const uint32_t* scales;  /* [tiles, K/128, 8]: fp16 pairs (row g, row g + 8) */
+  const uint16_t* zeros;   /* [tiles, K/128, 8]: byte pairs, or NULL (symmetric: codes offset by 8) */
+  int blocksPerSm;         /* resident blocks an SM the launch asks for, 1..3 (0: 3) */
+} WbDecodeRowTiles;
+
 typedef struct {
   WbDecodeInput input;
   WbDecodeOutput output;
@@ -74,6 +86,12 @@ typedef struct {
   int* argmaxIndices;
   unsigned* argmaxCounter;              /* zero before the first launch; the kernel leaves it zero */
   int argmaxSlots;
+  unsigned long long* argmaxBest;       /* ARGMAX, or NULL: each block raises this one key (logit bits made
+                                           monotone, above the complement of the row) with an atomic max, and
+                                           the last block reads it instead of every block's candidate; zero
+                                           before the first launch, left zero */
+  WbDecodeRowTiles rowTiles;            /* ARGMAX: codes set runs the row-tile kernel on these (weight.qweight
+                                           is then not read; weight.groupSize 128, weight.bias as usual) */
   int64_t* nextToken;                   /* [1] */
   int64_t* tokens;                      /* [capacity] */
   int programmaticLaunch;               /* nonzero: launch with programmatic stream serialization */

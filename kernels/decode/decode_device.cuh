@@ -593,10 +593,30 @@ __device__ __forceinline__ void warpArgmax(float& best, int& bestIdx) {
   }
 }
 
+// A candidate as one 64-bit key whose unsigned maximum is the first maximum: the
+// logit's bits made monotone (-0 taken as +0, as the float comparison does) above the
+// complement of its row. Zero is below every key.
+__device__ __forceinline__ unsigned long long argmaxKey(float v, int row) {
+  const uint32_t u = __float_as_uint(v + 0.f);
+  const uint32_t m = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  return (static_cast<unsigned long long>(m) << 32) | (0xffffffffu - static_cast<uint32_t>(row));
+}
+
+// The token's hand-over, by the last block's thread 0: nextToken, tokens[position + 1],
+// the position advanced and the counter re-armed.
+__device__ __forceinline__ void argmaxPublish(const WbDecodeLinearParams& p, int token) {
+  const int64_t pos = __ldcg(p.position) + 1;
+  p.nextToken[0] = token;
+  if (pos < p.capacity) p.tokens[pos] = token;
+  *const_cast<int64_t*>(p.position) = pos;
+  *p.argmaxCounter = 0u;
+}
+
 // After every thread's candidates: the block's first maximum goes to the argmax
-// scratch; the last block to post reduces all of them, writes the token (nextToken,
-// tokens[position + 1]), advances the position and re-arms the counter. Shared arrays
-// of one entry per warp; called by every thread of every block.
+// scratch (or, with p.argmaxBest, raises that one key); the last block to post reduces
+// all of them (reads the key back), writes the token (nextToken, tokens[position + 1]),
+// advances the position and re-arms the counter. Shared arrays of one entry per warp;
+// called by every thread of every block.
 __device__ void argmaxFinish(const WbDecodeLinearParams& p, float best, int bestIdx, float* bestValue, int* bestIndex,
                              bool* lastBlock) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
@@ -606,10 +626,20 @@ __device__ void argmaxFinish(const WbDecodeLinearParams& p, float best, int best
   if (threadIdx.x == 0) {
     for (int i = 1; i < warps; ++i)
       if (betterArgmax(bestValue[i], bestIndex[i], best, bestIdx)) best = bestValue[i], bestIdx = bestIndex[i];
-    p.argmaxValues[blockIdx.x] = best;
-    p.argmaxIndices[blockIdx.x] = bestIdx;
+    if (p.argmaxBest) {
+      atomicMax(p.argmaxBest, argmaxKey(best, bestIdx));
+    } else {
+      p.argmaxValues[blockIdx.x] = best;
+      p.argmaxIndices[blockIdx.x] = bestIdx;
+    }
     __threadfence();
-    *lastBlock = atomicAdd(p.argmaxCounter, 1u) == gridDim.x - 1;
+    const bool last = atomicAdd(p.argmaxCounter, 1u) == gridDim.x - 1;
+    if (last && p.argmaxBest) {  // every block's key is in: no block-wide reduction
+      __threadfence();
+      const unsigned long long key = atomicExch(p.argmaxBest, 0ull);
+      argmaxPublish(p, static_cast<int>(0xffffffffu - static_cast<uint32_t>(key)));
+    }
+    *lastBlock = last && !p.argmaxBest;
   }
   __syncthreads();
   if (!*lastBlock) return;
@@ -628,11 +658,7 @@ __device__ void argmaxFinish(const WbDecodeLinearParams& p, float best, int best
   if (threadIdx.x == 0) {
     for (int i = 1; i < warps; ++i)
       if (betterArgmax(bestValue[i], bestIndex[i], best, bestIdx)) best = bestValue[i], bestIdx = bestIndex[i];
-    const int64_t pos = __ldcg(p.position) + 1;
-    p.nextToken[0] = bestIdx;
-    if (pos < p.capacity) p.tokens[pos] = bestIdx;
-    *const_cast<int64_t*>(p.position) = pos;
-    *p.argmaxCounter = 0u;
+    argmaxPublish(p, bestIdx);
   }
 }
 

@@ -6,7 +6,8 @@
 // launches over 3 weight sets (80 MB, more than L2) with programmatic launch; prints us
 // per launch and the weight bytes' rate. The step's launch and the plain read also run
 // over one weight set, which stays in L2: the head's time once its weights are there
-// (session 18). Compiles kernels/decode/decode.cu into itself
+// (session 18). Session 21: the head in row tiles (decode_lm_head_tiles.cuh) with its
+// passes and blocks an SM, and the packed argmax. Compiles kernels/decode/decode.cu into itself
 // (MC_DECODE_SRC names another copy; with -DMC_PREFETCH=n and -I a copy of commit 0cac57a's
 // kernels/decode, the LM head asks L2 for its rows n passes ahead). Not part of the build
 // (from the repository root):
@@ -19,6 +20,7 @@
 #include MC_DECODE_SRC
 
 #include <cstdio>
+#include <algorithm>
 #include <functional>
 #include <string>
 #include <vector>
@@ -67,6 +69,23 @@ int main() {
     w[s] = WbDecodeWeight{};
     w[s].qweight = q, w[s].scales = sc, w[s].groupSize = 128;
   }
+  // The same head in row tiles (WbDecodeRowTiles): random words and scales, which time
+  // like real ones (the kernel has no data-dependent path).
+  const int tiles = (V + 15) / 16;
+  std::vector<WbDecodeRowTiles> tw(kSets);
+  for (int s = 0; s < kSets; ++s) {
+    uint8_t *codes, *scales;
+    CK(cudaMalloc(&codes, (size_t)tiles * 16 * E / 2));
+    CK(cudaMalloc(&scales, (size_t)tiles * 16 * E / 128 * 2));
+    fillBytes<<<512, 256>>>(codes, (size_t)tiles * 16 * E / 2, 500 + s);
+    fillHalf<<<512, 256>>>(reinterpret_cast<__half*>(scales), (size_t)tiles * 16 * E / 128, 0.02f, 600 + s);
+    tw[s] = WbDecodeRowTiles{};
+    tw[s].codes = reinterpret_cast<const uint32_t*>(codes);
+    tw[s].scales = reinterpret_cast<const uint32_t*>(scales);
+  }
+  unsigned long long* bestKey;
+  CK(cudaMalloc(&bestKey, 8));
+  CK(cudaMemset(bestKey, 0, 8));
   __half *x = nullptr, *lnw = nullptr, *lnb = nullptr, *logits = nullptr;
   CK(cudaMalloc(&x, E * 2));
   CK(cudaMalloc(&lnw, E * 2));
@@ -140,6 +159,36 @@ int main() {
     };
   };
   constexpr int LN = WB_DECODE_IN_LAYERNORM, AM = WB_DECODE_OUT_ARGMAX;
+  // Row tiles (session 21): the decoder's launch, then other passes and blocks an SM.
+  auto tileStep = [&](int s, int perSm, bool packedArgmax) {
+    WbDecodeLinearParams p = params(s);
+    p.rowTiles = tw[s];
+    p.rowTiles.blocksPerSm = perSm;
+    if (packedArgmax) p.argmaxBest = bestKey;
+    launched(wbDecodeLinear(&p, st), "LM head (row tiles)");
+  };
+  timeIt("row tiles as the decoder (pass 4, 3 blocks an SM)", [&](int s) { tileStep(s, 3, false); });
+  timeIt("row tiles as the decoder, L2-resident (one set)", [&](int) { tileStep(0, 3, false); });
+  timeIt("row tiles, 2 blocks an SM", [&](int s) { tileStep(s, 2, false); });
+  timeIt("row tiles + packed argmax", [&](int s) { tileStep(s, 3, true); });
+  timeIt("as the step + packed argmax", [&](int s) {
+    WbDecodeLinearParams p = params(s);
+    p.argmaxBest = bestKey;
+    launched(wbDecodeLinear(&p, st), "LM head");
+  });
+  auto tileShaped = [&](auto kernel, int perSm) {
+    return [=, &params, &tw](int s) {
+      WbDecodeLinearParams p = params(s);
+      p.rowTiles = tw[s];
+      const size_t smem = wbk::gemvSharedBytes<WB_DECODE_IN_LAYERNORM>(E, true);
+      const int blocks = std::min((tiles + wbk::kTileWarps - 1) / wbk::kTileWarps, perSm * sms);
+      launched(wbk::launchGemv(reinterpret_cast<const void*>(kernel), blocks, wbk::kTileWarps, smem, p, st, "tiles"),
+               "row tiles, shaped");
+    };
+  };
+  timeIt("row tiles, pass 2, 3 blocks an SM", tileShaped(wbk::decodeLmHeadTilesKernel<LN, 16, 2, 3>, 3));
+  timeIt("row tiles, pass 4 (96 registers), 2 blocks an SM", tileShaped(wbk::decodeLmHeadTilesKernel<LN, 16, 4, 2>, 2));
+  timeIt("row tiles, pass 8 (128 registers), 2 blocks an SM", tileShaped(wbk::decodeLmHeadTilesKernel<LN, 16, 8, 2>, 2));
   auto k221 = wbk::decodeLinearMmaKernel<LN, AM, 2, 2, 1>;
   auto k241 = wbk::decodeLinearMmaKernel<LN, AM, 2, 4, 1>;
   auto k211 = wbk::decodeLinearMmaKernel<LN, AM, 2, 1, 1>;

@@ -319,6 +319,111 @@ class TestFusedDecode : public QObject {
     QCOMPARE(c.steps, int64_t{newTokens});
   }
 
+  // The int4 LM head in row tiles (FusedDecodeOptions::lmHeadRowTiles) under the int4
+  // criteria, at the widths it takes (K/64 = 12 and 16 lanes' loads a tile), symmetric and
+  // asymmetric, with the MLP blocks (1024 wide) and without (768); it must actually run.
+  void lmHeadTilesMatchEager_data() {
+    QTest::addColumn<int>("embd");
+    QTest::addColumn<bool>("symmetric");
+    QTest::addColumn<int>("blocksPerSm");
+    QTest::newRow("1024 wide, sym, 3 blocks an SM") << 1024 << true << 3;
+    QTest::newRow("1024 wide, asym, 2 blocks an SM") << 1024 << false << 2;
+    QTest::newRow("768 wide, sym, 3 blocks an SM") << 768 << true << 3;
+    QTest::newRow("768 wide, asym, 1 block an SM") << 768 << false << 1;
+  }
+  void lmHeadTilesMatchEager() {
+    QFETCH(int, embd);
+    QFETCH(bool, symmetric);
+    QFETCH(int, blocksPerSm);
+    torch::manual_seed(26);
+    Gpt2 m32(gpt2Like(2, embd));
+    randomizeLayerNorms(m32);
+    GraphDecodeOptions go;
+    go.fused = true;
+    go.fusedOptions.attentionBlock = true;
+    go.fusedOptions.attentionBlockAtomic = true;
+    go.fusedOptions.lmHeadRowTiles = blocksPerSm;
+    quantizeForFused(m32, go, 128, symmetric, true);
+    auto [ref, m16] = modelPair(m32);
+    GraphDecoder probe(m16, 64, go);
+    QVERIFY2(probe.fusedLmHeadTiles(), "the row-tile LM head did not apply");
+    const auto c = compare(m16, ref, go, 5e-3, 32);
+    qInfo("row tiles: %s", qPrintable(c.message));
+    QVERIFY2(c.fusedErr <= c.tol, qPrintable(c.message));
+    QVERIFY2(c.identical == c.steps || c.nearTie, qPrintable("diverged without a near tie: " + c.message));
+    QVERIFY(c.identical >= 1);
+  }
+
+  // The row tiles against the step's int4 LM head on the same codes and inputs: the same
+  // tokens, and logits that differ only by the order of the fp32 sums (each logit within
+  // 4 fp16 units in the last place of the larger magnitude, over 24 steps at GPT-2's vocabulary).
+  void lmHeadTilesAgreeWithStepHead() {
+    torch::manual_seed(27);
+    Gpt2 m32(gpt2Like(2, 1024));
+    GraphDecodeOptions go;
+    go.fused = true;  // the per-phase kernels: no atomics, so both runs see the same LM head input
+    quantizeForFused(m32, go, 128, true, true);
+    auto [ref, m16] = modelPair(m32);
+    const std::vector<int64_t> prompt{464, 2068, 7586, 21831};
+    bool tilesAsAsked = true;
+    auto run = [&](int tiles) {
+      go.fusedOptions.lmHeadRowTiles = tiles;
+      GraphDecoder d(m16, 64, go);
+      tilesAsAsked = tilesAsAsked && d.fusedLmHeadTiles() == (tiles > 0);
+      d.prefill(prompt);
+      std::vector<torch::Tensor> logits;
+      for (int i = 0; i < 24; ++i) {
+        d.replay(1);
+        logits.push_back(d.lastLogits().to(torch::kCPU, torch::kFloat32));
+      }
+      return std::make_pair(d.generated(), torch::stack(logits));
+    };
+    const auto [stepTokens, stepLogits] = run(0);
+    const auto [tileTokens, tileLogits] = run(3);
+    QVERIFY(tilesAsAsked);
+    QVERIFY(stepTokens == tileTokens);
+    // One fp16 ulp at |v| is 2^(floor(log2 |v|) - 10) (2^-24 below the normal range).
+    const auto mag = torch::maximum(stepLogits.abs(), tileLogits.abs()).clamp_min(std::ldexp(1.0, -14));
+    const auto ulp = torch::exp2(torch::floor(torch::log2(mag)) - 10);
+    const auto worst = ((stepLogits - tileLogits).abs() / ulp).max().item<double>();
+    const auto differing = (stepLogits != tileLogits).sum().item<int64_t>();
+    qInfo("row tiles vs the step's head: %lld of %lld logits differ, worst %.1f ulp",
+          static_cast<long long>(differing), static_cast<long long>(stepLogits.numel()), worst);
+    QVERIFY2(worst <= 4.0, qPrintable(QString("worst difference %1 fp16 ulp").arg(worst)));
+  }
+
+  // The packed argmax (one 64-bit key a launch) picks what the reduction over every block's
+  // candidate picks: the same tokens and the same logits bit for bit, with an fp16 head,
+  // the step's int4 head and the row tiles.
+  void argmaxPackedChangesNoBits_data() {
+    QTest::addColumn<int>("head");  // 0 fp16, 1 int4, 2 int4 in row tiles
+    QTest::newRow("fp16 LM head") << 0;
+    QTest::newRow("int4 LM head") << 1;
+    QTest::newRow("int4 LM head in row tiles") << 2;
+  }
+  void argmaxPackedChangesNoBits() {
+    QFETCH(int, head);
+    torch::manual_seed(28);
+    Gpt2 m32(gpt2Like(2, 1024));
+    GraphDecodeOptions go;
+    go.fused = true;  // the per-phase kernels: no atomics, so any difference is the argmax's
+    quantizeForFused(m32, go, 128, true, head != 0);
+    go.fusedOptions.lmHeadRowTiles = head == 2 ? 3 : 0;
+    auto [ref, m16] = modelPair(m32);
+    const std::vector<int64_t> prompt{464, 2068, 7586, 21831};
+    auto run = [&](bool packed) {
+      go.fusedOptions.argmaxPacked = packed;
+      GraphDecoder d(m16, 64, go);
+      auto tokens = d.greedy(prompt, 40);
+      return std::make_pair(tokens, d.lastLogits());
+    };
+    const auto [a, logitsA] = run(false);
+    const auto [b, logitsB] = run(true);
+    QCOMPARE(b.size(), size_t{40});
+    QVERIFY(a == b);
+    QVERIFY(torch::equal(logitsA, logitsB));
+  }
+
   // Positions 7 .. 306 of a 320-slot cache: up to five 64-key splits, so the c_proj
   // kernel's combine of the split partials takes a second batch of loads (and rescales
   // the first batch's sums to the new maximum).
