@@ -75,8 +75,8 @@ WbDecodeWeight decodeWeight(const GemvWeight& w, const torch::Tensor& bias) {
     d.qweight = w.packed.data_ptr<uint8_t>();
     d.scales = w.scales.data_ptr();
     d.zeros = w.zeros.defined() ? w.zeros.data_ptr<uint8_t>() : nullptr;
-    d.groupSize = static_cast<int>(w.groupSize);
   }
+  d.groupSize = static_cast<int>(w.groupSize);  // also for a head kept only as row tiles
   d.bias = bias.defined() ? bias.data_ptr() : nullptr;
   return d;
 }
