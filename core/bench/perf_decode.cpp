@@ -50,10 +50,9 @@ const std::vector<std::string>& decodePerfPaths() {
                                               "int4-attn-block-atomic", "fused-ln-unfolded", "int4-half2",
                                               "int4-attn-block-atomic-half2", "int4-attn-block-atomic-two-mlp",
                                               "int4-attn-block-atomic-carveout-44",
-                                              "int4-attn-block-atomic-lm-head-tiles",
+                                              "int4-attn-block-atomic-lm-head-4-rows",
                                               "int4-attn-block-atomic-lm-head-tiles-2",
-                                              "int4-attn-block-atomic-argmax-packed",
-                                              "int4-attn-block-atomic-lm-head-tiles-argmax-packed",
+                                              "int4-attn-block-atomic-argmax-reduced",
                                               "int4-attn-block-atomic-control"};
   return paths;
 }
@@ -177,10 +176,11 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
         r.warnings.push_back(path + ": the attention-block kernels could not run here; the per-phase kernels were timed");
       row.values["mlp_block_active"] = graph.fusedMlpBlock() ? 1 : 0;
     }
-    if (go.fusedOptions.lmHeadRowTiles > 0) {
+    if (go.fusedOptions.int4LmHead && go.fusedOptions.lmHeadRowTiles > 0) {
       row.values["lm_head_tiles_active"] = graph.fusedLmHeadTiles() ? 1 : 0;
-      if (!graph.fusedLmHeadTiles())
-        r.warnings.push_back(path + ": the LM head's row tiles do not apply here; the step's LM head was timed");
+      if (!graph.fusedLmHeadTiles() && !go.fusedOptions.persistent)
+        r.warnings.push_back(path + ": the LM head's row tiles do not apply here (group size, width); the 4-rows-a-warp "
+                                    "head was timed");
     }
     if (const int64_t bytes = graph.fusedWeightBytes(); bytes > 0) {
       row.values["weight_mb_per_token"] = static_cast<double>(bytes) / 1e6;
@@ -320,27 +320,25 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
                                                        [](FusedDecodeOptions& f) { f.sharedCarveout = 44; });
   if (int4BlockAtomicMean > 0 && int4BlockAtomic44Mean > 0)
     r.summary["int4_attn_block_atomic_default_carveout_speedup_vs_44"] = int4BlockAtomic44Mean / int4BlockAtomicMean;
-  // The LM head in row tiles (3 or 2 blocks an SM), the packed argmax, both; then the
-  // step as above once more, after the variants: what the order of the paths costs.
-  const double int4TilesMean = int4AtomicBlock("int4-attn-block-atomic-lm-head-tiles", ", LM head in row tiles",
-                                               [](FusedDecodeOptions& f) { f.lmHeadRowTiles = 3; });
+  // The LM head as before its row tiles and packed argmax (the tensor-core GEMV, 4 rows a
+  // warp, every block's candidate reduced by the last), the row tiles at 2 blocks an SM,
+  // the reduced argmax alone; then the step as above once more, after the variants: what
+  // the order of the paths costs.
+  const double int4FourRowsMean =
+      int4AtomicBlock("int4-attn-block-atomic-lm-head-4-rows", ", LM head 4 rows a warp, argmax reduced over blocks",
+                      [](FusedDecodeOptions& f) {
+                        f.lmHeadRowTiles = 0;
+                        f.argmaxPacked = false;
+                      });
   int4AtomicBlock("int4-attn-block-atomic-lm-head-tiles-2", ", LM head in row tiles, 2 blocks an SM",
                   [](FusedDecodeOptions& f) { f.lmHeadRowTiles = 2; });
-  const double int4PackedMean = int4AtomicBlock("int4-attn-block-atomic-argmax-packed", ", packed argmax",
-                                                [](FusedDecodeOptions& f) { f.argmaxPacked = true; });
-  const double int4TilesPackedMean =
-      int4AtomicBlock("int4-attn-block-atomic-lm-head-tiles-argmax-packed", ", LM head in row tiles, packed argmax",
-                      [](FusedDecodeOptions& f) {
-                        f.lmHeadRowTiles = 3;
-                        f.argmaxPacked = true;
-                      });
+  const double int4ReducedMean = int4AtomicBlock("int4-attn-block-atomic-argmax-reduced", ", argmax reduced over blocks",
+                                                 [](FusedDecodeOptions& f) { f.argmaxPacked = false; });
   const double int4ControlMean =
       int4AtomicBlock("int4-attn-block-atomic-control", " (again, after the variants)", [](FusedDecodeOptions&) {});
   if (int4BlockAtomicMean > 0) {
-    if (int4TilesMean > 0) r.summary["int4_lm_head_tiles_speedup"] = int4BlockAtomicMean / int4TilesMean;
-    if (int4PackedMean > 0) r.summary["int4_argmax_packed_speedup"] = int4BlockAtomicMean / int4PackedMean;
-    if (int4TilesPackedMean > 0)
-      r.summary["int4_lm_head_tiles_argmax_packed_speedup"] = int4BlockAtomicMean / int4TilesPackedMean;
+    if (int4FourRowsMean > 0) r.summary["int4_lm_head_tiles_packed_speedup_vs_4_rows"] = int4FourRowsMean / int4BlockAtomicMean;
+    if (int4ReducedMean > 0) r.summary["int4_argmax_packed_speedup_vs_reduced"] = int4ReducedMean / int4BlockAtomicMean;
     if (int4ControlMean > 0) r.summary["int4_control_vs_first"] = int4BlockAtomicMean / int4ControlMean;
   }
   if (fusedMean > 0 && blockMean > 0) r.summary["attn_block_speedup_vs_fused"] = fusedMean / blockMean;

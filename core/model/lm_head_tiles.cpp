@@ -23,7 +23,7 @@ namespace wb {
 namespace {
 
 constexpr const char* kWhere = "LM head tiles";
-constexpr int64_t kTileRows = 16, kGroup = 128, kChunkInputs = 64, kSliceTiles = 256;
+constexpr int64_t kTileRows = 16, kGroup = 128, kChunkInputs = 64, kSliceTiles = 64;
 
 // Row (within the tile) and input of nibble i of lane `lane`'s word for k-step j of chunk a.
 int64_t tileRow(int64_t lane, int64_t i) { return lane / 4 + 8 * (i & 1); }
