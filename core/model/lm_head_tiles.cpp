@@ -22,7 +22,7 @@ namespace wb {
 
 namespace {
 
-constexpr const char* kWhere = "LM head tiles";
+constexpr const char* kTilesWhere = "LM head tiles";
 constexpr int64_t kTileRows = 16, kGroup = 128, kChunkInputs = 64, kSliceTiles = 64;
 
 // Row (within the tile) and input of nibble i of lane `lane`'s word for k-step j of chunk a.
@@ -38,13 +38,13 @@ int64_t tileInput(int64_t a, int64_t lane, int64_t j, int64_t i) {
 
 LmHeadTiles packLmHeadTiles(const torch::Tensor& packed, const torch::Tensor& scales, const torch::Tensor& zeros) {
   if (packed.dim() != 2 || packed.scalar_type() != torch::kUInt8)
-    throw InputError(kWhere, "packed codes must be uint8 [rows, inputs / 2]");
+    throw InputError(kTilesWhere, "packed codes must be uint8 [rows, inputs / 2]");
   const int64_t n = packed.size(0), k = 2 * packed.size(1);
-  if (k % kGroup != 0) throw InputError(kWhere, "inputs (" + std::to_string(k) + ") must be a multiple of 128");
+  if (k % kGroup != 0) throw InputError(kTilesWhere, "inputs (" + std::to_string(k) + ") must be a multiple of 128");
   if (scales.dim() != 2 || scales.size(0) != n || scales.size(1) != k / kGroup || scales.scalar_type() != torch::kHalf)
-    throw InputError(kWhere, "scales must be fp16 [rows, inputs / 128] (groups of 128)");
+    throw InputError(kTilesWhere, "scales must be fp16 [rows, inputs / 128] (groups of 128)");
   if (zeros.defined() && (zeros.sizes() != scales.sizes() || zeros.scalar_type() != torch::kUInt8))
-    throw InputError(kWhere, "zeros must be uint8 of the scales' shape");
+    throw InputError(kTilesWhere, "zeros must be uint8 of the scales' shape");
   const auto dev = packed.device();
   const int64_t tiles = (n + kTileRows - 1) / kTileRows, chunks = k / kChunkInputs, groups = k / kGroup;
   const int64_t padRows = tiles * kTileRows - n;
@@ -91,7 +91,7 @@ LmHeadTiles packLmHeadTiles(const torch::Tensor& packed, const torch::Tensor& sc
 
 torch::Tensor lmHeadTilesReference(const LmHeadTiles& t, const torch::Tensor& x) {
   const int64_t n = t.rows, k = t.inputs;
-  if (x.dim() != 1 || x.size(0) != k) throw InputError(kWhere, "x must be [inputs]");
+  if (x.dim() != 1 || x.size(0) != k) throw InputError(kTilesWhere, "x must be [inputs]");
   const auto codes = t.codes.to(torch::kCPU).contiguous();
   const auto scales = t.scales.to(torch::kCPU).contiguous();
   const auto zeros = t.zeros.defined() ? t.zeros.to(torch::kCPU).contiguous() : torch::Tensor();
