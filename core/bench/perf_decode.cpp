@@ -53,6 +53,7 @@ const std::vector<std::string>& decodePerfPaths() {
                                               "int4-attn-block-atomic-lm-head-4-rows",
                                               "int4-attn-block-atomic-lm-head-tiles-2",
                                               "int4-attn-block-atomic-argmax-reduced",
+                                              "int4-attn-block-atomic-mlp-fc-4-rows",
                                               "int4-attn-block-atomic-control"};
   return paths;
 }
@@ -334,6 +335,10 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
                   [](FusedDecodeOptions& f) { f.lmHeadRowTiles = 2; });
   const double int4ReducedMean = int4AtomicBlock("int4-attn-block-atomic-argmax-reduced", ", argmax reduced over blocks",
                                                  [](FusedDecodeOptions& f) { f.argmaxPacked = false; });
+  const double int4FcFourRowsMean = int4AtomicBlock("int4-attn-block-atomic-mlp-fc-4-rows", ", MLP block's c_fc 4 rows a warp",
+                                                    [](FusedDecodeOptions& f) { f.mlpFcRowTiles = false; });
+  if (int4BlockAtomicMean > 0 && int4FcFourRowsMean > 0)
+    r.summary["int4_mlp_fc_tiles_speedup_vs_4_rows"] = int4FcFourRowsMean / int4BlockAtomicMean;
   const double int4ControlMean =
       int4AtomicBlock("int4-attn-block-atomic-control", " (again, after the variants)", [](FusedDecodeOptions&) {});
   if (int4BlockAtomicMean > 0) {

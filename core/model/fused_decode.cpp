@@ -5,7 +5,7 @@
 #include <cmath>
 
 #include "core/errors.h"
-#include "core/model/lm_head_tiles.h"
+#include "core/model/int4_row_tiles.h"
 #include "core/techniques/quantize.h"
 
 #ifdef WB_HAVE_KERNELS
@@ -71,9 +71,9 @@ WbDecodeWeight decodeWeight(const GemvWeight& w, const torch::Tensor& bias) {
   WbDecodeWeight d{};
   if (w.rows.defined()) {
     d.weight = w.rows.data_ptr();
-  } else if (w.packed.defined()) {
-    d.qweight = w.packed.data_ptr<uint8_t>();
-    d.scales = w.scales.data_ptr();
+  } else {
+    d.qweight = w.packed.defined() ? w.packed.data_ptr<uint8_t>() : nullptr;  // none once in row tiles
+    d.scales = w.scales.defined() ? w.scales.data_ptr() : nullptr;
     d.zeros = w.zeros.defined() ? w.zeros.data_ptr<uint8_t>() : nullptr;
   }
   d.groupSize = static_cast<int>(w.groupSize);  // also for a head kept only as row tiles
@@ -155,9 +155,36 @@ void setFolded(WbDecodeLinearParams& p, const FoldedNorm& f) {
   p.lnRowShift = f.shift.data_ptr<float>();
 }
 
+// The kernels' view of row tiles (one copy of the weight's codes on the device).
+WbDecodeRowTiles rowTilesParams(const Int4RowTiles& t, int blocksPerSm) {
+  WbDecodeRowTiles r{};
+  if (!t.codes.defined()) return r;
+  r.codes = reinterpret_cast<const uint32_t*>(t.codes.data_ptr<int32_t>());
+  r.scales = reinterpret_cast<const uint32_t*>(t.scales.data_ptr<int32_t>());
+  r.zeros = t.zeros.defined() ? reinterpret_cast<const uint16_t*>(t.zeros.data_ptr<int16_t>()) : nullptr;
+  r.blocksPerSm = blocksPerSm;
+  return r;
+}
+
+int64_t rowTilesBytes(const Int4RowTiles& t) {
+  int64_t b = 0;
+  for (const auto* x : {&t.codes, &t.scales, &t.zeros})
+    if (x->defined()) b += x->numel() * static_cast<int64_t>(x->element_size());
+  return b;
+}
+
+// The tiles take the weight's place: it keeps only its group size (one copy of the
+// codes, scales and zero points on the device).
+Int4RowTiles intoRowTiles(GemvWeight& w) {
+  Int4RowTiles t = packInt4RowTiles(w.packed, w.scales, w.zeros);
+  w.packed = w.scales = w.zeros = torch::Tensor();
+  return t;
+}
+
 struct Layer {
   torch::Tensor ln1w, ln1b, ln2w, ln2b, qkvBias, projBias, fcBias, mprojBias;
   GemvWeight qkv, proj, fc, mproj;
+  Int4RowTiles fcTiles;  // with the MLP blocks and FusedDecodeOptions::mlpFcRowTiles
   FoldedNorm qkvNorm, fcNorm;  // layerNormFolded with fp16 weights
   float scale = 1.f;
 };
@@ -170,7 +197,7 @@ struct FusedDecoder::Impl {
   std::vector<Layer> layers;
   torch::Tensor lnfW, lnfB, wte, wpe;
   GemvWeight head;  // an int4 head in row tiles keeps only its group size here
-  LmHeadTiles headTiles;
+  Int4RowTiles headTiles;
   FoldedNorm headNorm;
   torch::Tensor argmaxBest;  // options.argmaxPacked: the key every block of the LM head raises
   torch::Tensor residual, q, hidden, partO, partMl, headPartials, logits, argmaxValues, argmaxIndices, argmaxCounter;
@@ -300,6 +327,7 @@ void FusedDecoder::Impl::stepMlpBlocks(KvCache& cache, torch::Tensor& ids, int p
     mb.accumulate = mlpSums[static_cast<int64_t>(i)].data_ptr<float>();
     mb.clearSums = mlpSums[static_cast<int64_t>(prev)].data_ptr<float>();
     mb.clearHeads = headSums[static_cast<int64_t>(prev)].data_ptr<float>();
+    mb.fcTiles = rowTilesParams(l.fcTiles, 0);
     check(wbDecodeMlpBlock(&mb, stream));
   }
 }
@@ -448,18 +476,9 @@ FusedDecoder::FusedDecoder(Gpt2 model, int64_t capacity, const FusedDecodeOption
   const int64_t headChunks = m.embd / 64;
   if (o.lmHeadRowTiles > 0 && !o.persistent && m.head.packed.defined() && m.head.groupSize == 128 &&
       o.int4TensorCores && m.embd % 128 == 0 && (headChunks == 12 || headChunks == 16 || headChunks == 20)) {
-    m.headTiles = packLmHeadTiles(m.head.packed, m.head.scales, m.head.zeros);
-    GemvWeight kept;  // the tiles replace the packed rows: one copy of the head on the device
-    kept.groupSize = m.head.groupSize;
-    m.head = kept;
+    m.headTiles = intoRowTiles(m.head);
   }
-  const auto tileBytes = [](const LmHeadTiles& t) {
-    int64_t b = 0;
-    for (const auto* x : {&t.codes, &t.scales, &t.zeros})
-      if (x->defined()) b += x->numel() * static_cast<int64_t>(x->element_size());
-    return b;
-  };
-  m.weightBytes += m.head.bytes() + tileBytes(m.headTiles) + 4 * m.embd;
+  m.weightBytes += m.head.bytes() + rowTilesBytes(m.headTiles) + 4 * m.embd;
   if (o.layerNormFolded && !o.int4LmHead) m.headNorm = foldNorm(m.head, m.lnfW, m.lnfB, torch::Tensor());
   const auto dev = param.device();
   const auto h16 = torch::TensorOptions().dtype(torch::kHalf).device(dev);
@@ -479,6 +498,14 @@ FusedDecoder::FusedDecoder(Gpt2 model, int64_t capacity, const FusedDecodeOption
   });
   m.mlpOn = m.blockOn && o.attentionBlockAtomic && o.mlpBlock && o.int4TensorCores && !o.layerNormTwoPass &&
             m.layers.size() >= 2 && mlpWeights;
+  if (m.mlpOn && o.mlpFcRowTiles) {
+    for (auto& l : m.layers) {  // the same bytes in another order (scales and zeros too)
+      m.weightBytes -= l.fc.bytes();
+      l.fcTiles = intoRowTiles(l.fc);
+      l.fc.scales = l.fc.zeros = torch::Tensor();  // only the MLP blocks read c_fc, from the tiles
+      m.weightBytes += rowTilesBytes(l.fcTiles);
+    }
+  }
   if (m.mlpOn) {
     m.attentionBlockBytes =
         wbDecodeAttentionBlockSharedBytes(static_cast<int>(m.embd), static_cast<int>(capacity), o.int4 ? 1 : 0);
@@ -602,13 +629,7 @@ void FusedDecoder::step(KvCache& cache, torch::Tensor& ids, torch::Tensor& out) 
   h.argmaxCounter = reinterpret_cast<unsigned*>(m.argmaxCounter.data_ptr<int>());
   h.argmaxSlots = static_cast<int>(m.argmaxValues.numel());
   if (m.argmaxBest.defined()) h.argmaxBest = reinterpret_cast<unsigned long long*>(m.argmaxBest.data_ptr<int64_t>());
-  if (m.headTiles.codes.defined()) {
-    const auto& t = m.headTiles;
-    h.rowTiles.codes = reinterpret_cast<const uint32_t*>(t.codes.data_ptr<int32_t>());
-    h.rowTiles.scales = reinterpret_cast<const uint32_t*>(t.scales.data_ptr<int32_t>());
-    h.rowTiles.zeros = t.zeros.defined() ? reinterpret_cast<const uint16_t*>(t.zeros.data_ptr<int16_t>()) : nullptr;
-    h.rowTiles.blocksPerSm = m.options.lmHeadRowTiles;
-  }
+  h.rowTiles = rowTilesParams(m.headTiles, m.options.lmHeadRowTiles);
   h.nextToken = ids.data_ptr<int64_t>();
   h.tokens = out.data_ptr<int64_t>();
   m.linear(h, stream);

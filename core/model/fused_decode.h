@@ -69,12 +69,17 @@ struct FusedDecodeOptions {
   bool mlpBlock = true;
   // An int4 LM head with groups of 128 and E of 768, 1024 or 1280, per-phase launches:
   // 1..3 runs it as tiles of 16 rows a tensor-core mma (WbDecodeRowTiles, the head repacked
-  // here once by core/model/lm_head_tiles.h) with that many blocks an SM, where the
+  // here once by core/model/int4_row_tiles.h) with that many blocks an SM, where the
   // tensor-core GEMV takes 4 rows a warp and sums a diagonal over the warp; 0 keeps that
   // one (lmHeadTilesActive() says which ran). Three blocks an SM measured fastest on H200:
   // the head 10.6 against 14.6 us alone, the step 3.2 us shorter (docs/PERF.md, "The LM
   // head in row tiles").
   int lmHeadRowTiles = 3;
+  // With the MLP blocks: c_fc in row tiles as well (each block's 32 units are two tiles, a
+  // tile split over four warps by quarters of K; WbDecodeMlpBlockParams::fcTiles), the
+  // layers' c_fc repacked here once; false keeps 4 rows a warp in the diagonal layout.
+  // docs/PERF.md, "The LM head in row tiles".
+  bool mlpFcRowTiles = true;
   // The LM head's argmax through one 64-bit key that every block raises with an atomic max
   // (WbDecodeLinearParams::argmaxBest), so the last block reads one key instead of reducing
   // every block's candidate: the same token and logits, 0.8-1.3 us a token sooner with the

@@ -50,7 +50,7 @@ typedef struct {
 /* An int4 LM head (groups of 128) repacked into tiles of 16 rows for the row-tile argmax
  * kernel: each lane's 32-bit word is the A fragment of one mma.m16n8k16 in the order the
  * nibble trick unpacks it, so one mma takes 16 rows times 16 inputs with x in every
- * column of B and no sum over the warp (core/model/lm_head_tiles.h packs it and says
+ * column of B and no sum over the warp (core/model/int4_row_tiles.h packs it and says
  * which code goes where). K/64 must be 12, 16 or 20 (GPT-2 small, medium, large). */
 typedef struct {
   const uint32_t* codes;   /* [tiles, K/64, 32 lanes, 4 k-steps] */
@@ -177,6 +177,9 @@ typedef struct {
   float* clearSums;         /* fp32 [WB_DECODE_MLP_SUMS, E] or NULL, and */
   float* clearHeads;        /* fp32 [E] or NULL: zeroed after the programmatic wait, for their next accumulation
                                (an earlier MLP block's sum and attention block's, both consumed by now) */
+  WbDecodeRowTiles fcTiles; /* codes set: c_fc in row tiles (the layout of the LM head's), each of a block's two
+                               tiles split over four warps by quarters of K; fc.weight's codes, scales and zeros
+                               are then not read (its group size is). blocksPerSm unused */
 } WbDecodeMlpBlockParams;
 
 int wbDecodeMlpBlockSupported(int embd, int inner, int groupSize);

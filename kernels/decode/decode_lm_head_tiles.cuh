@@ -7,7 +7,7 @@
 // column of B and keeps only the diagonal of every mma, which then takes 20 shuffles
 // per four rows to sum. Here x fills every column of B, so one mma.m16n8k16 multiplies
 // 16 rows by 16 inputs and each lane ends with the whole dots of its rows g and g + 8;
-// the codes are repacked once (core/model/lm_head_tiles.h) so that each lane's 32-bit
+// the codes are repacked once (core/model/int4_row_tiles.h) so that each lane's 32-bit
 // word is its A fragment in the order lop3 unpacks it. One mma per 8 codes a lane instead
 // of two, and no reduction over the warp. A warp streams its tile's codes in passes of a
 // few 16-byte loads a lane, one pass ahead of its products.
@@ -54,7 +54,7 @@ struct TilePass {
   // Adds this pass's groups into rows g (lo) and g + 8 (hi) of the tile. The staged x is
   // in the int4 order of decode_device.cuh; lane c's B at k-step j of chunk a is chunk
   // 16 grp + 4 c + t of it, an even k-step taking its first two pairs and an odd one the
-  // last two (core/model/lm_head_tiles.cpp).
+  // last two (core/model/int4_row_tiles.cpp).
   __device__ __forceinline__ void dots(const uint4* sxq, int chunks32, int pass, float& lo, float& hi) const {
     const int lane = threadIdx.x & 31, c = lane & 3;
     const __half2 sixteenth = __float2half2_rn(0.0625f);

@@ -14,6 +14,7 @@
 #include "kernels/decode/decode_device.cuh"
 #include "kernels/decode/decode_int4_mma.cuh"
 #include "kernels/decode/decode_launch.h"
+#include "kernels/decode/decode_lm_head_tiles.cuh"
 
 namespace wbk {
 namespace {
@@ -24,7 +25,14 @@ constexpr int kMlpUnits = 32;          // hidden units a block: 8 warps x 4 c_fc
 constexpr int kMlpOutWarp = kMlpEmbd / kMlpWarps;  // c_proj outputs a warp: 16 tiles of 8
 constexpr int kMlpTiles = kMlpOutWarp / 8;
 using FcRows = MmaRows<2, 2, 1>;       // K = 1024: two tiles of two rows a warp
+// c_fc in row tiles (kTiles): the block's 32 units are two tiles of 16 rows, each split
+// over four warps by a quarter of K (two groups: one pass of four 16-byte loads a lane);
+// the quarters meet in shared memory. A tile's mma gives whole dots of 16 rows where the
+// diagonal layout spends two mma and a sum over the warp on every four.
+constexpr int kFcQuarterChunks = kMlpEmbd / 64 / 4;
+using FcTilePass = TilePass<kFcQuarterChunks>;
 
+template <bool kTiles>
 __global__ void __launch_bounds__(kMlpWarps * 32) mlpBlockKernel(const WbDecodeMlpBlockParams mp) {
   const WbDecodeLinearParams& p = mp.fc;
   extern __shared__ float4 smem[];
@@ -33,18 +41,28 @@ __global__ void __launch_bounds__(kMlpWarps * 32) mlpBlockKernel(const WbDecodeM
   __half* sln = reinterpret_cast<__half*>(sxq + kMlpEmbd / 8);
   __shared__ float scratch[2 * kMlpWarps];
   __shared__ float hs[kMlpUnits];
+  __shared__ float fcQuarters[kTiles ? 4 : 1][kMlpUnits];
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
   const int inner = p.n, u0 = blockIdx.x * kMlpUnits;
 
-  // Constant inputs before the wait: the warp's four c_fc rows and their bias; word c of
-  // the block's 16 bytes (its 32 units) of each of the warp's c_proj outputs 8t + g; the
-  // scales and zero points of the four outputs this lane adds (8t + 2c, + 1 for t = g,
-  // g + 8: one group, since 32 units never straddle one of 128); the LayerNorm.
+  // Constant inputs before the wait: the warp's c_fc codes (four rows, or a quarter of a
+  // tile) and the bias; word c of the block's 16 bytes (its 32 units) of each of the
+  // warp's c_proj outputs 8t + g; the scales and zero points of the four outputs this
+  // lane adds (8t + 2c, + 1 for t = g, g + 8: one group, since 32 units never straddle
+  // one of 128); the LayerNorm.
   FcRows fc;
-  fc.load(p, u0 + warp * 4);
+  FcTilePass fcTile;
+  const int fcTileIndex = blockIdx.x * 2 + (warp >> 2), fcQuarter = warp & 3;
+  if constexpr (kTiles) {
+    fcTile.load(mp.fcTiles, inner / 16, kMlpEmbd / 64, fcTileIndex, fcQuarter);
+  } else {
+    fc.load(p, u0 + warp * 4);
+  }
+  const int fcUnit = kTiles ? threadIdx.x : warp * 4 + lane;  // the unit this thread finishes, if < 32 (tiles) or lane < 4
+  const bool finishes = kTiles ? threadIdx.x < kMlpUnits : lane < 4;
   const float fcBias =
-      lane < 4 && p.weight.bias ? __half2float(static_cast<const __half*>(p.weight.bias)[u0 + warp * 4 + lane]) : 0.f;
+      finishes && p.weight.bias ? __half2float(static_cast<const __half*>(p.weight.bias)[u0 + fcUnit]) : 0.f;
   const int out0 = warp * kMlpOutWarp;
   uint32_t pw[kMlpTiles];
 #pragma unroll
@@ -74,15 +92,29 @@ __global__ void __launch_bounds__(kMlpWarps * 32) mlpBlockKernel(const WbDecodeM
     for (int i = first; i < kMlpEmbd / 4; i += stride) reinterpret_cast<float4*>(mp.clearHeads)[i] = zero4;
   stageInput<WB_DECODE_IN_HEADS, true, true, 1>(p, sx, sxq, sln, scratch);
 
-  // c_fc + bias + GELU for the warp's four units, each rounded to fp16 as the eager path.
-  float tot[4];
-  fc.dots(sxq, kMlpEmbd / 32, tot);
-  if (lane < 4) {
-    float v = tot[0];
+  // c_fc + bias + GELU for the block's units, each rounded to fp16 as the eager path.
+  if constexpr (kTiles) {
+    float lo = 0.f, hi = 0.f;
+    fcTile.dots(sxq, kMlpEmbd / 32, fcQuarter, lo, hi);
+    if (c == 0) {
+      fcQuarters[fcQuarter][(warp >> 2) * 16 + g] = lo;
+      fcQuarters[fcQuarter][(warp >> 2) * 16 + g + 8] = hi;
+    }
+    __syncthreads();
+    if (finishes) {
+      const float v = (fcQuarters[0][fcUnit] + fcQuarters[1][fcUnit]) + (fcQuarters[2][fcUnit] + fcQuarters[3][fcUnit]);
+      hs[fcUnit] = roundHalf(geluTanh(roundHalf(v + fcBias)));
+    }
+  } else {
+    float tot[4];
+    fc.dots(sxq, kMlpEmbd / 32, tot);
+    if (finishes) {
+      float v = tot[0];
 #pragma unroll
-    for (int i = 1; i < 4; ++i)
-      if (lane == i) v = tot[i];
-    hs[warp * 4 + lane] = roundHalf(geluTanh(roundHalf(v + fcBias)));
+      for (int i = 1; i < 4; ++i)
+        if (lane == i) v = tot[i];
+      hs[fcUnit] = roundHalf(geluTanh(roundHalf(v + fcBias)));
+    }
   }
   __syncthreads();
 
@@ -144,8 +176,12 @@ WbStatus checkMlpBlock(const WbDecodeMlpBlockParams* params) {
                           static_cast<const void*>(params->accumulate), static_cast<const void*>(p.residual)})
     if (reinterpret_cast<uintptr_t>(ptr) % 16)
       return fail(WB_STATUS_INVALID_ARGUMENT, "decode MLP block: vectors and weights must be 16-byte aligned");
-  if (!p.weight.qweight || !p.weight.scales || !proj.qweight || !proj.scales || !params->accumulate)
+  const WbDecodeRowTiles& tiles = params->fcTiles;
+  if ((!p.weight.qweight && !tiles.codes) || (!p.weight.scales && !tiles.codes) || !proj.qweight || !proj.scales ||
+      !params->accumulate)
     return fail(WB_STATUS_INVALID_ARGUMENT, "decode MLP block: needs int4 c_fc and c_proj (codes, scales) and accumulate");
+  if (tiles.codes && (!tiles.scales || reinterpret_cast<uintptr_t>(tiles.codes) % 16))
+    return fail(WB_STATUS_INVALID_ARGUMENT, "decode MLP block: c_fc's row tiles need scales and 16-byte aligned codes");
   for (const float* c : {params->clearSums, params->clearHeads})
     if (c == params->accumulate || c == p.headPartials || reinterpret_cast<uintptr_t>(c) % 16)
       return fail(WB_STATUS_INVALID_ARGUMENT,
@@ -169,7 +205,9 @@ extern "C" WbStatus wbDecodeMlpBlock(const WbDecodeMlpBlockParams* params, cudaS
   const WbDecodeLinearParams& p = params->fc;
   // x in fp32 and its int4-ordered copy, the LayerNorm's weight and bias (as a GEMV block's).
   const size_t smem = static_cast<size_t>(kMlpEmbd) * (sizeof(float) + 2 + 4);
-  return launchDecodeKernel(reinterpret_cast<const void*>(mlpBlockKernel), dim3(p.n / kMlpUnits),
+  const void* kernel = params->fcTiles.codes ? reinterpret_cast<const void*>(mlpBlockKernel<true>)
+                                             : reinterpret_cast<const void*>(mlpBlockKernel<false>);
+  return launchDecodeKernel(kernel, dim3(p.n / kMlpUnits),
                             dim3(kMlpWarps * 32), smem, p.programmaticLaunch != 0, p.sharedCarveout, stream,
                             "decode MLP block launch", const_cast<WbDecodeMlpBlockParams*>(params));
 }

@@ -277,18 +277,21 @@ class TestFusedDecode : public QObject {
     QTest::addColumn<int>("capacity");
     QTest::addColumn<bool>("atomic");    // FusedDecodeOptions::attentionBlockAtomic
     QTest::addColumn<bool>("mlpBlock");  // FusedDecodeOptions::mlpBlock (it runs with atomic, int4 g128, 1024 wide)
-    QTest::newRow("fp16, 768 wide") << 4 << 768 << 0 << 48 << 64 << false << true;
-    QTest::newRow("fp16, 1024 wide") << 2 << 1024 << 0 << 48 << 64 << false << true;
-    QTest::newRow("fp16, 768 wide, 300 tokens") << 2 << 768 << 0 << 300 << 320 << false << true;
-    QTest::newRow("int4 g128 sym, LM head too") << 3 << 768 << 1 << 32 << 64 << false << true;
-    QTest::newRow("int4 g64 asym, fp16 LM head") << 3 << 768 << 2 << 32 << 64 << false << true;
-    QTest::newRow("int4 g128 sym, 1024 wide") << 2 << 1024 << 1 << 32 << 64 << false << true;
-    QTest::newRow("fp16, 768 wide, atomic head sum") << 4 << 768 << 0 << 48 << 64 << true << true;
-    QTest::newRow("int4 g128 sym, atomic head sum") << 3 << 768 << 1 << 32 << 64 << true << true;
-    QTest::newRow("int4 g128 sym, 1024 wide, atomic, MLP block") << 2 << 1024 << 1 << 48 << 64 << true << true;
+    QTest::addColumn<bool>("fcTiles");   // FusedDecodeOptions::mlpFcRowTiles (c_fc in row tiles in the MLP block)
+    QTest::newRow("fp16, 768 wide") << 4 << 768 << 0 << 48 << 64 << false << true << true;
+    QTest::newRow("fp16, 1024 wide") << 2 << 1024 << 0 << 48 << 64 << false << true << true;
+    QTest::newRow("fp16, 768 wide, 300 tokens") << 2 << 768 << 0 << 300 << 320 << false << true << true;
+    QTest::newRow("int4 g128 sym, LM head too") << 3 << 768 << 1 << 32 << 64 << false << true << true;
+    QTest::newRow("int4 g64 asym, fp16 LM head") << 3 << 768 << 2 << 32 << 64 << false << true << true;
+    QTest::newRow("int4 g128 sym, 1024 wide") << 2 << 1024 << 1 << 32 << 64 << false << true << true;
+    QTest::newRow("fp16, 768 wide, atomic head sum") << 4 << 768 << 0 << 48 << 64 << true << true << true;
+    QTest::newRow("int4 g128 sym, atomic head sum") << 3 << 768 << 1 << 32 << 64 << true << true << true;
+    QTest::newRow("int4 g128 sym, 1024 wide, atomic, MLP block") << 2 << 1024 << 1 << 48 << 64 << true << true << true;
     QTest::newRow("int4 g128 asym, 1024 wide, MLP block, fp16 LM head, 300 tokens")
-        << 3 << 1024 << 3 << 300 << 320 << true << true;
-    QTest::newRow("int4 g128 sym, 1024 wide, atomic, two MLP kernels") << 2 << 1024 << 1 << 48 << 64 << true << false;
+        << 3 << 1024 << 3 << 300 << 320 << true << true << true;
+    QTest::newRow("int4 g128 sym, 1024 wide, atomic, MLP block, c_fc 4 rows a warp")
+        << 2 << 1024 << 1 << 48 << 64 << true << true << false;
+    QTest::newRow("int4 g128 sym, 1024 wide, atomic, two MLP kernels") << 2 << 1024 << 1 << 48 << 64 << true << false << true;
   }
   void attentionBlockMatchesEager() {
     QFETCH(int, layers);
@@ -298,6 +301,7 @@ class TestFusedDecode : public QObject {
     QFETCH(int, capacity);
     QFETCH(bool, atomic);
     QFETCH(bool, mlpBlock);
+    QFETCH(bool, fcTiles);
     torch::manual_seed(24);
     Gpt2 m32(gpt2Like(layers, embd, 512));
     GraphDecodeOptions go;
@@ -305,6 +309,7 @@ class TestFusedDecode : public QObject {
     go.fusedOptions.attentionBlock = true;
     go.fusedOptions.attentionBlockAtomic = atomic;
     go.fusedOptions.mlpBlock = mlpBlock;
+    go.fusedOptions.mlpFcRowTiles = fcTiles;
     if (int4 != 0) quantizeForFused(m32, go, int4 == 2 ? 64 : 128, int4 == 1, int4 == 1);
     auto [ref, m16] = modelPair(m32);
     const auto c = compare(m16, ref, go, int4 != 0 ? 5e-3 : 1e-3, newTokens, capacity);

@@ -8,7 +8,7 @@
 // within 0.05 abs + 0.05 rel of fp32) or are refused with an InputError, never half-work.
 #include "core/bench/weight_formats.h"
 #include "core/errors.h"
-#include "core/model/lm_head_tiles.h"
+#include "core/model/int4_row_tiles.h"
 #include "core/model/model_loader.h"
 #include "core/techniques/prune.h"
 #include "core/techniques/prune_structured.h"
@@ -103,11 +103,11 @@ class TestQuantize : public QObject {
     QVERIFY2(r.ok, r.message.c_str());
   }
 
-  // Issue 7: the LM head's row tiles (core/model/lm_head_tiles.h) hold every code once,
+  // Issue 7: the LM head's row tiles (core/model/int4_row_tiles.h) hold every code once,
   // where the kernel reads it: the reference that reads the repacked words lane by lane, as
   // the kernel does, gives x times the dequantized rows within 1e-5 abs + 1e-5 rel (both sum
   // the same exact products, in another order). A partial last tile and both zero-point forms.
-  void lmHeadTilesMatchDequantizedRows_data() {
+  void rowTilesMatchDequantizedRows_data() {
     QTest::addColumn<int>("rows");
     QTest::addColumn<int>("inputs");
     QTest::addColumn<bool>("symmetric");
@@ -116,24 +116,24 @@ class TestQuantize : public QObject {
     QTest::newRow("32 rows, 768 inputs, asym") << 32 << 768 << false;
     QTest::newRow("19 rows, 1024 inputs, sym") << 19 << 1024 << true;
   }
-  void lmHeadTilesMatchDequantizedRows() {
+  void rowTilesMatchDequantizedRows() {
     QFETCH(int, rows);
     QFETCH(int, inputs);
     QFETCH(bool, symmetric);
     torch::manual_seed(4);
     const auto q = quantizeWeight(torch::randn({inputs, rows}) * 0.05, {4, 128, symmetric}, "head");
-    const auto tiles = packLmHeadTiles(q.packed, q.scales, q.zeros);
+    const auto tiles = packInt4RowTiles(q.packed, q.scales, q.zeros);
     QCOMPARE(tiles.codes.size(0), int64_t{(rows + 15) / 16});
     QCOMPARE(tiles.zeros.defined(), !symmetric);
     const auto x = torch::randn({inputs}).to(torch::kHalf).to(torch::kFloat32);  // as the kernel stages it
-    const auto got = lmHeadTilesReference(tiles, x);
+    const auto got = int4RowTilesReference(tiles, x);
     const auto want = torch::matmul(x, dequantize(q));  // [rows]
     const auto r = test::allClose(got, want, 1e-5, 1e-5);
     QVERIFY2(r.ok, r.message.c_str());
     QVERIFY(want.abs().max().item<double>() > 0.1);  // not trivially zero
     // Widths that are not whole groups of 128 are refused by name.
     const auto odd = quantizeWeight(torch::randn({96, 8}), {4, 32, true}, "odd");
-    QVERIFY_THROWS_EXCEPTION(InputError, packLmHeadTiles(odd.packed, odd.scales, odd.zeros));
+    QVERIFY_THROWS_EXCEPTION(InputError, packInt4RowTiles(odd.packed, odd.scales, odd.zeros));
   }
 
   void packedFileRoundTrip() {

@@ -1,4 +1,4 @@
-// Row-tile repacking of an int4 LM head and its CPU reference; see lm_head_tiles.h.
+// Row-tile repacking of int4 weights and its CPU reference; see int4_row_tiles.h.
 //
 // The kernel (kernels/decode/decode_lm_head_tiles.cuh) runs one mma.m16n8k16 per 16 inputs
 // of a tile of 16 rows, with x in every column of B, so each lane ends with whole dot
@@ -10,7 +10,7 @@
 // (x2,x6), (x3,x7)); in group G lane c reads chunk kc = 16 G + 4 c + t at pair step
 // t = S % 8 / 2, the even k-step taking its first two pairs and the odd one the last two,
 // so the four lanes c read four adjacent 16-byte slots (no bank conflicts).
-#include "core/model/lm_head_tiles.h"
+#include "core/model/int4_row_tiles.h"
 
 #include <algorithm>
 #include <array>
@@ -22,7 +22,7 @@ namespace wb {
 
 namespace {
 
-constexpr const char* kTilesWhere = "LM head tiles";
+constexpr const char* kTilesWhere = "int4 row tiles";
 constexpr int64_t kTileRows = 16, kGroup = 128, kChunkInputs = 64, kSliceTiles = 64;
 
 // Row (within the tile) and input of nibble i of lane `lane`'s word for k-step j of chunk a.
@@ -36,7 +36,7 @@ int64_t tileInput(int64_t a, int64_t lane, int64_t j, int64_t i) {
 
 }  // namespace
 
-LmHeadTiles packLmHeadTiles(const torch::Tensor& packed, const torch::Tensor& scales, const torch::Tensor& zeros) {
+Int4RowTiles packInt4RowTiles(const torch::Tensor& packed, const torch::Tensor& scales, const torch::Tensor& zeros) {
   if (packed.dim() != 2 || packed.scalar_type() != torch::kUInt8)
     throw InputError(kTilesWhere, "packed codes must be uint8 [rows, inputs / 2]");
   const int64_t n = packed.size(0), k = 2 * packed.size(1);
@@ -67,7 +67,7 @@ LmHeadTiles packLmHeadTiles(const torch::Tensor& packed, const torch::Tensor& sc
   inIdx = inIdx.to(dev);
   const auto shifts = (torch::arange(8, torch::TensorOptions().dtype(torch::kLong)) * 4).to(dev);
 
-  LmHeadTiles t;
+  Int4RowTiles t;
   t.rows = n;
   t.inputs = k;
   t.codes = torch::empty({tiles, chunks, 32, 4}, torch::TensorOptions().dtype(torch::kInt32).device(dev));
@@ -89,7 +89,7 @@ LmHeadTiles packLmHeadTiles(const torch::Tensor& packed, const torch::Tensor& sc
   return t;
 }
 
-torch::Tensor lmHeadTilesReference(const LmHeadTiles& t, const torch::Tensor& x) {
+torch::Tensor int4RowTilesReference(const Int4RowTiles& t, const torch::Tensor& x) {
   const int64_t n = t.rows, k = t.inputs;
   if (x.dim() != 1 || x.size(0) != k) throw InputError(kTilesWhere, "x must be [inputs]");
   const auto codes = t.codes.to(torch::kCPU).contiguous();
