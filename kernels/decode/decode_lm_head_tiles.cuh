@@ -1,5 +1,6 @@
-// ln_f + the int4 LM head + argmax with 16 rows a tensor-core tile (WbDecodeRowTiles).
-// Included by decode.cu only.
+// ln_f + the int4 LM head + argmax with 16 rows a tensor-core tile (WbDecodeRowTiles), and
+// the pass over a tile's codes (TilePass) that the MLP block's c_fc shares. Included by
+// decode.cu and decode_mlp_block.cu.
 //
 // Why: the step's LM head (decode_int4_mma.cuh, 4 rows a warp) is bound by instruction
 // issue, not by its weight stream (docs/PERF.md, "What bounds the LM head": 7.0 M warp

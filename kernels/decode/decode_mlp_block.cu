@@ -5,8 +5,9 @@
 // hidden units make a complete partial sum of every output, and the partials meet in one
 // fp32 vector through atomics that the next kernel reads with its own input: one launch,
 // one staging and one hand-over fewer a layer. Both products run on tensor cores
-// (decode_int4_mma.cuh for c_fc; here c_proj with the units as A and the weights as B,
-// so each lane ends with pairs of adjacent outputs, four of them one float4 atomic).
+// (c_fc in the row tiles of decode_lm_head_tiles.cuh, or the diagonal layout of
+// decode_int4_mma.cuh; here c_proj with the units as A and the weights as B, so each
+// lane ends with pairs of adjacent outputs, four of them one float4 atomic).
 #include <cuda_fp16.h>
 
 #include "kernels/common/status_internal.h"
