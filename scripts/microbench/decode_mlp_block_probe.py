@@ -6,7 +6,8 @@
 # the end, and clock64 deltas for start->wait, clear + staging, c_fc + GELU (to the
 # barrier), c_proj products, atomics; the stamps go to fc.argmaxValues, slot
 # fc.argmaxSlots (8 u64 a block, 512 blocks a slot). Run from the repository root; the
-# patterns match the file as of session 15.
+# patterns match the file as of session 21 (both c_fc paths; the layer chain leaves
+# WbDecodeMlpBlockParams::fcTiles unset, so it stamps the 4-rows-a-warp c_fc).
 import os, sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from source_patch import SourcePatch
@@ -24,10 +25,8 @@ rep("""  waitForPrevious();
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(g1));
   const long long c1 = clock64();
   releaseDependents();""")
-rep("""  float tot[4];
-  fc.dots""", """  const long long c2 = clock64();
-  float tot[4];
-  fc.dots""")
+rep("""  // c_fc + bias + GELU for the block's units""", """  const long long c2 = clock64();
+  // c_fc + bias + GELU for the block's units""")
 rep("""  float h[8];
 #pragma unroll""", """  const long long c3 = clock64();
   float h[8];
