@@ -99,22 +99,23 @@ struct TilePass {
 // kChunks = K / 64 (a lane's 16-byte loads a tile), taken kPass at a time, one pass ahead.
 // At most 80 registers, so that three blocks of 8 warps fit an SM: GPT-2 medium's 3,142
 // tiles then take one warp each (with two blocks an SM they fall unevenly, docs/PERF.md).
-template <int kIn, int kChunks, int kPass, int kMinBlocks = 3>
-__global__ void __launch_bounds__(kTileWarps * 32, kMinBlocks) decodeLmHeadTilesKernel(const WbDecodeLinearParams p) {
+// kWarps: the decoder's launch takes kTileWarps; other shapes are for decode_lm_head.cu.
+template <int kIn, int kChunks, int kPass, int kMinBlocks = 3, int kWarps = kTileWarps>
+__global__ void __launch_bounds__(kWarps * 32, kMinBlocks) decodeLmHeadTilesKernel(const WbDecodeLinearParams p) {
   static_assert(kChunks % kPass == 0 && kPass % 2 == 0, "a pass takes whole groups of a tile");
   constexpr int kPasses = kChunks / kPass;
   extern __shared__ float4 smem[];
   float* sx = reinterpret_cast<float*>(smem);
   uint4* sxq = reinterpret_cast<uint4*>(sx + p.k);
   __half* sln = reinterpret_cast<__half*>(sxq + p.k / 8);
-  __shared__ float scratch[2 * kTileWarps];
-  __shared__ float bestValue[kTileWarps];
-  __shared__ int bestIndex[kTileWarps];
+  __shared__ float scratch[2 * kWarps];
+  __shared__ float bestValue[kWarps];
+  __shared__ int bestIndex[kWarps];
   __shared__ bool lastBlock;
 
   const int lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
-  const int tiles = (p.n + 15) / 16, stride = gridDim.x * kTileWarps;
-  int tile = blockIdx.x * kTileWarps + (threadIdx.x >> 5);
+  const int tiles = (p.n + 15) / 16, stride = gridDim.x * kWarps;
+  int tile = blockIdx.x * kWarps + (threadIdx.x >> 5);
   TilePass<kPass> cur;
   cur.load(p.rowTiles, tiles, kChunks, tile, 0);
   // As the other GEMVs: constant weights and LayerNorm parameters before the wait.

@@ -7,7 +7,7 @@
 // per launch and the weight bytes' rate. The step's launch and the plain read also run
 // over one weight set, which stays in L2: the head's time once its weights are there
 // (session 18). Session 21: the head in row tiles (decode_lm_head_tiles.cuh) with its
-// passes and blocks an SM, and the packed argmax. Compiles kernels/decode/decode.cu into itself
+// passes, warps and blocks an SM, and the packed argmax. Compiles kernels/decode/decode.cu into itself
 // (MC_DECODE_SRC names another copy; with -DMC_PREFETCH=n and -I a copy of commit 0cac57a's
 // kernels/decode, the LM head asks L2 for its rows n passes ahead). Not part of the build
 // (from the repository root):
@@ -176,16 +176,22 @@ int main() {
     p.argmaxBest = bestKey;
     launched(wbDecodeLinear(&p, st), "LM head");
   });
-  auto tileShaped = [&](auto kernel, int perSm) {
+  auto tileShaped = [&](auto kernel, int perSm, int warps = wbk::kTileWarps) {
     return [=, &params, &tw](int s) {
       WbDecodeLinearParams p = params(s);
       p.rowTiles = tw[s];
+      p.argmaxBest = bestKey;
       const size_t smem = wbk::gemvSharedBytes<WB_DECODE_IN_LAYERNORM>(E, true);
-      const int blocks = std::min((tiles + wbk::kTileWarps - 1) / wbk::kTileWarps, perSm * sms);
-      launched(wbk::launchGemv(reinterpret_cast<const void*>(kernel), blocks, wbk::kTileWarps, smem, p, st, "tiles"),
+      const int blocks = std::min((tiles + warps - 1) / warps, perSm * sms);
+      launched(wbk::launchGemv(reinterpret_cast<const void*>(kernel), blocks, warps, smem, p, st, "tiles"),
                "row tiles, shaped");
     };
   };
+  // Session 22 candidates (packed argmax): the same 24 warps an SM in other block shapes
+  // (fewer blocks stage x and post to the argmax), and 32 warps an SM at 64 registers.
+  timeIt("row tiles + packed, 12 warps, 2 blocks an SM", tileShaped(wbk::decodeLmHeadTilesKernel<LN, 16, 4, 2, 12>, 2, 12));
+  timeIt("row tiles + packed, 4 warps, 6 blocks an SM", tileShaped(wbk::decodeLmHeadTilesKernel<LN, 16, 4, 6, 4>, 6, 4));
+  timeIt("row tiles + packed, 8 warps, 4 blocks an SM, pass 2", tileShaped(wbk::decodeLmHeadTilesKernel<LN, 16, 2, 4>, 4));
   timeIt("row tiles, pass 2, 3 blocks an SM", tileShaped(wbk::decodeLmHeadTilesKernel<LN, 16, 2, 3>, 3));
   timeIt("row tiles, pass 4 (96 registers), 2 blocks an SM", tileShaped(wbk::decodeLmHeadTilesKernel<LN, 16, 4, 2>, 2));
   timeIt("row tiles, pass 8 (128 registers), 2 blocks an SM", tileShaped(wbk::decodeLmHeadTilesKernel<LN, 16, 8, 2>, 2));
