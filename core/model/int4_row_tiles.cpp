@@ -9,7 +9,8 @@
 // the int4 order of decode_device.cuh (chunk kc of 8 inputs as pairs (x0,x4), (x1,x5),
 // (x2,x6), (x3,x7)); in group G lane c reads chunk kc = 16 G + 4 c + t at pair step
 // t = S % 8 / 2, the even k-step taking its first two pairs and the odd one the last two,
-// so the four lanes c read four adjacent 16-byte slots (no bank conflicts).
+// so the four lanes c read four adjacent 16-byte slots (no bank conflicts). The mapping
+// itself is kernels/decode/decode_row_tiles_layout.h, which the micro-benchmarks share.
 #include "core/model/int4_row_tiles.h"
 
 #include <algorithm>
@@ -17,22 +18,14 @@
 #include <vector>
 
 #include "core/errors.h"
+#include "kernels/decode/decode_row_tiles_layout.h"
 
 namespace wb {
 
 namespace {
 
 constexpr const char* kTilesWhere = "int4 row tiles";
-constexpr int64_t kTileRows = 16, kGroup = 128, kChunkInputs = 64, kSliceTiles = 64;
-
-// Row (within the tile) and input of nibble i of lane `lane`'s word for k-step j of chunk a.
-int64_t tileRow(int64_t lane, int64_t i) { return lane / 4 + 8 * (i & 1); }
-int64_t tileInput(int64_t a, int64_t lane, int64_t j, int64_t i) {
-  static constexpr std::array<int64_t, 4> kBase{0, 1, 4, 5};
-  const int64_t c = lane % 4, group = a / 2, t = (a % 2) * 2 + j / 2, odd = j & 1;
-  const int64_t kc = 16 * group + 4 * c + t;
-  return 8 * kc + kBase[static_cast<size_t>(i >> 1)] + 2 * odd;
-}
+constexpr int64_t kTileRows = wbk::kRowTileRows, kGroup = 128, kChunkInputs = wbk::kRowTileChunkInputs, kSliceTiles = 64;
 
 }  // namespace
 
@@ -62,7 +55,7 @@ Int4RowTiles packInt4RowTiles(const torch::Tensor& packed, const torch::Tensor& 
   for (int64_t a = 0, at = 0; a < chunks; ++a)
     for (int64_t lane = 0; lane < 32; ++lane)
       for (int64_t j = 0; j < 4; ++j)
-        for (int64_t i = 0; i < 8; ++i, ++at) r[at] = tileRow(lane, i), in[at] = tileInput(a, lane, j, i);
+        for (int64_t i = 0; i < 8; ++i, ++at) r[at] = wbk::rowTileRow(lane, i), in[at] = wbk::rowTileInput(a, lane, j, i);
   rowIdx = rowIdx.to(dev);
   inIdx = inIdx.to(dev);
   const auto shifts = (torch::arange(8, torch::TensorOptions().dtype(torch::kLong)) * 4).to(dev);

@@ -7,7 +7,8 @@
 // "mmaproj": both MLP GEMVs, c_fc or mlp.c_proj on tensor cores (WbDecodeLinearParams::int4Mma;
 // the attention block ignores it); "mlpblock": the MLP as one launch (wbDecodeMlpBlock), the
 // attention block then reading the residual plus its sum (HEADS input), with the residual
-// and both sums in rings as the decode step keeps them; prints us per layer.
+// and both sums in rings as the decode step keeps them, c_fc in row tiles as the decoder
+// runs it (WB_CHAIN_FC_TILES=0: the 4-rows-a-warp c_fc); prints us per layer.
 // -DWB_ATTN_BARRIER_EXCHANGE: the attention block's exchanges under cluster barriers (as
 // before session 19) instead of st.async pushes.
 // It compiles kernels/decode/decode.cu and decode_attention_block.cu into itself
@@ -26,10 +27,12 @@
 #include MC_DECODE_SRC
 #include MC_BLOCK_SRC
 #include "kernels/decode/decode_mlp_block.cu"
+#include "kernels/decode/decode_row_tiles_layout.h"
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -59,6 +62,47 @@ WbDecodeWeight int4Weight(int n, int k, unsigned seed, bool bias) {
     w.bias = b;
   }
   return w;
+}
+// c_fc as the decoder runs it since session 21: the same codes and scales (symmetric)
+// repacked into row tiles (kernels/decode/decode_row_tiles_layout.h) on the host.
+WbDecodeRowTiles rowTiles(const WbDecodeWeight& w, int n, int k) {
+  std::vector<uint8_t> q((size_t)n * k / 2);
+  std::vector<__half> sc((size_t)n * k / 128);
+  CK(cudaMemcpy(q.data(), w.qweight, q.size(), cudaMemcpyDeviceToHost));
+  CK(cudaMemcpy(sc.data(), w.scales, sc.size() * 2, cudaMemcpyDeviceToHost));
+  const int tiles = (n + 15) / 16, chunks = k / 64, groups = k / 128;
+  std::vector<uint32_t> words((size_t)tiles * chunks * 32 * 4, 0u), pairs((size_t)tiles * groups * 8, 0u);
+  auto code = [&](int row, int in) { return row < n ? (q[(size_t)row * (k / 2) + in / 2] >> (4 * (in & 1))) & 15 : 0; };
+  for (int t = 0; t < tiles; ++t)
+    for (int a = 0; a < chunks; ++a)
+      for (int lane = 0; lane < 32; ++lane)
+        for (int j = 0; j < 4; ++j) {
+          uint32_t word = 0;
+          for (int i = 0; i < 8; ++i)
+            word |= (uint32_t)code(t * 16 + (int)wbk::rowTileRow(lane, i), (int)wbk::rowTileInput(a, lane, j, i)) << (4 * i);
+          words[(((size_t)t * chunks + a) * 32 + lane) * 4 + j] = word;
+        }
+  for (int t = 0; t < tiles; ++t)
+    for (int g = 0; g < groups; ++g)
+      for (int r = 0; r < 8; ++r) {
+        auto bits = [&](int row) {
+          if (row >= n) return 0u;
+          __half h = sc[(size_t)row * groups + g];
+          unsigned short b;
+          memcpy(&b, &h, 2);
+          return (uint32_t)b;
+        };
+        pairs[((size_t)t * groups + g) * 8 + r] = bits(t * 16 + r) | bits(t * 16 + r + 8) << 16;
+      }
+  uint32_t *dw, *dp;
+  CK(cudaMalloc(&dw, words.size() * 4));
+  CK(cudaMalloc(&dp, pairs.size() * 4));
+  CK(cudaMemcpy(dw, words.data(), words.size() * 4, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(dp, pairs.data(), pairs.size() * 4, cudaMemcpyHostToDevice));
+  WbDecodeRowTiles r{};
+  r.codes = dw;
+  r.scales = dp;
+  return r;
 }
 __half* halves(size_t n, float scale, unsigned seed) {
   __half* p;
@@ -91,6 +135,14 @@ int main(int argc, char** argv) {
   CK(cudaMemset(partials, 0, E * 4));
   // mlpblock: residuals R[2], attention sums Hs[4], MLP sums Ms[4] (rings, as the step's)
   const bool mlpBlock = mode == "mlpblock";
+  // The MLP block's c_fc in row tiles, as the decoder (WB_CHAIN_FC_TILES=0: 4 rows a warp).
+  const char* fcTilesEnv = getenv("WB_CHAIN_FC_TILES");
+  const bool fcTiles = mlpBlock && !(fcTilesEnv && fcTilesEnv[0] == '0');
+  std::vector<WbDecodeRowTiles> fcT(kSets);
+  if (fcTiles) {
+    CK(cudaDeviceSynchronize());
+    for (int s = 0; s < kSets; ++s) fcT[s] = rowTiles(fc[s], I, E);
+  }
   __half* R[2] = {res, halves(E, 2.f, 6)};
   float *Hs[4], *Ms[4];
   for (int i = 0; i < 4; ++i) {
@@ -151,6 +203,7 @@ int main(int argc, char** argv) {
         mbp.accumulate = Ms[0];
         mbp.clearSums = Ms[3];
         mbp.clearHeads = Hs[3];
+        mbp.fcTiles = fcT[0];
         launched(wbDecodeMlpBlock(&mbp, cs), "MLP block");
         CK(cudaStreamSynchronize(cs));
         CK(cudaMemcpy(newRes.data(), R[0], E * 2, cudaMemcpyDeviceToHost));
@@ -229,6 +282,7 @@ int main(int argc, char** argv) {
       mb.accumulate = Ms[l % 4];
       mb.clearSums = Ms[(l + 3) % 4];
       mb.clearHeads = Hs[(l + 3) % 4];
+      mb.fcTiles = fcT[s];
       launched(wbDecodeMlpBlock(&mb, st), "MLP block");
       continue;
     }
