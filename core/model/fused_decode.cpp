@@ -499,10 +499,9 @@ FusedDecoder::FusedDecoder(Gpt2 model, int64_t capacity, const FusedDecodeOption
   m.mlpOn = m.blockOn && o.attentionBlockAtomic && o.mlpBlock && o.int4TensorCores && !o.layerNormTwoPass &&
             m.layers.size() >= 2 && mlpWeights;
   if (m.mlpOn && o.mlpFcRowTiles) {
-    for (auto& l : m.layers) {  // the same bytes in another order (scales and zeros too)
+    for (auto& l : m.layers) {  // the same bytes in another order; only the MLP blocks read c_fc
       m.weightBytes -= l.fc.bytes();
       l.fcTiles = intoRowTiles(l.fc);
-      l.fc.scales = l.fc.zeros = torch::Tensor();  // only the MLP blocks read c_fc, from the tiles
       m.weightBytes += rowTilesBytes(l.fcTiles);
     }
   }
