@@ -337,13 +337,12 @@ PerfResult runDecodePerf(const DecodePerfOptions& o) {
                                                  [](FusedDecodeOptions& f) { f.argmaxPacked = false; });
   const double int4FcFourRowsMean = int4AtomicBlock("int4-attn-block-atomic-mlp-fc-4-rows", ", MLP block's c_fc 4 rows a warp",
                                                     [](FusedDecodeOptions& f) { f.mlpFcRowTiles = false; });
-  if (int4BlockAtomicMean > 0 && int4FcFourRowsMean > 0)
-    r.summary["int4_mlp_fc_tiles_speedup_vs_4_rows"] = int4FcFourRowsMean / int4BlockAtomicMean;
   const double int4ControlMean =
       int4AtomicBlock("int4-attn-block-atomic-control", " (again, after the variants)", [](FusedDecodeOptions&) {});
   if (int4BlockAtomicMean > 0) {
     if (int4FourRowsMean > 0) r.summary["int4_lm_head_tiles_packed_speedup_vs_4_rows"] = int4FourRowsMean / int4BlockAtomicMean;
     if (int4ReducedMean > 0) r.summary["int4_argmax_packed_speedup_vs_reduced"] = int4ReducedMean / int4BlockAtomicMean;
+    if (int4FcFourRowsMean > 0) r.summary["int4_mlp_fc_tiles_speedup_vs_4_rows"] = int4FcFourRowsMean / int4BlockAtomicMean;
     if (int4ControlMean > 0) r.summary["int4_control_vs_first"] = int4BlockAtomicMean / int4ControlMean;
   }
   if (fusedMean > 0 && blockMean > 0) r.summary["attn_block_speedup_vs_fused"] = fusedMean / blockMean;
