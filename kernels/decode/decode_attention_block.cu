@@ -6,7 +6,9 @@
 // kernel adds. A cluster of 8 blocks owns a head and trades its q/k/v dims and softmax
 // partials through distributed shared memory: pushed with st.async into transaction
 // barriers (or, built with WB_ATTN_BARRIER_EXCHANGE for comparison, stored under
-// hardware cluster barriers; docs/PERF.md, "Pushes instead of cluster barriers").
+// hardware cluster barriers; docs/PERF.md, "Pushes instead of cluster barriers"), the
+// partials four floats a message and merged all at once (docs/PERF.md, "Merges without
+// a chain of rescalings").
 #include <cooperative_groups.h>
 #include <cuda_fp16.h>
 
@@ -36,8 +38,8 @@ struct BlockShared {
   float q[kHeadDim], k[kHeadDim], v[kHeadDim];  // filled by the whole cluster's stores
   float warpM[kBlockWarps], warpL[kBlockWarps];
   alignas(16) float warpO[kBlockWarps][kHeadDim];  // then the head's output (see c_proj)
-  float peerM[kClusterBlocks], peerL[kClusterBlocks];  // every block's softmax partial, stored by it
-  float peerO[kClusterBlocks][kHeadDim];
+  float2 peerML[kClusterBlocks];  // every block's softmax partial (m, l) and o, stored by it
+  alignas(16) float peerO[kClusterBlocks][kHeadDim];
   float scratch[2 * kBlockWarps];
   uint64_t qkvBar, mergeBar;  // transaction barriers of the two exchanges (push exchange only)
 };
@@ -75,13 +77,32 @@ __device__ __forceinline__ void barrierWait(uint64_t* bar) {
                  : "memory");
   } while (!done);
 }
-// v into block `rank`'s copy of *at, counted on its copy of *bar.
+// The addresses of *at and *bar in block `rank` of the cluster (x and y).
+__device__ __forceinline__ uint2 clusterAddrs(const void* at, const uint64_t* bar, unsigned rank) {
+  uint2 a;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(a.x) : "r"(sharedAddr(at)), "r"(rank));
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(a.y) : "r"(sharedAddr(bar)), "r"(rank));
+  return a;
+}
+// v into block `rank`'s copy of *at, counted on its copy of *bar; pushFloat2 / pushFloat4
+// send two / four floats (8- / 16-byte aligned) as one message.
 __device__ __forceinline__ void pushFloat(float* at, float v, uint64_t* bar, unsigned rank) {
-  unsigned to, toBar;
-  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(to) : "r"(sharedAddr(at)), "r"(rank));
-  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(toBar) : "r"(sharedAddr(bar)), "r"(rank));
-  asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.b32 [%0], %1, [%2];\n" ::"r"(to),
-               "r"(__float_as_uint(v)), "r"(toBar)
+  const uint2 a = clusterAddrs(at, bar, rank);
+  asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.b32 [%0], %1, [%2];\n" ::"r"(a.x),
+               "r"(__float_as_uint(v)), "r"(a.y)
+               : "memory");
+}
+__device__ __forceinline__ void pushFloat2(void* at, float2 v, uint64_t* bar, unsigned rank) {
+  const uint2 a = clusterAddrs(at, bar, rank);
+  asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v2.b32 [%0], {%1, %2}, [%3];\n" ::"r"(a.x),
+               "r"(__float_as_uint(v.x)), "r"(__float_as_uint(v.y)), "r"(a.y)
+               : "memory");
+}
+__device__ __forceinline__ void pushFloat4(void* at, float4 v, uint64_t* bar, unsigned rank) {
+  const uint2 a = clusterAddrs(at, bar, rank);
+  asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.b32 [%0], {%1, %2, %3, %4}, [%5];\n" ::"r"(a.x),
+               "r"(__float_as_uint(v.x)), "r"(__float_as_uint(v.y)), "r"(__float_as_uint(v.z)),
+               "r"(__float_as_uint(v.w)), "r"(a.y)
                : "memory");
 }
 
@@ -108,10 +129,31 @@ __device__ __forceinline__ void mergeSoftmax(float& m, float& l, float* o, float
   m = mn;
 }
 
+// Merges n softmax partials (m[i], l[i], o[i]) at once, each weighed by exp2(m[i] - max m):
+// independent exponentials where folding them in one by one (mergeSoftmax) chains a
+// rescaling per partial. A partial without keys weighs nothing unless none has keys, and
+// then l = o = 0 as well.
+template <int n, class M, class L, class O>
+__device__ __forceinline__ void mergeSoftmaxAll(float& m, float& l, float& o, M mAt, L lAt, O oAt) {
+  float mx = -FLT_MAX;
+#pragma unroll
+  for (int i = 0; i < n; ++i) mx = fmaxf(mx, mAt(i));
+  float w[n];
+#pragma unroll
+  for (int i = 0; i < n; ++i) w[i] = exp2f(mAt(i) - mx);
+  l = 0.f, o = 0.f;
+#pragma unroll
+  for (int i = 0; i < n; ++i) l = fmaf(lAt(i), w[i], l), o = fmaf(oAt(i), w[i], o);
+  m = mx;
+}
+
 // kV: 16-byte weight chunks a lane holds per c_attn row, and c_attn.proj rows a lane
 // holds (fp16: 8 lanes a 64-input row slice, 4 rows a pass; int4: 2 lanes, 16 rows).
+// int4 up to E = 1024 is held to 80 registers (three blocks' worth), where it has
+// always been: beside an MLP block during programmatic launch (docs/PERF.md, "Four
+// restructurings"); the quad atomics below would otherwise take it to 97.
 template <int kIn, bool kInt4, int kV>
-__global__ void __launch_bounds__(kBlockThreads) attentionBlockKernel(const WbDecodeAttentionBlockParams ab) {
+__global__ void __launch_bounds__(kBlockThreads, kInt4 && kV == 1 ? 3 : 1) attentionBlockKernel(const WbDecodeAttentionBlockParams ab) {
   const WbDecodeLinearParams& p = ab.qkv;
   cg::cluster_group cluster = cg::this_cluster();
   const int rank = static_cast<int>(cluster.block_rank());
@@ -316,19 +358,30 @@ __global__ void __launch_bounds__(kBlockThreads) attentionBlockKernel(const WbDe
   }
   __syncthreads();
   if (tid < kHeadDim) {
-    float bm = -FLT_MAX, bl = 0.f, bo = 0.f;
-    for (int w = 0; w < kBlockWarps; ++w) mergeSoftmax(bm, bl, &bo, sh.warpM[w], sh.warpL[w], &sh.warpO[w][tid], 1);
+    float bm, bl, bo;
+    mergeSoftmaxAll<kBlockWarps>(
+        bm, bl, bo, [&](int w) { return sh.warpM[w]; }, [&](int w) { return sh.warpL[w]; },
+        [&](int w) { return sh.warpO[w][tid]; });
     // Pushed to every block of the cluster (remote stores, no remote loads), so no block
-    // reads another's memory afterwards.
+    // reads another's memory afterwards. Pushes: in fours, each lane taking a quad of the
+    // warp's 32 dims to two blocks (two messages a lane, not eight).
+    if (kPushExchange) {
+      const int quad = lane & 7, base = warp * 32 + quad * 4;
+      float4 v;
+      v.x = __shfl_sync(0xffffffffu, bo, quad * 4);
+      v.y = __shfl_sync(0xffffffffu, bo, quad * 4 + 1);
+      v.z = __shfl_sync(0xffffffffu, bo, quad * 4 + 2);
+      v.w = __shfl_sync(0xffffffffu, bo, quad * 4 + 3);
 #pragma unroll
-    for (int r = 0; r < kClusterBlocks; ++r) {
-      if (kPushExchange) {
-        pushFloat(&sh.peerO[rank][tid], bo, &sh.mergeBar, r);
-        if (tid == 0) pushFloat(&sh.peerM[rank], bm, &sh.mergeBar, r), pushFloat(&sh.peerL[rank], bl, &sh.mergeBar, r);
-      } else {
+      for (int half = 0; half < 2; ++half)
+        pushFloat4(&sh.peerO[rank][base], v, &sh.mergeBar, (lane >> 3) + 4 * half);
+      if (tid < kClusterBlocks) pushFloat2(&sh.peerML[rank], make_float2(bm, bl), &sh.mergeBar, tid);
+    } else {
+#pragma unroll
+      for (int r = 0; r < kClusterBlocks; ++r) {
         BlockShared* to = cluster.map_shared_rank(&sh, r);
         to->peerO[rank][tid] = bo;
-        if (tid == 0) to->peerM[rank] = bm, to->peerL[rank] = bl;
+        if (tid == 0) to->peerML[rank] = make_float2(bm, bl);
       }
     }
   }
@@ -342,9 +395,10 @@ __global__ void __launch_bounds__(kBlockThreads) attentionBlockKernel(const WbDe
   // pushes above, which came after their last reads, have all landed. (Every warp merging
   // the partials itself, with no block barrier before c_proj, was slower: docs/PERF.md.)
   if (tid < kHeadDim) {
-    float hm = -FLT_MAX, hl = 0.f, ho = 0.f;
-#pragma unroll
-    for (int r = 0; r < kClusterBlocks; ++r) mergeSoftmax(hm, hl, &ho, sh.peerM[r], sh.peerL[r], &sh.peerO[r][tid], 1);
+    float hm, hl, ho;
+    mergeSoftmaxAll<kClusterBlocks>(
+        hm, hl, ho, [&](int r) { return sh.peerML[r].x; }, [&](int r) { return sh.peerML[r].y; },
+        [&](int r) { return sh.peerO[r][tid]; });
     sh.warpO[0][tid] = roundHalf(ho / hl);  // hl > 0: the new key is always visible
   }
   __syncthreads();
@@ -371,7 +425,15 @@ __global__ void __launch_bounds__(kBlockThreads) attentionBlockKernel(const WbDe
     }
 #pragma unroll
     for (int o2 = kProjLanes / 2; o2 > 0; o2 >>= 1) a += __shfl_xor_sync(0xffffffffu, a, o2);
-    if (projSub == 0 && i < warpRows) {
+    if (ab.accumulate && warpRows % 4 == 0) {
+      // Four adjacent rows (lanes kProjLanes apart) in one vector atomic: a quarter of
+      // the atomics on the heads' shared sum, whose writers to an address serialise in L2.
+      const float a1 = __shfl_down_sync(0xffffffffu, a, kProjLanes);
+      const float a2 = __shfl_down_sync(0xffffffffu, a, 2 * kProjLanes);
+      const float a3 = __shfl_down_sync(0xffffffffu, a, 3 * kProjLanes);
+      if (lane % (4 * kProjLanes) == 0 && i < warpRows)
+        atomicAdd(reinterpret_cast<float4*>(ab.headPartials + projRow0 + i), make_float4(a, a1, a2, a3));
+    } else if (projSub == 0 && i < warpRows) {
       if (ab.accumulate)
         atomicAdd(ab.headPartials + projRow0 + i, a);
       else
@@ -450,6 +512,8 @@ WbStatus checkBlock(const WbDecodeAttentionBlockParams* params) {
       !params->headPartials || !p.lnWeight || !p.lnBias || !alignedTo16(p.lnWeight) || !alignedTo16(p.lnBias))
     return fail(WB_STATUS_INVALID_ARGUMENT,
                 "decode attention block: needs the caches (16-byte aligned), position, head partials and LayerNorm");
+  if (!alignedTo16(params->headPartials))
+    return fail(WB_STATUS_INVALID_ARGUMENT, "decode attention block: head partials must be 16-byte aligned");
   if (p.input != WB_DECODE_IN_EMBED && (!p.x || !alignedTo16(p.x)))
     return fail(WB_STATUS_INVALID_ARGUMENT, "decode attention block: LayerNorm needs x (16-byte aligned)");
   if (p.input == WB_DECODE_IN_HEADS && (!p.headPartials || !alignedTo16(p.headPartials) || !p.headBias ||

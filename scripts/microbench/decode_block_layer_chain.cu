@@ -12,7 +12,7 @@
 // -DWB_ATTN_BARRIER_EXCHANGE: the attention block's exchanges under cluster barriers (as
 // before session 19) instead of st.async pushes.
 // It compiles kernels/decode/decode.cu and decode_attention_block.cu into itself
-// (MC_DECODE_SRC, MC_BLOCK_SRC name other copies), and with -DMC_PROBE and the copies
+// (MC_DECODE_SRC, MC_BLOCK_SRC, MC_MLP_SRC name other copies), and with -DMC_PROBE and the copies
 // decode_mlp_probe.py and decode_block_probe.py write, prints what each phase of each
 // kernel takes. Not part of the build (from the repository root):
 //   nvcc -O3 -std=c++17 -arch=sm_90a --expt-relaxed-constexpr -I. -o /tmp/blc
@@ -24,9 +24,12 @@
 #ifndef MC_BLOCK_SRC
 #define MC_BLOCK_SRC "kernels/decode/decode_attention_block.cu"
 #endif
+#ifndef MC_MLP_SRC
+#define MC_MLP_SRC "kernels/decode/decode_mlp_block.cu"
+#endif
 #include MC_DECODE_SRC
 #include MC_BLOCK_SRC
-#include "kernels/decode/decode_mlp_block.cu"
+#include MC_MLP_SRC
 #include "kernels/decode/decode_row_tiles_layout.h"
 
 #include <algorithm>

@@ -6,8 +6,8 @@
 # the end, and clock64 deltas for start->wait, clear + staging, c_fc + GELU (to the
 # barrier), c_proj products, atomics; the stamps go to fc.argmaxValues, slot
 # fc.argmaxSlots (8 u64 a block, 512 blocks a slot). Run from the repository root; the
-# patterns match the file as of session 21 (both c_fc paths; the layer chain leaves
-# WbDecodeMlpBlockParams::fcTiles unset, so it stamps the 4-rows-a-warp c_fc).
+# patterns match the file as of session 22 (both c_fc paths; the layer chain runs c_fc
+# in row tiles as the decoder does, or 4 rows a warp with WB_CHAIN_FC_TILES=0).
 import os, sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from source_patch import SourcePatch
@@ -27,10 +27,8 @@ rep("""  waitForPrevious();
   releaseDependents();""")
 rep("""  // c_fc + bias + GELU for the block's units""", """  const long long c2 = clock64();
   // c_fc + bias + GELU for the block's units""")
-rep("""  float h[8];
-#pragma unroll""", """  const long long c3 = clock64();
-  float h[8];
-#pragma unroll""")
+rep("""  // c_proj: A = the 32 units""", """  const long long c3 = clock64();
+  // c_proj: A = the 32 units""")
 rep("""  // Lanes with an even c take""", """  unsigned d2;
   asm volatile("mov.b32 %0, %1;" : "=r"(d2) : "f"(mine[0][0] + mine[1][1]));
   const long long c4 = clock64() + (d2 & 0);

@@ -287,6 +287,10 @@ class TestFusedDecode : public QObject {
     QTest::newRow("fp16, 768 wide, atomic head sum") << 4 << 768 << 0 << 48 << 64 << true << true << true;
     QTest::newRow("int4 g128 sym, atomic head sum") << 3 << 768 << 1 << 32 << 64 << true << true << true;
     QTest::newRow("int4 g128 sym, 1024 wide, atomic, MLP block") << 2 << 1024 << 1 << 48 << 64 << true << true << true;
+    // Five heads: c_proj's rows a warp are not a multiple of four, so the head sum takes
+    // scalar atomics instead of the vector ones.
+    QTest::newRow("fp16, 320 wide, atomic head sum") << 2 << 320 << 0 << 32 << 64 << true << true << true;
+    QTest::newRow("int4 g64 asym, 320 wide, atomic head sum") << 2 << 320 << 2 << 32 << 64 << true << true << true;
     QTest::newRow("int4 g128 asym, 1024 wide, MLP block, fp16 LM head, 300 tokens")
         << 3 << 1024 << 3 << 300 << 320 << true << true << true;
     QTest::newRow("int4 g128 sym, 1024 wide, atomic, MLP block, c_fc 4 rows a warp")
