@@ -43,9 +43,7 @@ __global__ void __launch_bounds__((kVmax == 4 ? kMaxWarps : kMaxWarpsLong) * 32)
   using L = RowLayout<kInt4, kLanesPerRow>;
   constexpr bool kNorm = kIn == WB_DECODE_IN_LAYERNORM || kIn == WB_DECODE_IN_EMBED || kIn == WB_DECODE_IN_HEADS;
   extern __shared__ float4 smem[];
-  float* sx = reinterpret_cast<float*>(smem);                 // [K]
-  uint4* sxq = reinterpret_cast<uint4*>(sx + p.k);            // int4: [K/8]
-  __half* sln = reinterpret_cast<__half*>(sxq + (kInt4 ? p.k / 8 : 0));  // LayerNorm: weight [K], bias [K]
+  const StagedInput staged(smem, p.k, kInt4);
   __shared__ float scratch[2 * kMaxWarps];  // stageInput: up to two floats a warp
   __shared__ float bestValue[kMaxWarps];
   __shared__ int bestIndex[kMaxWarps];
@@ -90,7 +88,7 @@ __global__ void __launch_bounds__((kVmax == 4 ? kMaxWarps : kMaxWarpsLong) * 32)
   // the time this kernel may start (see waitForPrevious).
   const int myRow0 = warpRow + lane / L::kLanes;
   load(myRow0, 0);
-  if (kNorm) stageLayerNormParams(p, sln);
+  if (kNorm) stageLayerNormParams(p, staged.sln);
   // A folded LayerNorm (fp16 LAYERNORM or EMBED input): the row's scale and shift replace the bias.
   const bool folded = (kIn == WB_DECODE_IN_LAYERNORM || kIn == WB_DECODE_IN_EMBED) && !kInt4 && p.lnFolded;
   float bias0 = 0.f, residual0 = 0.f, rowScale0 = 0.f;
@@ -111,10 +109,10 @@ __global__ void __launch_bounds__((kVmax == 4 ? kMaxWarps : kMaxWarpsLong) * 32)
   const int64_t stepPos = kOut == WB_DECODE_OUT_QKV ? __ldcg(p.position) : 0;  // written by the previous step
   float mean = 0.f, rstd = 1.f;
   if (folded) {
-    stageLayerNormFolded<kIn>(p, sx, sln, scratch);
+    stageLayerNormFolded<kIn>(p, staged.sx, staged.sln, scratch);
     foldedStats(p, scratch, mean, rstd);
   } else {
-    stageInput<kIn, kInt4, true, kHeadsSums<kIn, kOut>>(p, sx, sxq, sln, scratch, attnPos);
+    stageInput<kIn, kInt4, true, kHeadsSums<kIn, kOut>>(p, staged.sx, staged.sxq, staged.sln, scratch, attnPos);
   }
 
   float best = -FLT_MAX;
@@ -147,9 +145,9 @@ __global__ void __launch_bounds__((kVmax == 4 ? kMaxWarps : kMaxWarpsLong) * 32)
         const int a = v & 3;
         if (kInt4) {
           const __half2 zz = __float2half2_rn(1024.f + static_cast<float>(zero[v]));
-          accs[a] = fmaf(dotInt4Chunk(w[v], zz, sxq, k / 32, c), __half2float(scale[v]), accs[a]);
+          accs[a] = fmaf(dotInt4Chunk(w[v], zz, staged.sxq, k / 32, c), __half2float(scale[v]), accs[a]);
         } else {
-          accs[a] = dotFp16Chunk(w[v], sx + c * 8, accs[a]);
+          accs[a] = dotFp16Chunk(w[v], staged.sx + c * 8, accs[a]);
         }
       }
     }

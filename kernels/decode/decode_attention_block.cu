@@ -162,10 +162,8 @@ __global__ void __launch_bounds__(kBlockThreads, kInt4 && kV == 1 ? 3 : 1) atten
   const int warp = tid >> 5, lane = tid & 31;
   const int dim = rank * kBlockWarps + warp;
   extern __shared__ float4 smem[];
-  float* sx = reinterpret_cast<float*>(smem);
-  uint4* sxq = reinterpret_cast<uint4*>(sx + e);
-  __half* sln = reinterpret_cast<__half*>(sxq + (kInt4 ? e / 8 : 0));
-  __half* skv = sln + 2 * e;  // [tile][key][k, v][64]
+  const StagedInput staged(smem, e, kInt4);
+  __half* skv = staged.sln + 2 * e;  // [tile][key][k, v][64]
   __shared__ BlockShared sh;
   if (kPushExchange && threadIdx.x == 0) {
     barrierExpect(&sh.qkvBar, kQkvBytes);
@@ -227,7 +225,7 @@ __global__ void __launch_bounds__(kBlockThreads, kInt4 && kV == 1 ? 3 : 1) atten
                                                      head * kHeadDim) + projSub);
     }
   }
-  stageLayerNormParams(p, sln);
+  stageLayerNormParams(p, staged.sln);
 
   // This block's keys: tiles rank, rank + 8, ... of 32; thread (g, j) holds dims 8j..8j+7
   // of key g of each. Keys before the position were written by earlier steps.
@@ -256,7 +254,7 @@ __global__ void __launch_bounds__(kBlockThreads, kInt4 && kV == 1 ? 3 : 1) atten
     pos = __ldcg(p.position);
     fetchKeys(pos);
   }
-  stageInput<kIn, kInt4, true, kIn == WB_DECODE_IN_HEADS ? WB_DECODE_MLP_SUMS : 0>(p, sx, sxq, sln, sh.scratch);
+  stageInput<kIn, kInt4, true, kIn == WB_DECODE_IN_HEADS ? WB_DECODE_MLP_SUMS : 0>(p, staged.sx, staged.sxq, staged.sln, sh.scratch);
 
   // c_attn: this warp's q, k and v of `dim`, rounded to fp16 as the eager path.
   float acc[3] = {0.f, 0.f, 0.f};
@@ -268,9 +266,9 @@ __global__ void __launch_bounds__(kBlockThreads, kInt4 && kV == 1 ? 3 : 1) atten
       if (c >= rowChunks) continue;
       if (kInt4) {
         const __half2 zz = __float2half2_rn(1024.f + static_cast<float>(qZero[r][v]));
-        acc[r] = fmaf(dotInt4Chunk(wq[r][v], zz, sxq, e / 32, c), __half2float(qScale[r][v]), acc[r]);
+        acc[r] = fmaf(dotInt4Chunk(wq[r][v], zz, staged.sxq, e / 32, c), __half2float(qScale[r][v]), acc[r]);
       } else {
-        acc[r] = dotFp16Chunk(wq[r][v], sx + c * 8, acc[r]);
+        acc[r] = dotFp16Chunk(wq[r][v], staged.sx + c * 8, acc[r]);
       }
     }
   float qkv[3];

@@ -18,6 +18,19 @@ namespace {
 constexpr int kSplitKeys = 64;  // keys per attention split (wbDecodeAttentionSplitKeys)
 constexpr float kLog2e = 1.4426950408889634f;
 
+// The staged input's dynamic shared memory, as stageInput fills it and gemvSharedBytes
+// (decode.cu) counts it: x in fp32 [K], its int4-ordered copy [K/8] (int4 only), then the
+// LayerNorm's weight and bias [K] each.
+struct StagedInput {
+  float* sx;
+  uint4* sxq;
+  __half* sln;
+  __device__ __forceinline__ StagedInput(float4* smem, int k, bool int4)
+      : sx(reinterpret_cast<float*>(smem)),
+        sxq(reinterpret_cast<uint4*>(sx + k)),
+        sln(reinterpret_cast<__half*>(sxq + (int4 ? k / 8 : 0))) {}
+};
+
 // Programmatic dependent launch. Every kernel waits and only then lets its dependents
 // start, so a dependent's pre-wait part runs only once everything two kernels back has
 // finished: that is what makes reading the position (written by the previous step's

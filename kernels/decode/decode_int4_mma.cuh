@@ -168,9 +168,7 @@ template <int kIn, int kOut, int kRows, int kTiles, int kJ>
 __global__ void __launch_bounds__(kMmaMaxWarps * 32) decodeLinearMmaKernel(const WbDecodeLinearParams p) {
   constexpr int kRowsPerWarp = kTiles * kRows;
   extern __shared__ float4 smem[];
-  float* sx = reinterpret_cast<float*>(smem);
-  uint4* sxq = reinterpret_cast<uint4*>(sx + p.k);
-  __half* sln = reinterpret_cast<__half*>(sxq + p.k / 8);
+  const StagedInput staged(smem, p.k, true);
   __shared__ float scratch[2 * kMmaMaxWarps];
   __shared__ float bestValue[kMmaMaxWarps];
   __shared__ int bestIndex[kMmaMaxWarps];
@@ -185,7 +183,7 @@ __global__ void __launch_bounds__(kMmaMaxWarps * 32) decodeLinearMmaKernel(const
   // As decodeLinearKernel: constant weights, LayerNorm parameters, bias (and the residual
   // element, two kernels back) before the wait; lane l < kRowsPerWarp finishes row l.
   constexpr bool kNorm = kIn == WB_DECODE_IN_LAYERNORM || kIn == WB_DECODE_IN_EMBED || kIn == WB_DECODE_IN_HEADS;
-  if (kNorm) stageLayerNormParams(p, sln);
+  if (kNorm) stageLayerNormParams(p, staged.sln);
   float bias = 0.f, residual = 0.f;
   if (lane < kRowsPerWarp && warpRow0 + lane < n) {
     if (p.weight.bias) bias = __half2float(static_cast<const __half*>(p.weight.bias)[warpRow0 + lane]);
@@ -195,7 +193,7 @@ __global__ void __launch_bounds__(kMmaMaxWarps * 32) decodeLinearMmaKernel(const
   waitForPrevious();
   releaseDependents();
   const int64_t stepPos = kOut == WB_DECODE_OUT_QKV ? __ldcg(p.position) : 0;
-  stageInput<kIn, true, true, kHeadsSums<kIn, kOut>>(p, sx, sxq, sln, scratch, attnPos);
+  stageInput<kIn, true, true, kHeadsSums<kIn, kOut>>(p, staged.sx, staged.sxq, staged.sln, scratch, attnPos);
 
   float best = -FLT_MAX;
   int bestIdx = 0x7fffffff;
@@ -208,7 +206,7 @@ __global__ void __launch_bounds__(kMmaMaxWarps * 32) decodeLinearMmaKernel(const
   };
   if constexpr (kOut != WB_DECODE_OUT_ARGMAX) {
     float tot[kRowsPerWarp];
-    cur.dots(sxq, p.k / 32, tot);
+    cur.dots(staged.sxq, p.k / 32, tot);
     if (lane < kRowsPerWarp && warpRow0 + lane < n) finish(tot, warpRow0 + lane, true, bias);
   } else {
     for (int row0 = warpRow0; row0 < n; row0 += stride) {
@@ -216,7 +214,7 @@ __global__ void __launch_bounds__(kMmaMaxWarps * 32) decodeLinearMmaKernel(const
       MmaRows<kTiles, kRows, kJ> next;
       if (more) next.load(p, row0 + stride);
       float tot[kRowsPerWarp];
-      cur.dots(sxq, p.k / 32, tot);
+      cur.dots(staged.sxq, p.k / 32, tot);
       const int row = row0 + lane;
       if (lane < kRowsPerWarp && row < n) {
         const bool first = row0 == warpRow0;

@@ -105,9 +105,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) decodeLmHeadTilesKern
   static_assert(kChunks % kPass == 0 && kPass % 2 == 0, "a pass takes whole groups of a tile");
   constexpr int kPasses = kChunks / kPass;
   extern __shared__ float4 smem[];
-  float* sx = reinterpret_cast<float*>(smem);
-  uint4* sxq = reinterpret_cast<uint4*>(sx + p.k);
-  __half* sln = reinterpret_cast<__half*>(sxq + p.k / 8);
+  const StagedInput staged(smem, p.k, true);
   __shared__ float scratch[2 * kWarps];
   __shared__ float bestValue[kWarps];
   __shared__ int bestIndex[kWarps];
@@ -119,10 +117,10 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) decodeLmHeadTilesKern
   TilePass<kPass> cur;
   cur.load(p.rowTiles, tiles, kChunks, tile, 0);
   // As the other GEMVs: constant weights and LayerNorm parameters before the wait.
-  stageLayerNormParams(p, sln);
+  stageLayerNormParams(p, staged.sln);
   waitForPrevious();
   releaseDependents();
-  stageInput<kIn, true, true, kHeadsSums<kIn, WB_DECODE_OUT_ARGMAX>>(p, sx, sxq, sln, scratch);
+  stageInput<kIn, true, true, kHeadsSums<kIn, WB_DECODE_OUT_ARGMAX>>(p, staged.sx, staged.sxq, staged.sln, scratch);
 
   const int chunks32 = p.k / 32;
   float best = -FLT_MAX, lo = 0.f, hi = 0.f;  // lo, hi: rows g and g + 8 of the tile
@@ -132,7 +130,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) decodeLmHeadTilesKern
     const bool lastPass = pass == kPasses - 1;
     TilePass<kPass> next;
     next.load(p.rowTiles, tiles, kChunks, lastPass ? tile + stride : tile, lastPass ? 0 : pass + 1);
-    cur.dots(sxq, chunks32, pass, lo, hi);
+    cur.dots(staged.sxq, chunks32, pass, lo, hi);
     if (lastPass) {
       const int row = tile * 16 + g + (c == 1 ? 8 : 0);
       if (c < 2 && row < p.n) {

@@ -37,9 +37,7 @@ template <bool kTiles>
 __global__ void __launch_bounds__(kMlpWarps * 32) mlpBlockKernel(const WbDecodeMlpBlockParams mp) {
   const WbDecodeLinearParams& p = mp.fc;
   extern __shared__ float4 smem[];
-  float* sx = reinterpret_cast<float*>(smem);
-  uint4* sxq = reinterpret_cast<uint4*>(sx + kMlpEmbd);
-  __half* sln = reinterpret_cast<__half*>(sxq + kMlpEmbd / 8);
+  const StagedInput staged(smem, kMlpEmbd, true);
   __shared__ float scratch[2 * kMlpWarps];
   __shared__ float hs[kMlpUnits];
   __shared__ float fcQuarters[kTiles ? 4 : 1][kMlpUnits];
@@ -80,7 +78,7 @@ __global__ void __launch_bounds__(kMlpWarps * 32) mlpBlockKernel(const WbDecodeM
       ps[i][j] = __half2float(static_cast<const __half*>(mp.proj.scales)[at]);
       pz[i][j] = mp.proj.zeros ? static_cast<float>(mp.proj.zeros[at]) : 8.f;
     }
-  stageLayerNormParams(p, sln);
+  stageLayerNormParams(p, staged.sln);
   waitForPrevious();
   releaseDependents();
 
@@ -91,12 +89,12 @@ __global__ void __launch_bounds__(kMlpWarps * 32) mlpBlockKernel(const WbDecodeM
     for (int i = first; i < WB_DECODE_MLP_SUMS * kMlpEmbd / 4; i += stride) reinterpret_cast<float4*>(mp.clearSums)[i] = zero4;
   if (mp.clearHeads)
     for (int i = first; i < kMlpEmbd / 4; i += stride) reinterpret_cast<float4*>(mp.clearHeads)[i] = zero4;
-  stageInput<WB_DECODE_IN_HEADS, true, true, 1>(p, sx, sxq, sln, scratch);
+  stageInput<WB_DECODE_IN_HEADS, true, true, 1>(p, staged.sx, staged.sxq, staged.sln, scratch);
 
   // c_fc + bias + GELU for the block's units, each rounded to fp16 as the eager path.
   if constexpr (kTiles) {
     float lo = 0.f, hi = 0.f;
-    fcTile.dots(sxq, kMlpEmbd / 32, fcQuarter, lo, hi);
+    fcTile.dots(staged.sxq, kMlpEmbd / 32, fcQuarter, lo, hi);
     if (c == 0) {
       fcQuarters[fcQuarter][(warp >> 2) * 16 + g] = lo;
       fcQuarters[fcQuarter][(warp >> 2) * 16 + g + 8] = hi;
@@ -108,7 +106,7 @@ __global__ void __launch_bounds__(kMlpWarps * 32) mlpBlockKernel(const WbDecodeM
     }
   } else {
     float tot[4];
-    fc.dots(sxq, kMlpEmbd / 32, tot);
+    fc.dots(staged.sxq, kMlpEmbd / 32, tot);
     if (finishes) {
       float v = tot[0];
 #pragma unroll
